@@ -1,0 +1,123 @@
+/**
+ * The app's API (Bearer ADMIN_TOKEN): a conversation's receipts, read state and outbox, replay of
+ * dead letters, and the dead-letter index. Reads come from the KV read model unless
+ * `?consistent=true` asks the object, which is the truth.
+ */
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { createMiddleware } from "hono/factory";
+import { z } from "zod";
+import { DeliveryStatus } from "../conversation/object";
+import { DEAD_LETTER_PREFIX, DeadLetterMetadata, Snapshot, snapshotKey } from "../conversation/snapshot";
+import { conversationStub } from "../conversation/stub";
+import { timingSafeEqual } from "../crypto/timing-safe";
+import { apiError, jsonResponse } from "../http";
+import { describeIssue } from "../providers/provider";
+import { describeProblems, settingsOf, type Settings } from "../settings";
+
+type ApiEnv = { Bindings: Env; Variables: { settings: Settings; conversation: string } };
+
+const unauthorized = (message: string) => ({ error: { code: "unauthorized", message } });
+
+/** The API is on only with a valid ADMIN_TOKEN; checked before the token itself. */
+const requireApiEnabled = createMiddleware<ApiEnv>(async function requireApiEnabled(c, next) {
+  const result = settingsOf(c.env);
+  if (!result.ok) return apiError(500, "invalid_setting", describeProblems(result.problems));
+  if (!result.settings.ADMIN_TOKEN) return apiError(503, "api_disabled", "the API is off: set ADMIN_TOKEN to turn it on");
+  c.set("settings", result.settings);
+  await next();
+});
+
+const requireAdminToken = bearerAuth({
+  verifyToken: async (given, c) => {
+    if (!c.env) return false;
+    const result = settingsOf(c.env);
+    return result.ok && result.settings.ADMIN_TOKEN !== undefined && timingSafeEqual(given, result.settings.ADMIN_TOKEN);
+  },
+  noAuthenticationHeader: { message: unauthorized("send Authorization: Bearer <ADMIN_TOKEN>") },
+  invalidAuthenticationHeader: { message: { error: { code: "invalid_request", message: "the Authorization header must be Bearer <token>" } } },
+  invalidToken: { message: unauthorized("the bearer token does not match ADMIN_TOKEN") },
+});
+
+const Conversation = z.string().min(1).max(1024);
+const Consistent = z.enum(["true", "false"]).optional().transform((value) => value === "true");
+
+/** Validates query parameters; a failure names the parameter. */
+function query<T extends z.ZodRawShape>(
+  shape: T,
+  values: Record<string, string>,
+): { ok: true; value: z.infer<z.ZodObject<T>> } | { ok: false; response: Response } {
+  const result = z.object(shape).safeParse(values);
+  if (result.success) return { ok: true, value: result.data };
+  return { ok: false, response: apiError(400, "invalid_query", describeIssue(result.error.issues).replace(/^field /, "query parameter ")) };
+}
+
+async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | undefined> {
+  const stored = await env.RECEIPTS_KV.get(snapshotKey(conversation), "json");
+  if (stored === null) return undefined;
+  const parsed = Snapshot.safeParse(stored);
+  return parsed.success ? parsed.data : undefined;
+}
+
+const notYet = () =>
+  apiError(404, "conversation_not_found", "no snapshot of this conversation yet; the read model lags the store by a second or so: add ?consistent=true to ask the store");
+
+export const apiRoutes = new Hono<ApiEnv>()
+  .use("*", requireApiEnabled, requireAdminToken)
+  .use("/conversations/:conversation/*", async function validateConversation(c, next) {
+    const conversation = Conversation.safeParse(c.req.param("conversation"));
+    if (!conversation.success) return apiError(400, "invalid_conversation", "the conversation key must be 1 to 1024 characters");
+    c.set("conversation", conversation.data);
+    await next();
+  })
+  .get("/conversations/:conversation/receipts", async (c) => {
+    const conversation = c.var.conversation;
+    const recentLimit = c.var.settings.RECENT_LIMIT;
+    const params = query(
+      { limit: z.coerce.number().int().min(1).max(recentLimit).optional(), consistent: Consistent },
+      c.req.query(),
+    );
+    if (!params.ok) return params.response;
+    const limit = params.value.limit ?? recentLimit;
+    if (params.value.consistent) {
+      const receipts = await conversationStub(c.env, conversation).recent(limit);
+      return jsonResponse(200, { conversation: conversation, consistent: true, receipts });
+    }
+    const snapshot = await readSnapshot(c.env, conversation);
+    if (!snapshot) return notYet();
+    return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, receipts: snapshot.receipts.slice(0, limit) });
+  })
+  .get("/conversations/:conversation/reads", async (c) => {
+    const conversation = c.var.conversation;
+    const params = query({ consistent: Consistent }, c.req.query());
+    if (!params.ok) return params.response;
+    if (params.value.consistent) {
+      const reads = await conversationStub(c.env, conversation).readStates();
+      return jsonResponse(200, { conversation: conversation, consistent: true, reads });
+    }
+    const snapshot = await readSnapshot(c.env, conversation);
+    if (!snapshot) return notYet();
+    return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, reads: snapshot.reads });
+  })
+  .get("/conversations/:conversation/deliveries", async (c) => {
+    const conversation = c.var.conversation;
+    const params = query({ status: DeliveryStatus.optional() }, c.req.query());
+    if (!params.ok) return params.response;
+    const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status);
+    return jsonResponse(200, { conversation: conversation, deliveries });
+  })
+  .post("/conversations/:conversation/deliveries/retry", async (c) => {
+    const conversation = c.var.conversation;
+    const { requeued } = await conversationStub(c.env, conversation).retryDeadLetters();
+    return jsonResponse(200, { conversation: conversation, requeued });
+  })
+  .get("/dead-letters", async (c) => {
+    const params = query({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }, c.req.query());
+    if (!params.ok) return params.response;
+    const listed = await c.env.RECEIPTS_KV.list({ prefix: DEAD_LETTER_PREFIX, limit: params.value.limit ?? 1000, cursor: params.value.cursor ?? null });
+    const conversations = listed.keys.map((key) => {
+      const metadata = DeadLetterMetadata.safeParse(key.metadata);
+      return { conversation: key.name.slice(DEAD_LETTER_PREFIX.length), ...(metadata.success ? metadata.data : {}) };
+    });
+    return jsonResponse(200, { conversations, ...(listed.list_complete ? {} : { cursor: listed.cursor }) });
+  });

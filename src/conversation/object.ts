@@ -1,0 +1,357 @@
+/**
+ * One Durable Object per conversation: the only writer of its receipts, read state and outbox.
+ * SQLite-backed, called through RPC. The alarm drives delivery to the origin (in order, on our own
+ * retry schedule) and publishes the KV snapshot (coalesced to one write per second per key).
+ */
+import { DurableObject } from "cloudflare:workers";
+import { z } from "zod";
+import { attemptDelivery, nextAttemptDelay, type AttemptResult } from "../delivery/attempt";
+import { webhookBody } from "../delivery/webhook";
+import { log } from "../log";
+import { Receipt } from "../receipt";
+import { settingsOf, type Settings } from "../settings";
+import { foldReadState, ReadState } from "./read-state";
+import { deadLetterKey, snapshotKey, type DeadLetterEntry, type Snapshot } from "./snapshot";
+
+/** Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once). */
+export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
+/** ...and no more than this many, so a busy conversation's table stays bounded. */
+export const DEDUP_MAX_IDS = 20_000;
+/** KV allows one write per second per key. */
+export const SNAPSHOT_INTERVAL_MS = 1000;
+/** Deliveries per alarm run before yielding (the alarm re-arms itself at once). */
+const MAX_DELIVERIES_PER_ALARM = 50;
+/** When the alarm itself fails (KV down, bad settings), try again after this long. */
+const ALARM_RECOVERY_MS = 30_000;
+
+export const DeliveryStatus = z.enum(["pending", "failed"]);
+export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
+
+export const OutboxRow = z.object({
+  seq: z.number(),
+  receipt_id: z.string(),
+  body: z.string(),
+  status: DeliveryStatus,
+  attempts: z.number(),
+  next_attempt_at: z.number(),
+  created_at: z.number(),
+  last_attempt_at: z.number().nullable(),
+  last_status: z.number().nullable(),
+  last_error: z.string().nullable(),
+  failed_at: z.number().nullable(),
+});
+type OutboxRow = z.infer<typeof OutboxRow>;
+
+export interface Delivery {
+  receiptId: string;
+  seq: number;
+  status: DeliveryStatus;
+  attempts: number;
+  createdAt: string;
+  nextAttemptAt?: string;
+  lastAttemptAt?: string;
+  lastStatus?: number;
+  lastError?: string;
+  failedAt?: string;
+}
+
+export type AcceptResult = "accepted" | "duplicate";
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const BodyRow = z.object({ body: z.string() });
+const CountRow = z.object({ count: z.number() });
+const MetaRow = z.object({ value: z.string() });
+const SeqRow = z.object({ seq: z.number() });
+const StateRow = z.object({ state: z.string() });
+
+export class Conversation extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    // Idempotent schema; runs before any RPC call or alarm reaches the object.
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS receipts (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS seen_by_age ON seen (seen_at);
+      CREATE TABLE IF NOT EXISTS reads (reader TEXT PRIMARY KEY, state TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS outbox (
+        seq INTEGER PRIMARY KEY, receipt_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'failed')), attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL, created_at INTEGER NOT NULL, last_attempt_at INTEGER,
+        last_status INTEGER, last_error TEXT, failed_at INTEGER);
+      CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, seq);
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `);
+  }
+
+  // ---- RPC ---------------------------------------------------------------------------------
+
+  /**
+   * Stores a receipt once. Resolves only after the write is committed (the output gate holds the
+   * answer until storage confirms), which is when the provider may be told "OK".
+   */
+  async accept(input: Receipt): Promise<AcceptResult> {
+    const receipt = Receipt.parse(input);
+    const settings = this.settings();
+    const now = Date.now();
+    const result = this.ctx.storage.transactionSync((): AcceptResult => {
+      this.rememberConversation(receipt.conversation);
+      if (this.sql.exec("SELECT 1 FROM seen WHERE id = ?", receipt.id).toArray().length > 0) return "duplicate";
+      this.sql.exec("INSERT INTO seen (id, seen_at) VALUES (?, ?)", receipt.id, now);
+      this.sql.exec("INSERT INTO receipts (id, body) VALUES (?, ?)", receipt.id, JSON.stringify(receipt));
+      const seq = SeqRow.parse(this.sql.exec("SELECT last_insert_rowid() AS seq").one()).seq;
+      for (const reader of receipt.readers) this.foldReader(receipt, reader);
+      if (settings.ORIGIN_URL) {
+        this.sql.exec(
+          "INSERT INTO outbox (seq, receipt_id, body, status, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+          seq,
+          receipt.id,
+          webhookBody(receipt),
+          now,
+          now,
+        );
+      }
+      this.prune(settings.RECENT_LIMIT, now);
+      this.markChanged();
+      return "accepted";
+    });
+    if (result === "accepted") await this.armAlarm();
+    return result;
+  }
+
+  /** Recent receipts, newest first: the truth behind the KV snapshot. */
+  async recent(limit: number): Promise<Receipt[]> {
+    return this.sql
+      .exec("SELECT body FROM receipts ORDER BY seq DESC LIMIT ?", limit)
+      .toArray()
+      .map((row) => Receipt.parse(JSON.parse(BodyRow.parse(row).body)));
+  }
+
+  async readStates(): Promise<ReadState[]> {
+    return this.sql
+      .exec("SELECT state FROM reads ORDER BY reader")
+      .toArray()
+      .map((row) => ReadState.parse(JSON.parse(StateRow.parse(row).state)));
+  }
+
+  async deliveries(status?: DeliveryStatus): Promise<Delivery[]> {
+    const rows = status
+      ? this.sql.exec("SELECT * FROM outbox WHERE status = ? ORDER BY seq", status).toArray()
+      : this.sql.exec("SELECT * FROM outbox ORDER BY seq").toArray();
+    return rows.map((row) => describeDelivery(OutboxRow.parse(row)));
+  }
+
+  /** Re-queues every dead letter, in their original order, with a fresh retry schedule. */
+  async retryDeadLetters(): Promise<{ requeued: number }> {
+    const now = Date.now();
+    const requeued = this.ctx.storage.transactionSync(() => {
+      const requeuedRows = this.sql
+        .exec("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, failed_at = NULL WHERE status = 'failed' RETURNING seq", now)
+        .toArray().length;
+      if (requeuedRows > 0) this.markChanged();
+      return requeuedRows;
+    });
+    if (requeued > 0) await this.armAlarm();
+    return { requeued };
+  }
+
+  // ---- alarm: delivery and the KV snapshot --------------------------------------------------
+
+  override async alarm(): Promise<void> {
+    // Never throw: the platform retries a failing alarm only six times. Our own schedule rules.
+    try {
+      const settings = this.settings();
+      await this.deliverDue(settings);
+      await this.publish(settings);
+      await this.armAlarm();
+    } catch (error) {
+      log("error", "alarm_failed", { conversation: this.conversation(), error: String(error) });
+      await this.ctx.storage.setAlarm(Date.now() + ALARM_RECOVERY_MS);
+    }
+  }
+
+  private async deliverDue(settings: Settings): Promise<void> {
+    const origin = settings.ORIGIN_URL;
+    const key = settings.FORWARD_SECRET;
+    if (!origin || !key) return; // Store-only: pending rows wait for ORIGIN_URL to come back.
+    for (let delivered = 0; delivered < MAX_DELIVERIES_PER_ALARM; delivered++) {
+      const head = this.outboxHead();
+      if (!head || head.next_attempt_at > Date.now()) return;
+      const startedAt = Date.now();
+      const result = await attemptDelivery(
+        { url: origin, key, id: head.receipt_id, body: head.body, timeoutMs: settings.FORWARD_TIMEOUT_MS },
+        startedAt,
+      );
+      const next = this.record(head, result, settings.FORWARD_RETRY_SCHEDULE, startedAt);
+      // A waiting head blocks the rest of the conversation: order is kept.
+      if (next === "wait") return;
+    }
+  }
+
+  /** Applies one attempt's result to the outbox; "wait" when the head must be retried later. */
+  private record(head: OutboxRow, result: AttemptResult, schedule: readonly number[], at: number): "next" | "wait" {
+    const fields = { conversation: this.conversation(), receiptId: head.receipt_id, attempt: head.attempts + 1 };
+    if (result.kind === "delivered") {
+      this.sql.exec("DELETE FROM outbox WHERE seq = ?", head.seq);
+      this.markChanged();
+      log("info", "delivered", { ...fields, status: result.status });
+      return "next";
+    }
+    const attempts = head.attempts + 1;
+    const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempts, result.retryAfterMs) : undefined;
+    if (delay !== undefined) {
+      this.sql.exec(
+        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_attempt_at = ?, last_status = ?, last_error = ? WHERE seq = ?",
+        attempts,
+        at + delay,
+        at,
+        result.status ?? null,
+        result.error,
+        head.seq,
+      );
+      log("warn", "delivery_retry", { ...fields, error: result.error, retryInMs: delay });
+      return "wait";
+    }
+    this.sql.exec(
+      "UPDATE outbox SET status = 'failed', attempts = ?, last_attempt_at = ?, last_status = ?, last_error = ?, failed_at = ? WHERE seq = ?",
+      attempts,
+      at,
+      result.status ?? null,
+      result.error,
+      at,
+      head.seq,
+    );
+    this.markChanged();
+    log("error", "dead_letter", { ...fields, error: result.error, reason: result.kind === "give_up" ? "rejected" : "retries exhausted" });
+    return "next";
+  }
+
+  /** Writes the snapshot and the dead-letter index entry when they changed and a second has passed. */
+  private async publish(settings: Settings): Promise<void> {
+    const conversation = this.conversation();
+    const version = this.metaNumber("version");
+    if (!conversation || version <= this.metaNumber("published_version")) return;
+    if (Date.now() < this.metaNumber("published_at") + SNAPSHOT_INTERVAL_MS) return;
+    const counts = this.deliveryCounts();
+    const snapshot: Snapshot = {
+      conversation,
+      updatedAt: iso(Date.now()),
+      receipts: await this.recent(settings.RECENT_LIMIT),
+      reads: await this.readStates(),
+      deliveries: counts,
+    };
+    await this.env.RECEIPTS_KV.put(snapshotKey(conversation), JSON.stringify(snapshot));
+    const hadDeadLetters = this.metaNumber("indexed_failed") > 0;
+    if (counts.failed > 0) {
+      const entry = this.deadLetterEntry(conversation, counts.failed);
+      await this.env.RECEIPTS_KV.put(deadLetterKey(conversation), JSON.stringify(entry), {
+        metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt },
+      });
+    } else if (hadDeadLetters) {
+      await this.env.RECEIPTS_KV.delete(deadLetterKey(conversation));
+    }
+    // Only what was read before the awaits is marked published: later changes stay pending.
+    this.setMeta("published_version", String(version));
+    this.setMeta("published_at", String(Date.now()));
+    this.setMeta("indexed_failed", String(counts.failed));
+  }
+
+  /** One alarm serves both jobs: the earlier of the outbox head's next attempt and the snapshot. */
+  private async armAlarm(): Promise<void> {
+    const settings = this.settings();
+    const times: number[] = [];
+    const head = this.outboxHead();
+    if (head && settings.ORIGIN_URL) times.push(head.next_attempt_at);
+    if (this.metaNumber("version") > this.metaNumber("published_version")) {
+      times.push(this.metaNumber("published_at") + SNAPSHOT_INTERVAL_MS);
+    }
+    if (times.length === 0) return;
+    const wanted = Math.max(Math.min(...times), Date.now());
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > wanted) await this.ctx.storage.setAlarm(wanted);
+  }
+
+  // ---- storage helpers -----------------------------------------------------------------------
+
+  private settings(): Settings {
+    const result = settingsOf(this.env);
+    if (!result.ok) throw new Error(`invalid settings: ${result.problems.map((problem) => problem.setting).join(", ")}`);
+    return result.settings;
+  }
+
+  private foldReader(receipt: Receipt, reader: string): void {
+    const row = this.sql.exec("SELECT state FROM reads WHERE reader = ?", reader).toArray()[0];
+    const current = row ? ReadState.parse(JSON.parse(StateRow.parse(row).state)) : undefined;
+    const next = foldReadState(current, receipt, reader);
+    this.sql.exec("INSERT OR REPLACE INTO reads (reader, state) VALUES (?, ?)", reader, JSON.stringify(next));
+  }
+
+  private prune(recentLimit: number, now: number): void {
+    this.sql.exec(
+      "DELETE FROM receipts WHERE seq <= (SELECT seq FROM receipts ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+      recentLimit,
+    );
+    // Ids still in the outbox stay seen whatever their age: they may yet be delivered.
+    this.sql.exec("DELETE FROM seen WHERE seen_at < ? AND id NOT IN (SELECT receipt_id FROM outbox)", now - DEDUP_WINDOW_MS);
+    this.sql.exec(
+      "DELETE FROM seen WHERE id IN (SELECT id FROM seen WHERE id NOT IN (SELECT receipt_id FROM outbox) ORDER BY seen_at DESC LIMIT -1 OFFSET ?)",
+      DEDUP_MAX_IDS,
+    );
+  }
+
+  private outboxHead(): OutboxRow | undefined {
+    const row = this.sql.exec("SELECT * FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT 1").toArray()[0];
+    return row ? OutboxRow.parse(row) : undefined;
+  }
+
+  private deliveryCounts(): { pending: number; failed: number } {
+    const count = (status: DeliveryStatus) =>
+      CountRow.parse(this.sql.exec("SELECT COUNT(*) AS count FROM outbox WHERE status = ?", status).one()).count;
+    return { pending: count("pending"), failed: count("failed") };
+  }
+
+  private deadLetterEntry(conversation: string, failed: number): DeadLetterEntry {
+    const oldest = OutboxRow.parse(this.sql.exec("SELECT * FROM outbox WHERE status = 'failed' ORDER BY failed_at LIMIT 1").one());
+    const latest = OutboxRow.parse(this.sql.exec("SELECT * FROM outbox WHERE status = 'failed' ORDER BY failed_at DESC LIMIT 1").one());
+    return { conversation, failed, oldestFailedAt: iso(oldest.failed_at ?? oldest.created_at), lastError: latest.last_error ?? "" };
+  }
+
+  private rememberConversation(conversation: string): void {
+    this.sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('conversation', ?)", conversation);
+  }
+
+  private conversation(): string | undefined {
+    const row = this.sql.exec("SELECT value FROM meta WHERE key = 'conversation'").toArray()[0];
+    return row ? MetaRow.parse(row).value : undefined;
+  }
+
+  private markChanged(): void {
+    this.setMeta("version", String(this.metaNumber("version") + 1));
+  }
+
+  private metaNumber(key: string): number {
+    const row = this.sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
+    return row ? Number(MetaRow.parse(row).value) : 0;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
+  }
+}
+
+function describeDelivery(row: OutboxRow): Delivery {
+  return {
+    receiptId: row.receipt_id,
+    seq: row.seq,
+    status: row.status,
+    attempts: row.attempts,
+    createdAt: iso(row.created_at),
+    ...(row.status === "pending" ? { nextAttemptAt: iso(row.next_attempt_at) } : {}),
+    ...(row.last_attempt_at !== null ? { lastAttemptAt: iso(row.last_attempt_at) } : {}),
+    ...(row.last_status !== null ? { lastStatus: row.last_status } : {}),
+    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+    ...(row.failed_at !== null ? { failedAt: iso(row.failed_at) } : {}),
+  };
+}

@@ -1,0 +1,4 @@
+/** The one way to reach a conversation's object: by its conversation key. */
+export function conversationStub(env: Env, conversation: string) {
+  return env.CONVERSATION.get(env.CONVERSATION.idFromName(conversation));
+}

@@ -1,0 +1,77 @@
+/**
+ * One delivery attempt and the rules that judge it. `classify` and `nextAttemptDelay` are pure.
+ * 2xx delivered; 408, 429, 5xx, timeouts and network errors retried; other statuses given up.
+ */
+import { webhookHeaders } from "./webhook";
+
+export type AttemptResult =
+  | { kind: "delivered"; status: number }
+  | { kind: "retry"; status?: number; error: string; retryAfterMs?: number }
+  | { kind: "give_up"; status: number; error: string };
+
+/** The longest Retry-After honoured: an origin cannot park a conversation for longer. */
+export const MAX_RETRY_AFTER_MS = 24 * 3600 * 1000;
+
+/** Retry-After: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed) * 1000, MAX_RETRY_AFTER_MS);
+  const date = Date.parse(trimmed);
+  if (Number.isNaN(date)) return undefined;
+  return Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS);
+}
+
+export function classify(status: number, retryAfter: string | null, detail: string, now: number): AttemptResult {
+  if (status >= 200 && status < 300) return { kind: "delivered", status };
+  const error = `origin answered ${status}${detail ? `: ${detail}` : ""}`;
+  if (status === 408 || status === 429 || status >= 500) {
+    const retryAfterMs = parseRetryAfter(retryAfter, now);
+    return retryAfterMs === undefined ? { kind: "retry", status, error } : { kind: "retry", status, error, retryAfterMs };
+  }
+  return { kind: "give_up", status, error };
+}
+
+/**
+ * Milliseconds to wait after failed attempt number `attempts` (1-based), or undefined when the
+ * schedule is used up and the delivery becomes a dead letter. Retry-After lengthens, never shortens.
+ */
+export function nextAttemptDelay(schedule: readonly number[], attempts: number, retryAfterMs?: number): number | undefined {
+  const step = schedule[attempts - 1];
+  if (step === undefined) return undefined;
+  return Math.max(step * 1000, retryAfterMs ?? 0);
+}
+
+export interface AttemptRequest {
+  url: string;
+  key: Uint8Array;
+  id: string;
+  body: string;
+  timeoutMs: number;
+}
+
+/** What an error body may add to a stored last error. */
+const MAX_DETAIL_CHARS = 300;
+
+export async function attemptDelivery(request: AttemptRequest, now: number, fetcher: typeof fetch = fetch): Promise<AttemptResult> {
+  let response: Response;
+  try {
+    response = await fetcher(request.url, {
+      method: "POST",
+      headers: await webhookHeaders(request.key, request.id, now, request.body),
+      body: request.body,
+      signal: AbortSignal.timeout(request.timeoutMs),
+    });
+  } catch (error) {
+    const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
+    return { kind: "retry", error: timedOut ? `no answer within ${request.timeoutMs} ms` : `network error: ${errorMessage(error)}` };
+  }
+  let detail = "";
+  if (response.ok) await response.body?.cancel();
+  else detail = await response.text().then((text) => text.slice(0, MAX_DETAIL_CHARS).replace(/\s+/g, " ").trim(), () => "");
+  return classify(response.status, response.headers.get("retry-after"), detail, now);
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,130 @@
+/**
+ * Easemob (环信) and Agora Chat: `read_ack` (one-to-one and group) and `channel_ack`.
+ * Signed `security = md5_hex(callId + secret + timestamp)`; any configured secret may have signed it
+ * (one secret per callback rule, and rotation). Facts: shared/providers.md, seeds 000 and 001.
+ */
+import { z } from "zod";
+import { md5Hex } from "../crypto/md5";
+import { timingSafeEqualAny } from "../crypto/timing-safe";
+import { groupConversationKey, isoFromMillis, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { describeIssue, parseJsonObject, reject, type Answer, type Outcome, type Provider } from "./provider";
+
+/** How far in the future a timestamp may be (clock skew), in ms. */
+const MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
+/** Easemob reads at most 1,000 characters of an answer. */
+const MAX_ANSWER_CHARS = 1000;
+
+/** The signed envelope: enough to authenticate; the rest is validated once it is authentic. */
+const Envelope = z.looseObject({
+  callId: z.string().regex(/^[\x21-\x7e]{1,256}$/, "must be 1 to 256 printable ASCII characters"),
+  // Signed as written: a JSON number, or (some regions) a numeric string.
+  timestamp: z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,16}$/)]),
+  security: z.string().regex(/^[0-9a-fA-F]{32}$/, "must be 32 hex characters (an MD5)"),
+  chat_type: z.string().min(1),
+});
+/** The signed fields, and the whole body as received. */
+type Envelope = z.infer<typeof Envelope> & { raw: JsonObject };
+
+const ReadEvent = z.object({
+  from: z.string().min(1),
+  to: z.string().min(1),
+  appkey: z.string().min(1).optional(),
+  group_id: z.string().min(1).optional(),
+  content_type: z.string().optional(),
+  payload: z.looseObject({
+    ack_message_id: z.union([z.string().min(1), z.number().transform(String)]).optional(),
+    type: z.string().optional(),
+    msg_config: z.looseObject({ allow_group_ack: z.boolean().optional() }).optional(),
+  }),
+});
+
+export interface EasemobConfig {
+  secrets: string[];
+  maxEventAgeSeconds: number;
+}
+
+/** The signature Easemob sends: also how tests and the demo sender build real ones. */
+export function signEasemob(callId: string, secret: string, timestamp: number | string): Promise<string> {
+  return md5Hex(`${callId}${secret}${timestamp}`);
+}
+
+export const easemob: Provider<EasemobConfig, Envelope> = {
+  name: "easemob",
+
+  configure(settings) {
+    if (!settings.EASEMOB_SECRET) return { state: "disabled", missing: "EASEMOB_SECRET" };
+    return { state: "enabled", config: { secrets: settings.EASEMOB_SECRET, maxEventAgeSeconds: settings.MAX_EVENT_AGE_SECONDS } };
+  },
+
+  parse(raw) {
+    const json = parseJsonObject(raw.body);
+    if (!json.ok) return json;
+    const envelope = Envelope.safeParse(json.value);
+    if (!envelope.success) return reject(400, "invalid_body", describeIssue(envelope.error.issues));
+    return { ok: true, value: { ...envelope.data, raw: json.value } };
+  },
+
+  async verify(envelope, config, now) {
+    const expected = await Promise.all(config.secrets.map((secret) => signEasemob(envelope.callId, secret, envelope.timestamp)));
+    if (!(await timingSafeEqualAny(envelope.security.toLowerCase(), expected))) {
+      return {
+        status: 401,
+        code: "bad_signature",
+        message: "security does not match md5(callId + secret + timestamp) for any configured EASEMOB_SECRET",
+      };
+    }
+    const timestamp = Number(envelope.timestamp);
+    if (now - timestamp > config.maxEventAgeSeconds * 1000) {
+      return { status: 401, code: "expired", message: `timestamp is more than MAX_EVENT_AGE_SECONDS (${config.maxEventAgeSeconds} s) old` };
+    }
+    if (timestamp - now > MAX_FUTURE_SKEW_MS) {
+      return { status: 401, code: "from_the_future", message: "timestamp is more than 5 minutes in the future" };
+    }
+    return undefined;
+  },
+
+  async normalize(envelope, { receivedAt }) {
+    const event = envelope.chat_type;
+    if (event !== "read_ack" && event !== "channel_ack") return { ok: true, value: { kind: "ignored", event } };
+    const parsed = ReadEvent.safeParse(envelope.raw);
+    if (!parsed.success) return reject(400, "invalid_body", describeIssue(parsed.error.issues));
+    const body = parsed.data;
+
+    // `appkey` is missing in some regions' bodies; `callId` is "<app key>_<message id>".
+    const separator = envelope.callId.lastIndexOf("_");
+    const app = body.appkey ?? (separator > 0 ? envelope.callId.slice(0, separator) : undefined);
+    if (!app) return reject(400, "invalid_body", "field appkey: missing, and callId does not start with the app key");
+
+    const isGroup =
+      event === "read_ack" &&
+      (body.group_id !== undefined || body.content_type === "chat:ack:read" || body.payload.msg_config?.allow_group_ack === true);
+    const readAt = isoFromMillis(Number(envelope.timestamp));
+    const messageId = body.payload.ack_message_id;
+    const group = body.group_id ?? body.to;
+
+    const receipt: Receipt = {
+      id: `easemob:${envelope.callId}`,
+      provider: "easemob",
+      event,
+      app,
+      chat: isGroup ? "group" : "single",
+      conversation: isGroup ? groupConversationKey("easemob", app, group) : singleConversationKey("easemob", app, body.from, body.to),
+      readers: [body.from],
+      ...(isGroup ? { group } : { peer: body.to }),
+      messages: messageId === undefined ? [] : [{ id: messageId }],
+      // channel_ack: the reader has read the whole conversation up to this moment.
+      ...(event === "channel_ack" ? { upTo: { time: readAt } } : {}),
+      readAt,
+      receivedAt,
+      raw: envelope.raw,
+    };
+    return { ok: true, value: { kind: "receipt", receipt } };
+  },
+
+  answer(outcome: Outcome): Answer {
+    // Easemob reads only the status; the body is for people reading logs.
+    if (outcome.ok) return { status: 200, body: { status: "ok", result: outcome.result } };
+    const message = outcome.message.slice(0, MAX_ANSWER_CHARS - 100);
+    return { status: outcome.status, body: { status: "error", code: outcome.code, message } };
+  },
+};

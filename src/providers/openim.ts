@@ -1,0 +1,141 @@
+/**
+ * OpenIM (open-im-server): `callbackAfterSingleMsgReadCommand`, `callbackAfterGroupMsgReadCommand`.
+ * OpenIM signs nothing, so the webhook base URL carries a secret path segment:
+ * `/v1/hooks/openim/<OPENIM_TOKEN>/<command>`. Facts: shared/providers.md, seed 003.
+ */
+import { z } from "zod";
+import { timingSafeEqual } from "../crypto/timing-safe";
+import { readerConversationKey, singleConversationKey, type Receipt } from "../receipt";
+import { describeIssue, identityId, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+
+/** OpenIM has no app key; every OpenIM receipt carries this one. */
+const OPENIM_APP = "openim";
+
+interface Envelope {
+  token?: string;
+  command?: string;
+  /** Path segments beyond `<token>/<command>`: OpenIM never sends any. */
+  extra: number;
+  body: string;
+}
+
+export interface OpenimConfig {
+  token: string;
+}
+
+const UserId = z.string().min(1);
+const Seq = z.number().int().nonnegative();
+
+const SingleRead = z
+  .object({
+    conversationID: z.string().regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>"),
+    userID: UserId,
+    // The server sends `Seqs`; older builds and the docs say `seqs`.
+    Seqs: z.array(Seq).optional(),
+    seqs: z.array(Seq).optional(),
+    contentType: z.number().int().optional(),
+  })
+  .refine((body) => body.Seqs !== undefined || body.seqs !== undefined, { path: ["Seqs"], message: "is required (or seqs)" });
+
+const GroupRead = z.object({
+  sendID: UserId,
+  receiveID: UserId.optional(),
+  // Named unread, but the server puts the reader's has-read seq here (as_read.go).
+  unreadMsgNum: Seq,
+  contentType: z.number().int().optional(),
+});
+
+const SINGLE = "callbackAfterSingleMsgReadCommand";
+const GROUP = "callbackAfterGroupMsgReadCommand";
+
+/** `si_<a>_<b>` (old docs add `:0`); user ids may hold `_`, so the reader's own id anchors the split. */
+function peerOf(conversationID: string, reader: string): string | undefined {
+  const pair = conversationID.replace(/:\d+$/, "").slice("si_".length);
+  if (pair.startsWith(`${reader}_`)) return pair.slice(reader.length + 1) || undefined;
+  if (pair.endsWith(`_${reader}`)) return pair.slice(0, -(reader.length + 1)) || undefined;
+  return undefined;
+}
+
+function invalid(issues: readonly { path: readonly PropertyKey[]; message: string }[]) {
+  return reject(400, "invalid_body", describeIssue(issues));
+}
+
+export const openim: Provider<OpenimConfig, Envelope> = {
+  name: "openim",
+
+  configure(settings) {
+    if (!settings.OPENIM_TOKEN) return { state: "disabled", missing: "OPENIM_TOKEN" };
+    return { state: "enabled", config: { token: settings.OPENIM_TOKEN } };
+  },
+
+  parse(raw) {
+    const [token, command, ...extra] = raw.path;
+    return { ok: true, value: { token, command, extra: extra.length, body: raw.body } };
+  },
+
+  async verify(envelope, config) {
+    if (!envelope.token) {
+      return { status: 401, code: "missing_token", message: "the URL has no token: OpenIM's webhook URL is /v1/hooks/openim/<OPENIM_TOKEN>" };
+    }
+    if (!(await timingSafeEqual(envelope.token, config.token))) {
+      return { status: 401, code: "bad_token", message: "the token in the URL does not match OPENIM_TOKEN" };
+    }
+    return undefined;
+  },
+
+  async normalize(envelope, { receivedAt }): Promise<Parsed<Normalized>> {
+    const command = envelope.command;
+    if (!command || envelope.extra > 0) {
+      return reject(404, "unknown_path", "expected /v1/hooks/openim/<OPENIM_TOKEN>/<callbackCommand>");
+    }
+    if (command !== SINGLE && command !== GROUP) return { ok: true, value: { kind: "ignored", event: command } };
+    const json = parseJsonObject(envelope.body);
+    if (!json.ok) return json;
+    const bodyCommand = z.object({ callbackCommand: z.string().optional() }).safeParse(json.value);
+    if (!bodyCommand.success) return invalid(bodyCommand.error.issues);
+    if (bodyCommand.data.callbackCommand !== undefined && bodyCommand.data.callbackCommand !== command) {
+      return reject(400, "command_mismatch", "field callbackCommand: differs from the command in the URL");
+    }
+    const base = { provider: "openim" as const, event: command, app: OPENIM_APP, readAt: receivedAt, receivedAt, raw: json.value };
+    let receipt: Receipt;
+
+    if (command === SINGLE) {
+      const parsed = SingleRead.safeParse(json.value);
+      if (!parsed.success) return invalid(parsed.error.issues);
+      const body = parsed.data;
+      const peer = peerOf(body.conversationID, body.userID);
+      if (!peer) return reject(400, "invalid_body", "field conversationID: does not name userID as one of its two users");
+      const seqs = [...new Set(body.Seqs ?? body.seqs ?? [])].sort((a, b) => a - b);
+      receipt = {
+        ...base,
+        id: await identityId("openim", [command, body.conversationID.replace(/:\d+$/, ""), body.userID, seqs]),
+        chat: "single",
+        conversation: singleConversationKey("openim", OPENIM_APP, body.userID, peer),
+        readers: [body.userID],
+        peer,
+        messages: seqs.map((seq) => ({ seq })),
+      };
+    } else {
+      const parsed = GroupRead.safeParse(json.value);
+      if (!parsed.success) return invalid(parsed.error.issues);
+      const body = parsed.data;
+      receipt = {
+        ...base,
+        id: await identityId("openim", [command, body.sendID, body.receiveID, body.unreadMsgNum]),
+        chat: "group",
+        // OpenIM does not say which group: one stream per reader keeps that reader's reads in order.
+        conversation: readerConversationKey("openim", OPENIM_APP, body.sendID),
+        readers: [body.sendID],
+        messages: [],
+        upTo: { seq: body.unreadMsgNum },
+      };
+    }
+    return { ok: true, value: { kind: "receipt", receipt } };
+  },
+
+  answer(outcome: Outcome): Answer {
+    if (outcome.ok) return { status: 200, body: { actionCode: 0, errCode: 0, errMsg: "", errDlt: "", nextCode: 0 } };
+    // OpenIM's custom error codes live in 20001..29999; the HTTP status is ours.
+    return { status: outcome.status, body: { actionCode: 1, errCode: 20000 + outcome.status, errMsg: outcome.code, errDlt: outcome.message, nextCode: 0 } };
+  },
+};

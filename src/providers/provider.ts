@@ -1,0 +1,92 @@
+/**
+ * The one interface every provider implements. Everything here is pure: plain values in, plain
+ * values out, no bindings, no clock (the caller passes `now`), so each provider is tested alone.
+ */
+import { sha256Hex } from "../crypto/hash";
+import { JsonObject, type ProviderName, type Receipt } from "../receipt";
+import type { Settings } from "../settings";
+
+/** What reached `/v1/hooks/<provider>/...`, before anything was trusted. */
+export interface RawCallback {
+  url: URL;
+  /** Decoded path segments after `/v1/hooks/<provider>`. */
+  path: string[];
+  /** The body exactly as received (signatures are computed over fields of it, never a re-serialization). */
+  body: string;
+}
+
+/** A refusal: the HTTP status, a stable code, and a message safe to show the caller. */
+export interface Rejection {
+  status: 400 | 401 | 403 | 404 | 405 | 413 | 500 | 503;
+  code: string;
+  message: string;
+}
+
+export type Outcome =
+  | { ok: true; result: "accepted" | "duplicate" | "ignored"; event: string; receiptId?: string }
+  | ({ ok: false } & Rejection);
+
+export interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; rejection: Rejection };
+
+/** `normalize` either makes a receipt, or says the authentic callback is some other event. */
+export type Normalized = { kind: "receipt"; receipt: Receipt } | { kind: "ignored"; event: string };
+
+export type ProviderConfig<Config> =
+  | { state: "enabled"; config: Config }
+  /** Its settings are absent: `missing` names the setting(s) that would enable it. */
+  | { state: "disabled"; missing: string };
+
+export interface NormalizeContext {
+  receivedAt: string;
+}
+
+export interface Provider<Config, Envelope> {
+  name: ProviderName;
+  /** Picks this provider's part of the validated settings. */
+  configure(settings: Settings): ProviderConfig<Config>;
+  /** Reads what authentication and routing need; must not fail on what `verify` should judge first. */
+  parse(raw: RawCallback): Parsed<Envelope>;
+  /** Authenticity and freshness; undefined when the callback is authentic. */
+  verify(envelope: Envelope, config: Config, now: number): Promise<Rejection | undefined>;
+  /** Strict validation of the read event and its mapping onto the normalized receipt. */
+  normalize(envelope: Envelope, context: NormalizeContext): Promise<Parsed<Normalized>>;
+  /** The provider's own answer shape for any outcome. */
+  answer(outcome: Outcome): Answer;
+}
+
+export const reject = (status: Rejection["status"], code: string, message: string): { ok: false; rejection: Rejection } => ({
+  ok: false,
+  rejection: { status, code, message },
+});
+
+/** JSON.parse of a body that must be a JSON object; reports failure instead of throwing. */
+export function parseJsonObject(text: string): Parsed<JsonObject> {
+  if (text.trim() === "") return reject(400, "empty_body", "the request body is empty; expected a JSON object");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return reject(400, "invalid_json", "the request body is not valid JSON");
+  }
+  const object = JsonObject.safeParse(value);
+  if (!object.success) return reject(400, "invalid_body", "the request body must be a JSON object");
+  return { ok: true, value: object.data };
+}
+
+/** Turns a zod failure into a 400 that names the first offending field. */
+export function describeIssue(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  const issue = issues[0];
+  if (!issue) return "the body does not have the expected shape";
+  const field = issue.path.map(String).join(".");
+  return field ? `field ${field}: ${issue.message}` : issue.message;
+}
+
+/** Identity hash for providers without a callback id: stable across identical callbacks. */
+export async function identityId(provider: ProviderName, parts: readonly unknown[]): Promise<string> {
+  return `${provider}:${(await sha256Hex(JSON.stringify(parts))).slice(0, 32)}`;
+}

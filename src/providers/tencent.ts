@@ -1,0 +1,208 @@
+/**
+ * Tencent Cloud Chat: `C2C.CallbackAfterMsgReport`, `Group.CallbackAfterReadReceipt`,
+ * `C2C.CallbackAfterMsgReadReceipt`. Authenticity lives in the URL: SdkAppid must be allowed, and
+ * with a console token set, `Sign = sha256_hex(token + RequestTime)` with RequestTime within 60 s.
+ * Facts: shared/providers.md, seeds 002 and 004.
+ */
+import { z } from "zod";
+import { sha256Hex } from "../crypto/hash";
+import { timingSafeEqual } from "../crypto/timing-safe";
+import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
+import { describeIssue, identityId, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+
+const MAX_REQUEST_SKEW_SECONDS = 60;
+
+/** The URL's query (authentication and routing) and the body, not yet parsed. */
+interface Envelope {
+  sdkAppId?: string;
+  command?: string;
+  platform?: string;
+  sign?: string;
+  requestTime?: string;
+  body: string;
+}
+
+export interface TencentConfig {
+  sdkAppIds: string[];
+  token?: string;
+}
+
+/** EventTime is documented as a number and sent by some commands as a numeric string. */
+const EventTime = z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,16}$/).transform(Number)]);
+const Account = z.string().min(1);
+const Count = z.number().int().nonnegative();
+
+const MsgReport = z.object({
+  Report_Account: Account,
+  Peer_Account: Account,
+  LastReadTime: Count,
+  UnreadMsgNum: Count.optional(),
+  EventTime: EventTime.optional(),
+});
+
+const GroupReadReceipt = z.object({
+  GroupId: z.string().min(1),
+  Type: z.string().optional(),
+  GroupMsgReceiptList: z
+    .array(
+      z.object({
+        MsgSeq: Count,
+        ReadNum: Count.optional(),
+        UnreadNum: Count.optional(),
+        ReadReceiptMembers: z.array(z.object({ Member_Account: Account })).optional(),
+      }),
+    )
+    .min(1),
+  EventTime: EventTime.optional(),
+});
+
+const MsgReadReceipt = z.object({
+  Operator_Account: Account,
+  Peer_Account: Account,
+  C2CMsgInfo: z
+    .array(
+      z.object({
+        From_Account: Account.optional(),
+        To_Account: Account.optional(),
+        MsgKey: z.string().min(1),
+        MsgId: z.string().optional(),
+      }),
+    )
+    .min(1),
+  EventTime: EventTime.optional(),
+});
+
+export const TENCENT_READ_COMMANDS = ["C2C.CallbackAfterMsgReport", "Group.CallbackAfterReadReceipt", "C2C.CallbackAfterMsgReadReceipt"] as const;
+
+/** Tencent's optional callback signature: also how tests build real ones. */
+export function signTencent(token: string, requestTime: number | string): Promise<string> {
+  return sha256Hex(`${token}${requestTime}`);
+}
+
+function invalid(issues: readonly { path: readonly PropertyKey[]; message: string }[]) {
+  return reject(400, "invalid_body", describeIssue(issues));
+}
+
+export const tencent: Provider<TencentConfig, Envelope> = {
+  name: "tencent",
+
+  configure(settings) {
+    if (!settings.TENCENT_SDKAPPID) return { state: "disabled", missing: "TENCENT_SDKAPPID" };
+    return { state: "enabled", config: { sdkAppIds: settings.TENCENT_SDKAPPID, token: settings.TENCENT_TOKEN } };
+  },
+
+  parse(raw) {
+    const query = (name: string) => raw.url.searchParams.get(name) ?? undefined;
+    return {
+      ok: true,
+      value: {
+        sdkAppId: query("SdkAppid"),
+        command: query("CallbackCommand"),
+        platform: query("OptPlatform"),
+        sign: query("Sign"),
+        requestTime: query("RequestTime"),
+        body: raw.body,
+      },
+    };
+  },
+
+  async verify(envelope, config, now) {
+    if (!envelope.sdkAppId) return { status: 403, code: "missing_sdkappid", message: "the query parameter SdkAppid is missing" };
+    if (!config.sdkAppIds.includes(envelope.sdkAppId)) {
+      return { status: 403, code: "sdkappid_not_allowed", message: "SdkAppid is not one of those allowed by TENCENT_SDKAPPID" };
+    }
+    if (config.token === undefined) return undefined;
+    const { sign, requestTime } = envelope;
+    if (!sign || !requestTime) {
+      return { status: 401, code: "missing_sign", message: "Sign and RequestTime are required: callback authentication (TENCENT_TOKEN) is on" };
+    }
+    if (!/^\d{1,12}$/.test(requestTime)) return { status: 401, code: "bad_request_time", message: "RequestTime must be Unix seconds" };
+    if (!(await timingSafeEqual(sign.toLowerCase(), await signTencent(config.token, requestTime)))) {
+      return { status: 401, code: "bad_signature", message: "Sign does not match sha256(TENCENT_TOKEN + RequestTime)" };
+    }
+    if (Math.abs(now / 1000 - Number(requestTime)) > MAX_REQUEST_SKEW_SECONDS) {
+      return { status: 401, code: "expired", message: `RequestTime is more than ${MAX_REQUEST_SKEW_SECONDS} s away from now` };
+    }
+    return undefined;
+  },
+
+  async normalize(envelope, { receivedAt }): Promise<Parsed<Normalized>> {
+    const command = envelope.command;
+    if (!command) return reject(400, "missing_command", "the query parameter CallbackCommand is missing");
+    if (!TENCENT_READ_COMMANDS.some((read) => read === command)) return { ok: true, value: { kind: "ignored", event: command } };
+    const json = parseJsonObject(envelope.body);
+    if (!json.ok) return json;
+    const bodyCommand = z.object({ CallbackCommand: z.string().optional() }).safeParse(json.value);
+    if (!bodyCommand.success) return invalid(bodyCommand.error.issues);
+    if (bodyCommand.data.CallbackCommand !== undefined && bodyCommand.data.CallbackCommand !== command) {
+      return reject(400, "command_mismatch", "field CallbackCommand: differs from the CallbackCommand query parameter");
+    }
+
+    const app = envelope.sdkAppId;
+    if (!app) return reject(403, "missing_sdkappid", "the query parameter SdkAppid is missing");
+    const base = { provider: "tencent" as const, event: command, app, receivedAt, raw: json.value, ...(envelope.platform ? { platform: envelope.platform } : {}) };
+    const timeOf = (eventTime: number | undefined, fallback?: number) =>
+      eventTime !== undefined ? isoFromMillis(eventTime) : fallback !== undefined ? isoFromMillis(fallback) : receivedAt;
+    let receipt: Receipt;
+
+    if (command === "C2C.CallbackAfterMsgReport") {
+      const parsed = MsgReport.safeParse(json.value);
+      if (!parsed.success) return invalid(parsed.error.issues);
+      const body = parsed.data;
+      receipt = {
+        ...base,
+        id: await identityId("tencent", [app, command, body.Report_Account, body.Peer_Account, body.LastReadTime, body.UnreadMsgNum, body.EventTime]),
+        chat: "single",
+        conversation: singleConversationKey("tencent", app, body.Report_Account, body.Peer_Account),
+        readers: [body.Report_Account],
+        peer: body.Peer_Account,
+        messages: [],
+        // LastReadTime: every message before it (Unix seconds) is read.
+        upTo: { time: isoFromMillis(body.LastReadTime * 1000) },
+        readAt: timeOf(body.EventTime, body.LastReadTime * 1000),
+        ...(body.UnreadMsgNum !== undefined ? { unreadTotal: body.UnreadMsgNum } : {}),
+      };
+    } else if (command === "Group.CallbackAfterReadReceipt") {
+      const parsed = GroupReadReceipt.safeParse(json.value);
+      if (!parsed.success) return invalid(parsed.error.issues);
+      const body = parsed.data;
+      const messages = body.GroupMsgReceiptList.map((item) => ({
+        seq: item.MsgSeq,
+        ...(item.ReadNum !== undefined ? { readCount: item.ReadNum } : {}),
+        ...(item.UnreadNum !== undefined ? { unreadCount: item.UnreadNum } : {}),
+        ...(item.ReadReceiptMembers ? { readers: item.ReadReceiptMembers.map((member) => member.Member_Account) } : {}),
+      }));
+      receipt = {
+        ...base,
+        id: await identityId("tencent", [app, command, body.GroupId, body.EventTime, messages]),
+        chat: "group",
+        conversation: groupConversationKey("tencent", app, body.GroupId),
+        readers: [...new Set(messages.flatMap((message) => message.readers ?? []))],
+        group: body.GroupId,
+        messages,
+        readAt: timeOf(body.EventTime),
+      };
+    } else {
+      const parsed = MsgReadReceipt.safeParse(json.value);
+      if (!parsed.success) return invalid(parsed.error.issues);
+      const body = parsed.data;
+      receipt = {
+        ...base,
+        id: await identityId("tencent", [app, command, body.Operator_Account, body.Peer_Account, body.C2CMsgInfo.map((m) => m.MsgKey), body.EventTime]),
+        chat: "single",
+        conversation: singleConversationKey("tencent", app, body.Operator_Account, body.Peer_Account),
+        readers: [body.Operator_Account],
+        peer: body.Peer_Account,
+        // MsgKey is what Tencent's one-to-one message APIs take; MsgId stays in raw.
+        messages: body.C2CMsgInfo.map((message) => ({ id: message.MsgKey })),
+        readAt: timeOf(body.EventTime),
+      };
+    }
+    return { ok: true, value: { kind: "receipt", receipt } };
+  },
+
+  answer(outcome: Outcome): Answer {
+    if (outcome.ok) return { status: 200, body: { ActionStatus: "OK", ErrorInfo: "", ErrorCode: 0 } };
+    return { status: outcome.status, body: { ActionStatus: "FAIL", ErrorInfo: `${outcome.code}: ${outcome.message}`, ErrorCode: 1 } };
+  },
+};

@@ -1,0 +1,97 @@
+// The app's API: auth, the KV read model, the object's truth, and the error shape.
+import { describe, expect, it } from "vitest";
+import { api } from "./support/callbacks";
+import { waitFor } from "./support/origin-control";
+import { makeReceipt, newConversation, stubFor } from "./support/receipts";
+import { testSettings } from "./support/settings";
+
+const pathOf = (conversation: string, rest: string) => `/v1/conversations/${encodeURIComponent(conversation)}/${rest}`;
+
+describe("API authentication", () => {
+  const routes: [string, string][] = [
+    ["GET", pathOf("c", "receipts")],
+    ["GET", pathOf("c", "reads")],
+    ["GET", pathOf("c", "deliveries")],
+    ["POST", pathOf("c", "deliveries/retry")],
+    ["GET", "/v1/dead-letters"],
+  ];
+
+  it.each(routes)("%s %s: 401 without the token or with a wrong one, in the error shape", async (method, path) => {
+    const missing = await api(path, { method }, null);
+    expect(missing.status).toBe(401);
+    expect(await missing.json()).toEqual({ error: { code: "unauthorized", message: expect.stringContaining("Bearer") } });
+    const wrong = await api(path, { method }, "wrong-token-0123456789");
+    expect(wrong.status).toBe(401);
+    const text = await wrong.text();
+    expect(JSON.parse(text)).toMatchObject({ error: { code: "unauthorized" } });
+    expect(text).not.toContain(testSettings.ADMIN_TOKEN);
+  });
+
+  it("400 for an Authorization header that is not Bearer", async () => {
+    const response = await api("/v1/dead-letters", { headers: { authorization: "Basic abc" } }, null);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: "invalid_request" } });
+  });
+});
+
+describe("API reads", () => {
+  it("serves receipts and read state from the KV snapshot, newest first, and from the object on request", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    for (let n = 1; n <= 3; n++) await stub.accept(makeReceipt(conversation, n));
+
+    const consistent = await (await api(`${pathOf(conversation, "receipts")}?consistent=true&limit=2`)).json<{ consistent: boolean; receipts: { id: string }[] }>();
+    expect(consistent).toMatchObject({ conversation, consistent: true });
+    expect(consistent.receipts.map((receipt) => receipt.id)).toEqual([`test:${conversation}:3`, `test:${conversation}:2`]);
+
+    const fromKv = await waitFor("the snapshot", async () => {
+      const response = await api(pathOf(conversation, "receipts"));
+      if (response.status !== 200) return undefined;
+      const body = await response.json<{ receipts: { id: string }[]; consistent: boolean; updatedAt: string }>();
+      return body.receipts.length === 3 ? body : undefined;
+    });
+    expect(fromKv.consistent).toBe(false);
+    expect(fromKv.receipts.map((receipt) => receipt.id)).toEqual([3, 2, 1].map((n) => `test:${conversation}:${n}`));
+
+    const reads = await (await api(pathOf(conversation, "reads"))).json();
+    expect(reads).toMatchObject({ conversation, reads: [{ reader: "alice", seq: 3 }] });
+    const readsNow = await (await api(`${pathOf(conversation, "reads")}?consistent=true`)).json();
+    expect(readsNow).toMatchObject({ consistent: true, reads: [{ reader: "alice", seq: 3 }] });
+  });
+
+  it("404 with a hint for a conversation with no snapshot", async () => {
+    const response = await api(pathOf(newConversation(), "receipts"));
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: { code: "conversation_not_found", message: expect.stringContaining("consistent=true") } });
+  });
+
+  it.each([
+    ["receipts?limit=0", "limit"],
+    ["receipts?limit=ten", "limit"],
+    [`receipts?limit=${Number(testSettings.RECENT_LIMIT) + 1}`, "limit"],
+    ["receipts?consistent=yes", "consistent"],
+    ["deliveries?status=lost", "status"],
+  ])("400 naming the parameter for %s", async (rest, parameter) => {
+    const response = await api(pathOf("tencent:1:g:x", rest));
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: "invalid_query", message: expect.stringContaining(`query parameter ${parameter}`) } });
+  });
+
+  it("lists the outbox by status", async () => {
+    const conversation = newConversation();
+    const response = await api(`${pathOf(conversation, "deliveries")}?status=failed`);
+    expect(await response.json()).toEqual({ conversation, deliveries: [] });
+  });
+
+  it("re-queues nothing when there are no dead letters", async () => {
+    const conversation = newConversation();
+    const response = await api(pathOf(conversation, "deliveries/retry"), { method: "POST" });
+    expect(await response.json()).toEqual({ conversation, requeued: 0 });
+  });
+
+  it("answers unknown API routes with a 404 in the error shape", async () => {
+    const response = await api("/v1/conversations");
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
+  });
+});

@@ -1,0 +1,46 @@
+/** Talks to the local test origin's control server from inside workerd. */
+import { inject } from "vitest";
+import type { Attempt, Step } from "./origin-types";
+import "./provided-context";
+
+const control = (path: string) => `http://127.0.0.1:${inject("controlPort")}${path}`;
+
+/** The next answers the origin gives for this conversation; after them it answers 200. */
+export async function script(conversation: string, steps: Step[]): Promise<void> {
+  const response = await fetch(control(`/script?conversation=${encodeURIComponent(conversation)}`), { method: "POST", body: JSON.stringify(steps) });
+  if (!response.ok) throw new Error(`script failed: ${response.status}`);
+}
+
+export async function attempts(conversation: string): Promise<Attempt[]> {
+  const response = await fetch(control(`/attempts?conversation=${encodeURIComponent(conversation)}`));
+  return response.json();
+}
+
+/** Ids the origin answered 2xx for, in arrival order. */
+export async function delivered(conversation: string): Promise<string[]> {
+  return (await attempts(conversation)).filter((attempt) => attempt.status >= 200 && attempt.status < 300).map((attempt) => attempt.id);
+}
+
+/** Stops the origin's listener (connections refused) or starts it again on the same port. */
+export async function originDown(): Promise<void> {
+  await fetch(control("/down"), { method: "POST" });
+}
+export async function originUp(): Promise<void> {
+  await fetch(control("/up"), { method: "POST" });
+}
+
+/** Polls until `check` returns a value that is not undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+}

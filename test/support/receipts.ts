@@ -1,0 +1,29 @@
+/** Normalized receipts for tests that talk to the object directly. */
+import { env } from "cloudflare:workers";
+import { conversationStub } from "../../src/conversation/stub";
+import type { Receipt } from "../../src/receipt";
+import { unique } from "./callbacks";
+
+export function makeReceipt(conversation: string, n: number, overrides: Partial<Receipt> = {}): Receipt {
+  return {
+    id: `test:${conversation}:${n}`,
+    provider: "tencent",
+    event: "C2C.CallbackAfterMsgReport",
+    app: "1400000001",
+    chat: "single",
+    conversation,
+    readers: ["alice"],
+    peer: "bob",
+    messages: [{ seq: n }],
+    readAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+    receivedAt: new Date().toISOString(),
+    raw: { n },
+    ...overrides,
+  };
+}
+
+export function newConversation(): string {
+  return unique("tencent:1400000001:u:alice:bob-");
+}
+
+export const stubFor = (conversation: string) => conversationStub(env, conversation);
