@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// `npm run dev`: demo settings in .dev.vars (created from .dev.vars.example), the demo origin,
+// and the relay under `wrangler dev` on http://127.0.0.1:8787. Ctrl-C stops both.
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { loadDevVars, root } from "./dev-vars.mjs";
+
+loadDevVars();
+const wrangler = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
+const children = [
+  spawn(process.execPath, [`${root}scripts/demo-origin.mjs`, ...process.argv.slice(2)], { stdio: "inherit", cwd: root }),
+  spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", process.env.PORT ?? "8787"], { stdio: "inherit", cwd: root }),
+];
+console.log("relay: http://127.0.0.1:8787   try: npm run send-samples   health: curl http://127.0.0.1:8787/healthz");
+
+const stop = () => children.forEach((child) => child.kill("SIGINT"));
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+for (const child of children) child.on("exit", (code) => {
+  stop();
+  process.exitCode = code ?? 0;
+});

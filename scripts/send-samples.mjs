@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Sends every provider's sample read receipt to a running relay, signed with the settings in
+// .dev.vars, and prints each answer. Usage: npm run send-samples [-- http://127.0.0.1:8787]
+import { createHash, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { loadDevVars, root } from "./dev-vars.mjs";
+
+const vars = loadDevVars();
+const relay = process.argv[2] ?? process.env.RELAY_URL ?? "http://127.0.0.1:8787";
+const fixture = (name) => JSON.parse(readFileSync(`${root}test/fixtures/${name}.json`, "utf8"));
+const first = (list) => (list ?? "").split(",")[0]?.trim();
+const run = randomUUID().slice(0, 8);
+
+async function post(label, path, body) {
+  const response = await fetch(`${relay}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  console.log(`${response.status} ${label.padEnd(48)} ${await response.text()}`);
+}
+
+const easemobSecret = first(vars.EASEMOB_SECRET);
+if (easemobSecret) {
+  for (const [label, name] of [["easemob read_ack (one-to-one)", "easemob-read_ack-single"], ["easemob read_ack (group)", "easemob-read_ack-group"], ["easemob channel_ack", "easemob-channel_ack"]]) {
+    const body = fixture(name);
+    body.callId = `${body.callId}${run}`; // a new callback each run; the same one twice is a duplicate
+    body.timestamp = Date.now();
+    body.security = createHash("md5").update(`${body.callId}${easemobSecret}${body.timestamp}`).digest("hex");
+    await post(label, "/v1/hooks/easemob", body);
+  }
+}
+
+const sdkAppId = first(vars.TENCENT_SDKAPPID);
+if (sdkAppId) {
+  for (const command of ["C2C.CallbackAfterMsgReport", "Group.CallbackAfterReadReceipt", "C2C.CallbackAfterMsgReadReceipt"]) {
+    const query = new URLSearchParams({ SdkAppid: sdkAppId, CallbackCommand: command, contenttype: "json", ClientIP: "127.0.0.1", OptPlatform: "Web" });
+    if (vars.TENCENT_TOKEN) {
+      const requestTime = String(Math.floor(Date.now() / 1000));
+      query.set("RequestTime", requestTime);
+      query.set("Sign", createHash("sha256").update(`${vars.TENCENT_TOKEN}${requestTime}`).digest("hex"));
+    }
+    const body = fixture(`tencent-${command}`);
+    body.EventTime = Date.now();
+    await post(`tencent ${command}`, `/v1/hooks/tencent?${query}`, body);
+  }
+}
+
+if (vars.OPENIM_TOKEN) {
+  for (const command of ["callbackAfterSingleMsgReadCommand", "callbackAfterGroupMsgReadCommand"]) {
+    const body = fixture(`openim-${command}`);
+    if (body.Seqs) body.Seqs = [Date.now() % 100000];
+    else body.unreadMsgNum = Date.now() % 100000;
+    await post(`openim ${command}`, `/v1/hooks/openim/${vars.OPENIM_TOKEN}/${command}`, body);
+  }
+}
