@@ -5,6 +5,7 @@ import { attemptDelivery, classify, MAX_RETRY_AFTER_MS, nextAttemptDelay, parseR
 import { signWebhook, webhookBody, webhookHeaders } from "../src/delivery/webhook";
 import { fromBase64 } from "../src/crypto/encoding";
 import { DEFAULT_RETRY_SCHEDULE } from "../src/settings";
+import { makeReceipt } from "./support/receipts";
 import { TEST_FORWARD_SECRET } from "./support/settings";
 
 const key = fromBase64(TEST_FORWARD_SECRET.slice("whsec_".length))!;
@@ -30,8 +31,8 @@ describe("Standard Webhooks signature", () => {
   });
 
   it("wraps the receipt as receipt.read, timestamped with readAt", () => {
-    const receipt = { id: "r", readAt: "2026-11-22T00:00:00.000Z" };
-    expect(JSON.parse(webhookBody(receipt as never))).toEqual({ type: "receipt.read", timestamp: receipt.readAt, data: receipt });
+    const receipt = makeReceipt("tencent:1:u:a:b", 7);
+    expect(JSON.parse(webhookBody(receipt))).toEqual({ type: "receipt.read", timestamp: receipt.readAt, data: receipt });
   });
 });
 

@@ -11,7 +11,7 @@ import { log } from "../log";
 import { Receipt } from "../receipt";
 import { settingsOf, type Settings } from "../settings";
 import { foldReadState, ReadState } from "./read-state";
-import { deadLetterKey, snapshotKey, type DeadLetterEntry, type Snapshot } from "./snapshot";
+import { deadLetterKey, snapshotKey, type DeadLetterEntry } from "./snapshot";
 
 /** Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once). */
 export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
@@ -235,27 +235,32 @@ export class Conversation extends DurableObject<Env> {
     if (!conversation || version <= this.metaNumber("published_version")) return;
     if (Date.now() < this.metaNumber("published_at") + SNAPSHOT_INTERVAL_MS) return;
     const counts = this.deliveryCounts();
-    const snapshot: Snapshot = {
-      conversation,
-      updatedAt: iso(Date.now()),
-      receipts: await this.recent(settings.RECENT_LIMIT),
-      reads: await this.readStates(),
-      deliveries: counts,
-    };
-    await this.env.RECEIPTS_KV.put(snapshotKey(conversation), JSON.stringify(snapshot));
-    const hadDeadLetters = this.metaNumber("indexed_failed") > 0;
-    if (counts.failed > 0) {
+    await this.env.RECEIPTS_KV.put(snapshotKey(conversation), this.snapshotJson(conversation, settings.RECENT_LIMIT, counts));
+    // The index entry changes only when the number of dead letters does.
+    const indexedFailed = this.metaNumber("indexed_failed");
+    if (counts.failed > 0 && counts.failed !== indexedFailed) {
       const entry = this.deadLetterEntry(conversation, counts.failed);
       await this.env.RECEIPTS_KV.put(deadLetterKey(conversation), JSON.stringify(entry), {
         metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt },
       });
-    } else if (hadDeadLetters) {
+    } else if (counts.failed === 0 && indexedFailed > 0) {
       await this.env.RECEIPTS_KV.delete(deadLetterKey(conversation));
     }
     // Only what was read before the awaits is marked published: later changes stay pending.
     this.setMeta("published_version", String(version));
     this.setMeta("published_at", String(Date.now()));
     this.setMeta("indexed_failed", String(counts.failed));
+  }
+
+  /**
+   * The snapshot (see `Snapshot`), assembled from the stored JSON text: the rows were validated
+   * when written, so they are not parsed again for every publication.
+   */
+  private snapshotJson(conversation: string, limit: number, deliveries: { pending: number; failed: number }): string {
+    const receipts = this.sql.exec("SELECT body FROM receipts ORDER BY seq DESC LIMIT ?", limit).toArray().map((row) => BodyRow.parse(row).body);
+    const reads = this.sql.exec("SELECT state FROM reads ORDER BY reader").toArray().map((row) => StateRow.parse(row).state);
+    const head = JSON.stringify({ conversation, updatedAt: iso(Date.now()) }).slice(0, -1);
+    return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],"deliveries":${JSON.stringify(deliveries)}}`;
   }
 
   /** One alarm serves both jobs: the earlier of the outbox head's next attempt and the snapshot. */

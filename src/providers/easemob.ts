@@ -7,7 +7,7 @@ import { z } from "zod";
 import { md5Hex } from "../crypto/md5";
 import { timingSafeEqualAny } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
-import { describeIssue, parseJsonObject, reject, type Answer, type Outcome, type Provider } from "./provider";
+import { invalidBody, parseJsonObject, reject, type Answer, type Outcome, type Provider } from "./provider";
 
 /** How far in the future a timestamp may be (clock skew), in ms. */
 const MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
@@ -60,7 +60,7 @@ export const easemob: Provider<EasemobConfig, Envelope> = {
     const json = parseJsonObject(raw.body);
     if (!json.ok) return json;
     const envelope = Envelope.safeParse(json.value);
-    if (!envelope.success) return reject(400, "invalid_body", describeIssue(envelope.error.issues));
+    if (!envelope.success) return invalidBody(envelope.error.issues);
     return { ok: true, value: { ...envelope.data, raw: json.value } };
   },
 
@@ -87,7 +87,7 @@ export const easemob: Provider<EasemobConfig, Envelope> = {
     const event = envelope.chat_type;
     if (event !== "read_ack" && event !== "channel_ack") return { ok: true, value: { kind: "ignored", event } };
     const parsed = ReadEvent.safeParse(envelope.raw);
-    if (!parsed.success) return reject(400, "invalid_body", describeIssue(parsed.error.issues));
+    if (!parsed.success) return invalidBody(parsed.error.issues);
     const body = parsed.data;
 
     // `appkey` is missing in some regions' bodies; `callId` is "<app key>_<message id>".

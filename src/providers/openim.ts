@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { readerConversationKey, singleConversationKey, type Receipt } from "../receipt";
-import { describeIssue, identityId, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import { identityId, invalidBody, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
 
 /** OpenIM has no app key; every OpenIM receipt carries this one. */
 const OPENIM_APP = "openim";
@@ -56,10 +56,6 @@ function peerOf(conversationID: string, reader: string): string | undefined {
   return undefined;
 }
 
-function invalid(issues: readonly { path: readonly PropertyKey[]; message: string }[]) {
-  return reject(400, "invalid_body", describeIssue(issues));
-}
-
 export const openim: Provider<OpenimConfig, Envelope> = {
   name: "openim",
 
@@ -92,7 +88,7 @@ export const openim: Provider<OpenimConfig, Envelope> = {
     const json = parseJsonObject(envelope.body);
     if (!json.ok) return json;
     const bodyCommand = z.object({ callbackCommand: z.string().optional() }).safeParse(json.value);
-    if (!bodyCommand.success) return invalid(bodyCommand.error.issues);
+    if (!bodyCommand.success) return invalidBody(bodyCommand.error.issues);
     if (bodyCommand.data.callbackCommand !== undefined && bodyCommand.data.callbackCommand !== command) {
       return reject(400, "command_mismatch", "field callbackCommand: differs from the command in the URL");
     }
@@ -101,7 +97,7 @@ export const openim: Provider<OpenimConfig, Envelope> = {
 
     if (command === SINGLE) {
       const parsed = SingleRead.safeParse(json.value);
-      if (!parsed.success) return invalid(parsed.error.issues);
+      if (!parsed.success) return invalidBody(parsed.error.issues);
       const body = parsed.data;
       const peer = peerOf(body.conversationID, body.userID);
       if (!peer) return reject(400, "invalid_body", "field conversationID: does not name userID as one of its two users");
@@ -117,7 +113,7 @@ export const openim: Provider<OpenimConfig, Envelope> = {
       };
     } else {
       const parsed = GroupRead.safeParse(json.value);
-      if (!parsed.success) return invalid(parsed.error.issues);
+      if (!parsed.success) return invalidBody(parsed.error.issues);
       const body = parsed.data;
       receipt = {
         ...base,

@@ -86,6 +86,11 @@ export function describeIssue(issues: readonly { path: readonly PropertyKey[]; m
   return field ? `field ${field}: ${issue.message}` : issue.message;
 }
 
+/** 400 for a body that failed its schema, naming the first offending field. */
+export function invalidBody(issues: readonly { path: readonly PropertyKey[]; message: string }[]): { ok: false; rejection: Rejection } {
+  return reject(400, "invalid_body", describeIssue(issues));
+}
+
 /** Identity hash for providers without a callback id: stable across identical callbacks. */
 export async function identityId(provider: ProviderName, parts: readonly unknown[]): Promise<string> {
   return `${provider}:${(await sha256Hex(JSON.stringify(parts))).slice(0, 32)}`;

@@ -8,7 +8,7 @@ import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
-import { describeIssue, identityId, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import { identityId, invalidBody, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
 
 const MAX_REQUEST_SKEW_SECONDS = 60;
 
@@ -79,10 +79,6 @@ export function signTencent(token: string, requestTime: number | string): Promis
   return sha256Hex(`${token}${requestTime}`);
 }
 
-function invalid(issues: readonly { path: readonly PropertyKey[]; message: string }[]) {
-  return reject(400, "invalid_body", describeIssue(issues));
-}
-
 export const tencent: Provider<TencentConfig, Envelope> = {
   name: "tencent",
 
@@ -133,7 +129,7 @@ export const tencent: Provider<TencentConfig, Envelope> = {
     const json = parseJsonObject(envelope.body);
     if (!json.ok) return json;
     const bodyCommand = z.object({ CallbackCommand: z.string().optional() }).safeParse(json.value);
-    if (!bodyCommand.success) return invalid(bodyCommand.error.issues);
+    if (!bodyCommand.success) return invalidBody(bodyCommand.error.issues);
     if (bodyCommand.data.CallbackCommand !== undefined && bodyCommand.data.CallbackCommand !== command) {
       return reject(400, "command_mismatch", "field CallbackCommand: differs from the CallbackCommand query parameter");
     }
@@ -147,7 +143,7 @@ export const tencent: Provider<TencentConfig, Envelope> = {
 
     if (command === "C2C.CallbackAfterMsgReport") {
       const parsed = MsgReport.safeParse(json.value);
-      if (!parsed.success) return invalid(parsed.error.issues);
+      if (!parsed.success) return invalidBody(parsed.error.issues);
       const body = parsed.data;
       receipt = {
         ...base,
@@ -164,7 +160,7 @@ export const tencent: Provider<TencentConfig, Envelope> = {
       };
     } else if (command === "Group.CallbackAfterReadReceipt") {
       const parsed = GroupReadReceipt.safeParse(json.value);
-      if (!parsed.success) return invalid(parsed.error.issues);
+      if (!parsed.success) return invalidBody(parsed.error.issues);
       const body = parsed.data;
       const messages = body.GroupMsgReceiptList.map((item) => ({
         seq: item.MsgSeq,
@@ -184,7 +180,7 @@ export const tencent: Provider<TencentConfig, Envelope> = {
       };
     } else {
       const parsed = MsgReadReceipt.safeParse(json.value);
-      if (!parsed.success) return invalid(parsed.error.issues);
+      if (!parsed.success) return invalidBody(parsed.error.issues);
       const body = parsed.data;
       receipt = {
         ...base,

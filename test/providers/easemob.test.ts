@@ -2,26 +2,17 @@ import { describe, expect, it } from "vitest";
 import { easemob, signEasemob, type EasemobConfig } from "../../src/providers/easemob";
 import type { Receipt } from "../../src/receipt";
 import { copy, samples, signedEasemob } from "../support/callbacks";
+import { receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
 const RECEIVED_AT = new Date(NOW).toISOString();
 const config: EasemobConfig = { secrets: ["secret-a", "secret-b"], maxEventAgeSeconds: 3600 };
 const raw = (body: unknown) => ({ url: new URL("https://relay.test/v1/hooks/easemob"), path: [], body: JSON.stringify(body) });
 
-async function run(body: Record<string, unknown>, now = NOW) {
-  const parsed = easemob.parse(raw(body));
-  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
-  const refused = await easemob.verify(parsed.value, config, now);
-  if (refused) return { stage: "verify", ...refused };
-  const normalized = await easemob.normalize(parsed.value, { receivedAt: RECEIVED_AT });
-  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
-  return { stage: "done", ...normalized.value };
-}
+const run = (body: Record<string, unknown>, now = NOW) => runProvider(easemob, raw(body), config, now, RECEIVED_AT);
 
 async function receiptOf(body: Record<string, unknown>): Promise<Receipt> {
-  const result = await run(await signedEasemob(body, { secret: "secret-a", timestamp: NOW - 1000 }));
-  if (result.stage !== "done" || !("receipt" in result)) throw new Error(`no receipt: ${JSON.stringify(result)}`);
-  return result.receipt;
+  return receiptFrom(await run(await signedEasemob(body, { secret: "secret-a", timestamp: NOW - 1000 })));
 }
 
 describe("easemob signature", () => {

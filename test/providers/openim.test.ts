@@ -2,26 +2,18 @@ import { describe, expect, it } from "vitest";
 import { openim } from "../../src/providers/openim";
 import type { Receipt } from "../../src/receipt";
 import { copy, samples } from "../support/callbacks";
+import { bodyText, receiptFrom, runProvider } from "../support/pipeline";
 
 const RECEIVED_AT = "2026-11-22T00:00:00.000Z";
 const TOKEN = "openim-token-0123456789";
 const SINGLE = "callbackAfterSingleMsgReadCommand";
 const GROUP = "callbackAfterGroupMsgReadCommand";
 
-async function run(path: string[], body: unknown) {
-  const parsed = openim.parse({ url: new URL("https://relay.test/"), path, body: typeof body === "string" ? body : JSON.stringify(body) });
-  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
-  const refused = await openim.verify(parsed.value, { token: TOKEN }, 0);
-  if (refused) return { stage: "verify", ...refused };
-  const normalized = await openim.normalize(parsed.value, { receivedAt: RECEIVED_AT });
-  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
-  return { stage: "done", ...normalized.value };
-}
+const run = (path: string[], body: unknown) =>
+  runProvider(openim, { url: new URL("https://relay.test/"), path, body: bodyText(body) }, { token: TOKEN }, 0, RECEIVED_AT);
 
 async function receiptOf(command: string, body: unknown): Promise<Receipt> {
-  const result = await run([TOKEN, command], body);
-  if (result.stage !== "done" || !("receipt" in result)) throw new Error(`no receipt: ${JSON.stringify(result)}`);
-  return result.receipt;
+  return receiptFrom(await run([TOKEN, command], body));
 }
 
 describe("openim authentication", () => {

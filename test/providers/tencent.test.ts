@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { signTencent, tencent, type TencentConfig } from "../../src/providers/tencent";
 import type { Receipt } from "../../src/receipt";
 import { copy, samples } from "../support/callbacks";
+import { bodyText, receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
 const NOW_SECONDS = NOW / 1000;
@@ -18,20 +19,11 @@ async function url(command: string, { sdkAppId = "1400000001", token = "token-t"
   return new URL(`https://relay.test/v1/hooks/tencent?${query}`);
 }
 
-async function run(target: URL, body: unknown, config = withToken) {
-  const parsed = tencent.parse({ url: target, path: [], body: typeof body === "string" ? body : JSON.stringify(body) });
-  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
-  const refused = await tencent.verify(parsed.value, config, NOW);
-  if (refused) return { stage: "verify", ...refused };
-  const normalized = await tencent.normalize(parsed.value, { receivedAt: RECEIVED_AT });
-  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
-  return { stage: "done", ...normalized.value };
-}
+const run = (target: URL, body: unknown, config = withToken) =>
+  runProvider(tencent, { url: target, path: [], body: bodyText(body) }, config, NOW, RECEIVED_AT);
 
 async function receiptOf(command: string, body: unknown): Promise<Receipt> {
-  const result = await run(await url(command), body);
-  if (result.stage !== "done" || !("receipt" in result)) throw new Error(`no receipt: ${JSON.stringify(result)}`);
-  return result.receipt;
+  return receiptFrom(await run(await url(command), body));
 }
 
 describe("tencent authentication", () => {

@@ -1,0 +1,32 @@
+/** Runs one provider's pure steps in order and says where a callback stopped, for unit tests. */
+import type { Provider, RawCallback } from "../../src/providers/provider";
+import type { Receipt } from "../../src/receipt";
+
+export type Stage =
+  | { stage: "parse" | "verify" | "normalize"; status: number; code: string; message: string }
+  | { stage: "done"; kind: "ignored"; event: string }
+  | { stage: "done"; kind: "receipt"; receipt: Receipt };
+
+export async function runProvider<Config, Envelope>(
+  provider: Provider<Config, Envelope>,
+  raw: RawCallback,
+  config: Config,
+  now: number,
+  receivedAt: string,
+): Promise<Stage> {
+  const parsed = provider.parse(raw);
+  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
+  const refused = await provider.verify(parsed.value, config, now);
+  if (refused) return { stage: "verify", ...refused };
+  const normalized = await provider.normalize(parsed.value, { receivedAt });
+  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
+  return { stage: "done", ...normalized.value };
+}
+
+/** The receipt a run produced, or a failure that shows where it stopped. */
+export function receiptFrom(result: Stage): Receipt {
+  if (result.stage !== "done" || result.kind !== "receipt") throw new Error(`no receipt: ${JSON.stringify(result)}`);
+  return result.receipt;
+}
+
+export const bodyText = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body));
