@@ -42,7 +42,7 @@ const limitBody = bodyLimit({
 
 export const hookRoutes = new Hono<HookEnv>().all("/*", resolveHook, requirePost, limitBody, async (c) => {
   const answer = await c.var.hook.handle(
-    { url: new URL(c.req.url), path: c.var.path, body: await c.req.text() },
+    { url: new URL(c.req.url), path: c.var.path, body: await c.req.text(), headers: c.req.raw.headers },
     {
       settings: settingsOf(c.env),
       now: Date.now(),

@@ -25,6 +25,15 @@ export interface Hook {
 
 /** Events that were authentic but not read receipts, per isolate since it started (also logged). */
 export const ignoredEvents = new Map<string, number>();
+/** Names are the caller's: only plausible ones get a counter of their own, and only so many. */
+const MAX_IGNORED_KINDS = 50;
+const PLAUSIBLE_EVENT = /^[A-Za-z0-9._:-]{1,64}$/;
+
+function countIgnored(provider: ProviderName, event: string): void {
+  let key = `${provider}:${PLAUSIBLE_EVENT.test(event) ? event : "other"}`;
+  if (!ignoredEvents.has(key) && ignoredEvents.size >= MAX_IGNORED_KINDS) key = `${provider}:other`;
+  ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + 1);
+}
 
 export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Hook {
   const settle = (outcome: Outcome, details: Record<string, unknown> = {}): Answer => {
@@ -49,9 +58,8 @@ export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Ho
     const normalized = await provider.normalize(parsed.value, { receivedAt: new Date(deps.now).toISOString() });
     if (!normalized.ok) return settle({ ok: false, ...normalized.rejection });
     if (normalized.value.kind === "ignored") {
-      const key = `${provider.name}:${normalized.value.event}`;
-      ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + 1);
-      return settle({ ok: true, result: "ignored", event: normalized.value.event });
+      countIgnored(provider.name, normalized.value.event);
+      return settle({ ok: true, result: "ignored", event: normalized.value.event.slice(0, 64) });
     }
     const receipt = normalized.value.receipt;
     let stored: "accepted" | "duplicate";

@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { z } from "zod";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
-import { Receipt } from "../src/receipt";
+import { Receipt, singleConversationKey } from "../src/receipt";
 import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, SNAPSHOT_INTERVAL_MS } from "../src/conversation/object";
 import { testSettings } from "./support/settings";
 import { waitFor } from "./support/origin-control";
@@ -20,8 +20,11 @@ describe("Conversation object", () => {
     expect(await stub.accept(receipt)).toBe("accepted");
     expect(await stub.accept(receipt)).toBe("duplicate");
     expect(await stub.recent(10)).toHaveLength(1);
-    const rows = await runInDurableObject(stub, (_, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n);
-    expect(rows).toBeLessThanOrEqual(1);
+    const rows = await runInDurableObject(stub, (_, state) => ({
+      receipts: state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n,
+      seen: state.storage.sql.exec("SELECT COUNT(*) AS n FROM seen").one().n,
+    }));
+    expect(rows).toEqual({ receipts: 1, seen: 1 });
   });
 
   it("keeps the newest RECENT_LIMIT receipts, newest first, and still knows older ids", async () => {
@@ -37,33 +40,52 @@ describe("Conversation object", () => {
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
   });
 
-  it("forgets seen ids after the dedup window, and keeps at most DEDUP_MAX_IDS of them", async () => {
+  it("forgets seen ids after the dedup window, except those still in the outbox", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
     await stub.accept(makeReceipt(conversation, 1));
     const hour = 3600_000;
-    const { before, after } = await runInDurableObject(stub, async (instance, state) => {
+    const kept = await runInDurableObject(stub, async (instance, state) => {
       const sql = state.storage.sql;
       const now = Date.now();
-      sql.exec("INSERT INTO seen (id, seen_at) VALUES ('old', ?), ('recent', ?)", now - DEDUP_WINDOW_MS - hour, now - 25 * hour);
-      // Enough to go over the cap; each with an age inside the window.
+      sql.exec("INSERT INTO seen (id, seen_at) VALUES ('old', ?), ('day-old', ?)", now - DEDUP_WINDOW_MS - hour, now - 25 * hour);
+      await instance.accept(makeReceipt(conversation, 2));
+      return sql.exec("SELECT id FROM seen WHERE id IN ('old', 'day-old')").toArray().map((row) => row.id);
+    });
+    expect(kept).toEqual(["day-old"]);
+  });
+
+  it("keeps at most DEDUP_MAX_IDS seen ids (plus those still in the outbox)", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    const { before, after, queued } = await runInDurableObject(stub, async (instance, state) => {
+      const sql = state.storage.sql;
       sql.exec(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) INSERT INTO seen (id, seen_at) SELECT 'bulk-' || i, ? - i FROM n",
         DEDUP_MAX_IDS,
-        now - hour,
+        Date.now() - 3600_000,
       );
-      const before = sql.exec("SELECT COUNT(*) AS n FROM seen").one().n;
-      await instance.accept(makeReceipt(conversation, 2));
-      const ids = sql.exec("SELECT id FROM seen WHERE id IN ('old', 'recent') ORDER BY id").toArray().map((row) => row.id);
-      const queued = sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n;
-      return { before, after: { count: sql.exec("SELECT COUNT(*) AS n FROM seen").one().n, ids, queued } };
+      const before = Number(sql.exec("SELECT COUNT(*) AS n FROM seen").one().n);
+      // The cap is enforced every 100th receipt.
+      for (let n = 1; n <= 100; n++) await instance.accept(makeReceipt(conversation, n));
+      return {
+        before,
+        after: Number(sql.exec("SELECT COUNT(*) AS n FROM seen").one().n),
+        queued: Number(sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n),
+      };
     });
-    expect(before).toBe(DEDUP_MAX_IDS + 3);
-    // Ids still waiting in the outbox are never forgotten, whatever the cap.
-    expect(after.count).toBe(DEDUP_MAX_IDS + Number(after.queued));
-    // The 49-hour-old id is gone; the newest ones, including receipt 2, are kept.
-    expect(after.ids).not.toContain("old");
-    expect(await stub.accept(makeReceipt(conversation, 2))).toBe("duplicate");
+    expect(before).toBe(DEDUP_MAX_IDS);
+    expect(after).toBe(DEDUP_MAX_IDS + queued);
+    // The newest are the ones kept: receipt 100 is still known.
+    expect(await stub.accept(makeReceipt(conversation, 100))).toBe("duplicate");
+  });
+
+  it("answers duplicate for a receipt still among the recent ones after its seen id expired", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await stub.accept(makeReceipt(conversation, 1));
+    await runInDurableObject(stub, (_, state) => state.storage.sql.exec("DELETE FROM seen"));
+    expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
   });
 
   it("keeps each reader's read state", async () => {
@@ -78,12 +100,26 @@ describe("Conversation object", () => {
     ]);
   });
 
+  it("publishes a conversation whose key is too long for KV under a hashed key", async () => {
+    // Tencent allows 32-byte user ids; percent-encoded, non-ASCII ones grow threefold.
+    const conversation = singleConversationKey("tencent", "1400000001", "读".repeat(30), "者".repeat(30));
+    const stub = stubFor(conversation);
+    await stub.accept(makeReceipt(conversation, 1));
+    const key = await snapshotKey(conversation);
+    expect(key).toMatch(/^conversations\/#[0-9a-f]{64}$/);
+    const snapshot = await waitFor("the snapshot", async () => {
+      const stored = await env.RECEIPTS_KV.get(key, "json");
+      return stored === null ? undefined : Snapshot.parse(stored);
+    });
+    expect(snapshot.conversation).toBe(conversation);
+  });
+
   it("publishes a snapshot to KV, at most once a second", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
     await stub.accept(makeReceipt(conversation, 1));
     const first = await waitFor("the first snapshot", async () => {
-      const stored = await env.RECEIPTS_KV.get(snapshotKey(conversation), "json");
+      const stored = await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json");
       return stored === null ? undefined : Snapshot.parse(stored);
     });
     expect(first.receipts.map((receipt) => receipt.id)).toEqual([`test:${conversation}:1`]);
@@ -92,7 +128,7 @@ describe("Conversation object", () => {
     // A change right after a publication waits for the interval before it is published.
     await stub.accept(makeReceipt(conversation, 2));
     const second = await waitFor("the second snapshot", async () => {
-      const snapshot = Snapshot.parse(await env.RECEIPTS_KV.get(snapshotKey(conversation), "json"));
+      const snapshot = Snapshot.parse(await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json"));
       return snapshot.receipts.length === 2 ? snapshot : undefined;
     });
     expect(Date.parse(second.updatedAt) - Date.parse(first.updatedAt)).toBeGreaterThanOrEqual(SNAPSHOT_INTERVAL_MS);

@@ -1,7 +1,7 @@
 // Delivery to a real local origin (test/support/origin.ts) that verifies every signature with the
 // standardwebhooks package. Retry steps are 0.2 s and FORWARD_TIMEOUT_MS is 500 in tests.
 import { describe, expect, it } from "vitest";
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { api, copy, samples, send, tencentPath, unique } from "./support/callbacks";
 import { attempts, delivered, originDown, originUp, script, waitFor } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
@@ -39,8 +39,12 @@ describe("forwarding to the origin", () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const seen = await attempts(conversation);
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatchObject({ verified: true, status: 200 });
+    expect(seen[0]).toMatchObject({ verified: true, status: 200, method: "POST", path: "/receipts" });
     expect((await stubFor(conversation).deliveries()).length).toBe(0);
+    // What arrived is the normalized receipt the relay stored.
+    const [stored] = await stubFor(conversation).recent(1);
+    expect(seen[0]!.data).toEqual(JSON.parse(JSON.stringify(stored)));
+    expect(seen[0]!.data).toMatchObject({ provider: "tencent", event: "C2C.CallbackAfterMsgReport", readers: [reader], peer: "Jonh", unreadTotal: 7 });
   });
 
   it("delivers 50 receipts of one conversation in the order accepted, each once, through 503s", async () => {
@@ -127,10 +131,40 @@ describe("forwarding to the origin", () => {
 
   it("resumes pending deliveries after the object is evicted", async () => {
     const conversation = newConversation();
-    await script(conversation, [{ status: 503 }, { status: 503 }]);
+    await script(conversation, [{ status: 503 }, { status: 503, retryAfter: "1" }]);
     const ids = await acceptAll(conversation, 5);
-    await waitFor("a first failure", async () => ((await attempts(conversation)).length >= 1 ? true : undefined));
+    await waitFor("two failures", async () => ((await attempts(conversation)).length >= 2 ? true : undefined));
+    const pending = await stubFor(conversation).deliveries("pending");
+    expect(pending.map((delivery) => delivery.receiptId)).toEqual(ids);
     await evictDurableObject(stubFor(conversation));
     expect(await allDelivered(conversation, ids)).toEqual(ids);
+  });
+
+  it("re-arms a lost alarm when the object is next loaded", async () => {
+    const conversation = newConversation();
+    await script(conversation, [{ status: 503, retryAfter: "1" }]);
+    const ids = await acceptAll(conversation, 3);
+    const stub = stubFor(conversation);
+    await waitFor("a first failure", async () => ((await attempts(conversation)).length >= 1 ? true : undefined));
+    // As if the platform had given up on the alarm: none is set, and the object leaves memory.
+    await runInDurableObject(stub, (_, state) => state.storage.deleteAlarm());
+    await evictDurableObject(stub);
+    expect(await stub.deliveries("pending")).toHaveLength(3);
+    expect(await allDelivered(conversation, ids)).toEqual(ids);
+  });
+
+  it("never follows a redirect: the receipt is a dead letter that says why", async () => {
+    const conversation = newConversation();
+    await script(conversation, [{ status: 301, location: "/moved" }, { status: 307, location: "http://127.0.0.1:9/elsewhere" }]);
+    const ids = await acceptAll(conversation, 3);
+    await allDelivered(conversation, [ids[2]!]);
+    const dead = await stubFor(conversation).deliveries("failed");
+    expect(dead.map((delivery) => [delivery.receiptId, delivery.lastStatus])).toEqual([
+      [ids[0], 301],
+      [ids[1], 307],
+    ]);
+    expect(dead[0]!.lastError).toContain("redirects to /moved");
+    // Nothing was sent anywhere but ORIGIN_URL, and nothing twice.
+    expect((await attempts(conversation)).map((attempt) => `${attempt.method} ${attempt.path}`)).toEqual(["POST /receipts", "POST /receipts", "POST /receipts"]);
   });
 });

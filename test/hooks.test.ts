@@ -1,8 +1,11 @@
 // Every endpoint through the worker, with real signatures, a real Durable Object and KV.
 import { describe, expect, it } from "vitest";
 import { exports } from "cloudflare:workers";
+import { groupConversationKey, readerConversationKey, singleConversationKey } from "../src/receipt";
+import { testSettings } from "./support/settings";
 import {
   api,
+  TENCENT_APP,
   copy,
   EASEMOB_SECRETS,
   OPENIM_TOKEN,
@@ -51,13 +54,19 @@ describe("each provider's sample callback, end to end", () => {
     ["C2C.CallbackAfterMsgReport", samples.tencent.report, "Report_Account"],
     ["Group.CallbackAfterReadReceipt", samples.tencent.group, "GroupId"],
     ["C2C.CallbackAfterMsgReadReceipt", samples.tencent.receipt, "Operator_Account"],
-  ])("tencent %s is stored, and answered in Tencent's shape", async (command, sample, userField) => {
-    const body = copy(sample, { [userField]: unique("t-") });
+  ])("tencent %s is stored once, and answered in Tencent's shape", async (command, sample, userField) => {
+    const user = unique("t-");
+    const body = copy(sample, { [userField]: user });
     const response = await send(await tencentPath(command), { json: body });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual(TENCENT_OK);
     const duplicate = await send(await tencentPath(command), { json: body });
     expect(await duplicate.json()).toEqual(TENCENT_OK);
+    const conversation =
+      command === "Group.CallbackAfterReadReceipt"
+        ? groupConversationKey("tencent", TENCENT_APP, user)
+        : singleConversationKey("tencent", TENCENT_APP, user, String(body.Peer_Account));
+    expect((await stored(conversation)).map((receipt) => receipt.event)).toEqual([command]);
   });
 
   it.each([
@@ -69,11 +78,26 @@ describe("each provider's sample callback, end to end", () => {
       command === "callbackAfterSingleMsgReadCommand"
         ? copy(sample, { userID: reader, conversationID: `si_${reader}_u2` })
         : copy(sample, { sendID: reader, receiveID: reader });
-    const response = await send(openimPath(command), { json: body });
+    const response = await send(openimPath(command), { json: body, headers: { "content-type": "application/json; charset=utf-8", operationID: unique("op-") } });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual(OPENIM_OK);
-    const legacy = await send(`${openimPath(command)}?contenttype=json`, { json: body });
+    const legacy = await send(`${openimPath(command)}?contenttype=json`, { json: body, headers: { operationID: unique("op-") } });
     expect(await legacy.json()).toEqual(OPENIM_OK);
+    const conversation =
+      command === "callbackAfterSingleMsgReadCommand"
+        ? singleConversationKey("openim", "openim", reader, "u2")
+        : readerConversationKey("openim", "openim", reader);
+    expect(await stored(conversation)).toHaveLength(2);
+  });
+
+  it("openim: reads of two groups at the same seq are two receipts (OpenIM names no group)", async () => {
+    const reader = unique("o-");
+    const body = copy(samples.openim.group, { sendID: reader, receiveID: reader });
+    for (const operationID of ["op-group-a", "op-group-b"]) {
+      const response = await send(openimPath("callbackAfterGroupMsgReadCommand"), { json: body, headers: { operationID } });
+      expect(await response.json()).toEqual(OPENIM_OK);
+    }
+    expect(await stored(readerConversationKey("openim", "openim", reader))).toHaveLength(2);
   });
 
   it("stores what it accepted, normalized, in the conversation's object", async () => {
@@ -129,8 +153,10 @@ describe("refusals, in each provider's answer shape", () => {
   });
 
   it("authentic callbacks that are not read receipts are answered OK and not stored", async () => {
-    const chat = await signedEasemob(copy(samples.easemob.single, { chat_type: "delivery_ack", callId: unique("x#y_") }));
+    const from = unique("ignored-");
+    const chat = await signedEasemob(copy(samples.easemob.single, { chat_type: "delivery_ack", callId: unique("x#y_"), from }));
     expect(await (await send("/v1/hooks/easemob", { json: chat })).json()).toEqual({ status: "ok", result: "ignored" });
+    expect(await stored(singleConversationKey("easemob", "XXXX#XXXX", from, "2222"))).toEqual([]);
     const sendMsg = await send(await tencentPath("C2C.CallbackAfterSendMsg"), { json: { CallbackCommand: "C2C.CallbackAfterSendMsg" } });
     expect(await sendMsg.json()).toEqual(TENCENT_OK);
     const health = await (await exports.default.fetch("http://relay.test/healthz")).json();
@@ -160,11 +186,18 @@ describe("refusals, in each provider's answer shape", () => {
     expect(await get.json()).toMatchObject({ status: "error", code: "method_not_allowed" });
     const getOpenim = await exports.default.fetch(`http://relay.test${openimPath("callbackAfterSingleMsgReadCommand")}`);
     expect(await getOpenim.json()).toMatchObject({ actionCode: 1, errCode: 20405 });
-    for (const path of ["/v1/hooks/wechat", "/nope", "/v1/hooks/%E0%A4%A"]) {
+    for (const path of ["/v1/hooks/wechat", "/nope", "/v1/hooks/%E0%A4%A", "/v1/whatever", "/v1/conversations"]) {
       const response = await send(path, { json: {} });
       expect(response.status).toBe(404);
       expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
     }
+    // A provider's URL takes nothing after it (OpenIM: only token and command).
+    const deeper = await send("/v1/hooks/easemob/extra", { json: await signedEasemob(copy(samples.easemob.single, { callId: unique("p#q_") })) });
+    expect(deeper.status).toBe(404);
+    expect(await deeper.json()).toMatchObject({ status: "error", code: "unknown_path" });
+    const tencentDeeper = await send((await tencentPath("C2C.CallbackAfterMsgReport")).replace("/tencent?", "/tencent/a/b?"), { json: samples.tencent.report });
+    expect(tencentDeeper.status).toBe(404);
+    expect(await tencentDeeper.json()).toMatchObject({ ActionStatus: "FAIL" });
   });
 });
 
@@ -179,6 +212,8 @@ describe("/healthz", () => {
       forwarding: { enabled: true },
       api: { enabled: true },
     });
-    for (const secret of [...EASEMOB_SECRETS, OPENIM_TOKEN]) expect(text).not.toContain(secret);
+    for (const secret of [...EASEMOB_SECRETS, OPENIM_TOKEN, testSettings.TENCENT_TOKEN, testSettings.ADMIN_TOKEN, testSettings.FORWARD_SECRET]) {
+      expect(text).not.toContain(secret);
+    }
   });
 });

@@ -1,16 +1,18 @@
 // The pipeline with plain values: settings states and store outcomes, no bindings.
 import { describe, expect, it } from "vitest";
+import { ignoredEvents } from "../src/ingest";
 import { hooks } from "../src/providers";
 import type { Receipt } from "../src/receipt";
 import { parseSettings, type SettingsResult } from "../src/settings";
 import { copy, samples, signedEasemob } from "./support/callbacks";
+import { rawCallback } from "./support/pipeline";
 
 const easemobHook = hooks.get("easemob")!;
 const configured = parseSettings({ EASEMOB_SECRET: "test-easemob-secret-1" });
 
 async function signedRaw() {
   const body = await signedEasemob(copy(samples.easemob.single), { secret: "test-easemob-secret-1" });
-  return { url: new URL("https://relay.test/v1/hooks/easemob"), path: [], body: JSON.stringify(body) };
+  return rawCallback(body, { url: "https://relay.test/v1/hooks/easemob" });
 }
 
 async function handle(settings: SettingsResult, store: (receipt: Receipt) => Promise<"accepted" | "duplicate">) {
@@ -51,6 +53,22 @@ describe("ingest pipeline", () => {
       expect(text).toContain("FORWARD_SECRET");
       expect(text).not.toContain("sekrit");
     }
+  });
+
+  it("counts ignored events under bounded names", async () => {
+    const settings = parseSettings({ TENCENT_SDKAPPID: "1400000001" });
+    const tencentHook = hooks.get("tencent")!;
+    const call = (command: string) =>
+      tencentHook.handle(rawCallback("{}", { url: `https://relay.test/v1/hooks/tencent?SdkAppid=1400000001&CallbackCommand=${encodeURIComponent(command)}` }), {
+        settings,
+        now: Date.now(),
+        store: async () => "accepted",
+      });
+    for (let i = 0; i < 80; i++) expect((await call(`Fake.Command${i}`)).status).toBe(200);
+    await call("<script>".repeat(20));
+    expect(ignoredEvents.size).toBeLessThanOrEqual(52);
+    expect(ignoredEvents.get("tencent:other")).toBeGreaterThan(0);
+    expect([...ignoredEvents.keys()].every((key) => key.length < 80 && !key.includes("<"))).toBe(true);
   });
 
   it("never crashes: a store that throws synchronously still gets an answer", async () => {

@@ -8,7 +8,7 @@ import { bearerAuth } from "hono/bearer-auth";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { DeliveryStatus } from "../conversation/object";
-import { DEAD_LETTER_PREFIX, DeadLetterMetadata, Snapshot, snapshotKey } from "../conversation/snapshot";
+import { DEAD_LETTER_PREFIX, DeadLetterEntry, DeadLetterMetadata, isHashedKey, Snapshot, snapshotKey } from "../conversation/snapshot";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse } from "../http";
@@ -39,7 +39,8 @@ const requireAdminToken = bearerAuth({
   invalidToken: { message: unauthorized("the bearer token does not match ADMIN_TOKEN") },
 });
 
-const Conversation = z.string().min(1).max(1024);
+const MAX_CONVERSATION_CHARS = 4096;
+const Conversation = z.string().min(1).max(MAX_CONVERSATION_CHARS);
 const Consistent = z.enum(["true", "false"]).optional().transform((value) => value === "true");
 
 /** Validates query parameters; a failure names the parameter. */
@@ -53,20 +54,20 @@ function query<T extends z.ZodRawShape>(
 }
 
 async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | undefined> {
-  const stored = await env.RECEIPTS_KV.get(snapshotKey(conversation), "json");
+  const stored = await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json");
   if (stored === null) return undefined;
   const parsed = Snapshot.safeParse(stored);
-  return parsed.success ? parsed.data : undefined;
+  return parsed.success && parsed.data.conversation === conversation ? parsed.data : undefined;
 }
 
 const notYet = () =>
   apiError(404, "conversation_not_found", "no snapshot of this conversation yet; the read model lags the store by a second or so: add ?consistent=true to ask the store");
 
 export const apiRoutes = new Hono<ApiEnv>()
-  .use("*", requireApiEnabled, requireAdminToken)
-  .use("/conversations/:conversation/*", async function validateConversation(c, next) {
+  // Only on the API's own routes, so that any other /v1 path is a plain 404.
+  .use("/conversations/:conversation/*", requireApiEnabled, requireAdminToken, async function validateConversation(c, next) {
     const conversation = Conversation.safeParse(c.req.param("conversation"));
-    if (!conversation.success) return apiError(400, "invalid_conversation", "the conversation key must be 1 to 1024 characters");
+    if (!conversation.success) return apiError(400, "invalid_conversation", `the conversation key must be 1 to ${MAX_CONVERSATION_CHARS} characters`);
     c.set("conversation", conversation.data);
     await next();
   })
@@ -111,13 +112,19 @@ export const apiRoutes = new Hono<ApiEnv>()
     const { requeued } = await conversationStub(c.env, conversation).retryDeadLetters();
     return jsonResponse(200, { conversation: conversation, requeued });
   })
-  .get("/dead-letters", async (c) => {
+  .get("/dead-letters", requireApiEnabled, requireAdminToken, async (c) => {
     const params = query({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }, c.req.query());
     if (!params.ok) return params.response;
     const listed = await c.env.RECEIPTS_KV.list({ prefix: DEAD_LETTER_PREFIX, limit: params.value.limit ?? 1000, cursor: params.value.cursor ?? null });
-    const conversations = listed.keys.map((key) => {
-      const metadata = DeadLetterMetadata.safeParse(key.metadata);
-      return { conversation: key.name.slice(DEAD_LETTER_PREFIX.length), ...(metadata.success ? metadata.data : {}) };
-    });
+    const conversations = await Promise.all(
+      listed.keys.map(async (key) => {
+        const metadata = DeadLetterMetadata.safeParse(key.metadata);
+        // A conversation too long for a key name is in the entry itself (rare: one more read).
+        const conversation = isHashedKey(key.name, DEAD_LETTER_PREFIX)
+          ? DeadLetterEntry.safeParse(await c.env.RECEIPTS_KV.get(key.name, "json")).data?.conversation
+          : key.name.slice(DEAD_LETTER_PREFIX.length);
+        return { conversation, ...(metadata.success ? metadata.data : {}) };
+      }),
+    );
     return jsonResponse(200, { conversations, ...(listed.list_complete ? {} : { cursor: listed.cursor }) });
   });

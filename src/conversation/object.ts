@@ -19,10 +19,14 @@ export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
 export const DEDUP_MAX_IDS = 20_000;
 /** KV allows one write per second per key. */
 export const SNAPSHOT_INTERVAL_MS = 1000;
-/** Deliveries per alarm run before yielding (the alarm re-arms itself at once). */
+/** Deliveries per alarm run, and its time budget (the platform allows 15 minutes): past either
+ * the alarm re-arms itself at once, so that snapshots and other work are not held up. */
 const MAX_DELIVERIES_PER_ALARM = 50;
-/** When the alarm itself fails (KV down, bad settings), try again after this long. */
+const MAX_ALARM_RUN_MS = 60_000;
+/** When a part of the alarm fails (KV down or over quota, bad settings), try it again after this long. */
 const ALARM_RECOVERY_MS = 30_000;
+/** The size cap on seen ids is enforced every this many receipts (the age window on every one). */
+const CAP_PRUNE_EVERY = 100;
 
 export const DeliveryStatus = z.enum(["pending", "failed"]);
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
@@ -84,6 +88,15 @@ export class Conversation extends DurableObject<Env> {
       CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, seq);
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
+    // An outbox left without an alarm (the platform gave up retrying one, or ORIGIN_URL came back
+    // after a restart) resumes as soon as the object is loaded again.
+    void ctx.blockConcurrencyWhile(async () => {
+      try {
+        await this.armAlarm();
+      } catch (error) {
+        log("error", "arm_failed", { conversation: this.conversation(), error: String(error) });
+      }
+    });
   }
 
   // ---- RPC ---------------------------------------------------------------------------------
@@ -98,7 +111,9 @@ export class Conversation extends DurableObject<Env> {
     const now = Date.now();
     const result = this.ctx.storage.transactionSync((): AcceptResult => {
       this.rememberConversation(receipt.conversation);
-      if (this.sql.exec("SELECT 1 FROM seen WHERE id = ?", receipt.id).toArray().length > 0) return "duplicate";
+      // Seen ids expire after the window, but a receipt still among the recent ones is known too.
+      const known = this.sql.exec("SELECT 1 FROM seen WHERE id = ?1 UNION ALL SELECT 1 FROM receipts WHERE id = ?1 LIMIT 1", receipt.id);
+      if (known.toArray().length > 0) return "duplicate";
       this.sql.exec("INSERT INTO seen (id, seen_at) VALUES (?, ?)", receipt.id, now);
       this.sql.exec("INSERT INTO receipts (id, body) VALUES (?, ?)", receipt.id, JSON.stringify(receipt));
       const seq = SeqRow.parse(this.sql.exec("SELECT last_insert_rowid() AS seq").one()).seq;
@@ -113,7 +128,7 @@ export class Conversation extends DurableObject<Env> {
           now,
         );
       }
-      this.prune(settings.RECENT_LIMIT, now);
+      this.prune(settings.RECENT_LIMIT, now, seq);
       this.markChanged();
       return "accepted";
     });
@@ -160,15 +175,32 @@ export class Conversation extends DurableObject<Env> {
   // ---- alarm: delivery and the KV snapshot --------------------------------------------------
 
   override async alarm(): Promise<void> {
-    // Never throw: the platform retries a failing alarm only six times. Our own schedule rules.
+    // Never throw: the platform retries a failing alarm only six times; our own schedule rules.
+    // Each job fails on its own, so that a KV outage does not hold up deliveries or the reverse.
+    let settings: Settings;
     try {
-      const settings = this.settings();
-      await this.deliverDue(settings);
-      await this.publish(settings);
-      await this.armAlarm();
+      settings = this.settings();
     } catch (error) {
       log("error", "alarm_failed", { conversation: this.conversation(), error: String(error) });
-      await this.ctx.storage.setAlarm(Date.now() + ALARM_RECOVERY_MS);
+      return this.armAlarmWithin(ALARM_RECOVERY_MS);
+    }
+    try {
+      await this.deliverDue(settings);
+    } catch (error) {
+      log("error", "delivery_failed", { conversation: this.conversation(), error: String(error) });
+      await this.armAlarmWithin(ALARM_RECOVERY_MS);
+    }
+    try {
+      await this.publish(settings);
+    } catch (error) {
+      log("error", "publish_failed", { conversation: this.conversation(), error: String(error) });
+      this.setMeta("publish_retry_at", String(Date.now() + ALARM_RECOVERY_MS));
+    }
+    try {
+      await this.armAlarm();
+    } catch (error) {
+      log("error", "arm_failed", { conversation: this.conversation(), error: String(error) });
+      await this.armAlarmWithin(ALARM_RECOVERY_MS);
     }
   }
 
@@ -176,52 +208,58 @@ export class Conversation extends DurableObject<Env> {
     const origin = settings.ORIGIN_URL;
     const key = settings.FORWARD_SECRET;
     if (!origin || !key) return; // Store-only: pending rows wait for ORIGIN_URL to come back.
-    for (let delivered = 0; delivered < MAX_DELIVERIES_PER_ALARM; delivered++) {
+    const schedule = settings.FORWARD_RETRY_SCHEDULE;
+    const runStartedAt = Date.now();
+    for (let sent = 0; sent < MAX_DELIVERIES_PER_ALARM && Date.now() - runStartedAt < MAX_ALARM_RUN_MS; sent++) {
       const head = this.outboxHead();
-      if (!head || head.next_attempt_at > Date.now()) return;
       const startedAt = Date.now();
-      const result = await attemptDelivery(
-        { url: origin, key, id: head.receipt_id, body: head.body, timeoutMs: settings.FORWARD_TIMEOUT_MS },
+      if (!head || head.next_attempt_at > startedAt) return;
+      // Count the attempt before making it: if this run is cut short (deploy, eviction), the next
+      // one neither repeats it at once nor forgets it, and the schedule still moves on.
+      const attempt = { ...head, attempts: head.attempts + 1 };
+      const lease = settings.FORWARD_TIMEOUT_MS + (nextAttemptDelay(schedule, attempt.attempts) ?? 0);
+      this.sql.exec(
+        "UPDATE outbox SET attempts = ?, last_attempt_at = ?, next_attempt_at = ? WHERE seq = ?",
+        attempt.attempts,
         startedAt,
+        startedAt + lease,
+        head.seq,
       );
-      const next = this.record(head, result, settings.FORWARD_RETRY_SCHEDULE, startedAt);
+      const result = await attemptDelivery({ url: origin, key, id: head.receipt_id, body: head.body, timeoutMs: settings.FORWARD_TIMEOUT_MS }, startedAt);
+      // The wait before a retry counts from when this attempt ended, not when it began.
+      const next = this.record(attempt, result, schedule, Date.now());
       // A waiting head blocks the rest of the conversation: order is kept.
       if (next === "wait") return;
     }
   }
 
   /** Applies one attempt's result to the outbox; "wait" when the head must be retried later. */
-  private record(head: OutboxRow, result: AttemptResult, schedule: readonly number[], at: number): "next" | "wait" {
-    const fields = { conversation: this.conversation(), receiptId: head.receipt_id, attempt: head.attempts + 1 };
+  private record(attempt: OutboxRow, result: AttemptResult, schedule: readonly number[], at: number): "next" | "wait" {
+    const fields = { conversation: this.conversation(), receiptId: attempt.receipt_id, attempt: attempt.attempts };
     if (result.kind === "delivered") {
-      this.sql.exec("DELETE FROM outbox WHERE seq = ?", head.seq);
+      this.sql.exec("DELETE FROM outbox WHERE seq = ?", attempt.seq);
       this.markChanged();
       log("info", "delivered", { ...fields, status: result.status });
       return "next";
     }
-    const attempts = head.attempts + 1;
-    const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempts, result.retryAfterMs) : undefined;
+    const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempt.attempts, result.retryAfterMs) : undefined;
     if (delay !== undefined) {
       this.sql.exec(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_attempt_at = ?, last_status = ?, last_error = ? WHERE seq = ?",
-        attempts,
+        "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ? WHERE seq = ?",
         at + delay,
-        at,
         result.status ?? null,
         result.error,
-        head.seq,
+        attempt.seq,
       );
       log("warn", "delivery_retry", { ...fields, error: result.error, retryInMs: delay });
       return "wait";
     }
     this.sql.exec(
-      "UPDATE outbox SET status = 'failed', attempts = ?, last_attempt_at = ?, last_status = ?, last_error = ?, failed_at = ? WHERE seq = ?",
-      attempts,
-      at,
+      "UPDATE outbox SET status = 'failed', last_status = ?, last_error = ?, failed_at = ? WHERE seq = ?",
       result.status ?? null,
       result.error,
       at,
-      head.seq,
+      attempt.seq,
     );
     this.markChanged();
     log("error", "dead_letter", { ...fields, error: result.error, reason: result.kind === "give_up" ? "rejected" : "retries exhausted" });
@@ -233,23 +271,32 @@ export class Conversation extends DurableObject<Env> {
     const conversation = this.conversation();
     const version = this.metaNumber("version");
     if (!conversation || version <= this.metaNumber("published_version")) return;
-    if (Date.now() < this.metaNumber("published_at") + SNAPSHOT_INTERVAL_MS) return;
+    if (Date.now() < this.snapshotDueAt()) return;
     const counts = this.deliveryCounts();
-    await this.env.RECEIPTS_KV.put(snapshotKey(conversation), this.snapshotJson(conversation, settings.RECENT_LIMIT, counts));
-    // The index entry changes only when the number of dead letters does.
-    const indexedFailed = this.metaNumber("indexed_failed");
-    if (counts.failed > 0 && counts.failed !== indexedFailed) {
+    await this.env.RECEIPTS_KV.put(await snapshotKey(conversation), this.snapshotJson(conversation, settings.RECENT_LIMIT, counts));
+    // The index entry is written only when it changes (count, oldest, last error).
+    const indexed = this.metaText("indexed_entry");
+    if (counts.failed > 0) {
       const entry = this.deadLetterEntry(conversation, counts.failed);
-      await this.env.RECEIPTS_KV.put(deadLetterKey(conversation), JSON.stringify(entry), {
-        metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt },
-      });
-    } else if (counts.failed === 0 && indexedFailed > 0) {
-      await this.env.RECEIPTS_KV.delete(deadLetterKey(conversation));
+      const text = JSON.stringify(entry);
+      if (text !== indexed) {
+        await this.env.RECEIPTS_KV.put(await deadLetterKey(conversation), text, {
+          metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt },
+        });
+        this.setMeta("indexed_entry", text);
+      }
+    } else if (indexed) {
+      await this.env.RECEIPTS_KV.delete(await deadLetterKey(conversation));
+      this.setMeta("indexed_entry", "");
     }
     // Only what was read before the awaits is marked published: later changes stay pending.
     this.setMeta("published_version", String(version));
     this.setMeta("published_at", String(Date.now()));
-    this.setMeta("indexed_failed", String(counts.failed));
+  }
+
+  /** KV takes one write per second per key; after a failed write, wait longer. */
+  private snapshotDueAt(): number {
+    return Math.max(this.metaNumber("published_at") + SNAPSHOT_INTERVAL_MS, this.metaNumber("publish_retry_at"));
   }
 
   /**
@@ -263,6 +310,13 @@ export class Conversation extends DurableObject<Env> {
     return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],"deliveries":${JSON.stringify(deliveries)}}`;
   }
 
+  /** Makes sure the alarm fires within `ms`, keeping an earlier one. */
+  private async armAlarmWithin(ms: number): Promise<void> {
+    const wanted = Date.now() + ms;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > wanted) await this.ctx.storage.setAlarm(wanted);
+  }
+
   /** One alarm serves both jobs: the earlier of the outbox head's next attempt and the snapshot. */
   private async armAlarm(): Promise<void> {
     const settings = this.settings();
@@ -270,7 +324,7 @@ export class Conversation extends DurableObject<Env> {
     const head = this.outboxHead();
     if (head && settings.ORIGIN_URL) times.push(head.next_attempt_at);
     if (this.metaNumber("version") > this.metaNumber("published_version")) {
-      times.push(this.metaNumber("published_at") + SNAPSHOT_INTERVAL_MS);
+      times.push(this.snapshotDueAt());
     }
     if (times.length === 0) return;
     const wanted = Math.max(Math.min(...times), Date.now());
@@ -293,13 +347,11 @@ export class Conversation extends DurableObject<Env> {
     this.sql.exec("INSERT OR REPLACE INTO reads (reader, state) VALUES (?, ?)", reader, JSON.stringify(next));
   }
 
-  private prune(recentLimit: number, now: number): void {
-    this.sql.exec(
-      "DELETE FROM receipts WHERE seq <= (SELECT seq FROM receipts ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-      recentLimit,
-    );
+  private prune(recentLimit: number, now: number, seq: number): void {
+    this.sql.exec("DELETE FROM receipts WHERE seq <= (SELECT seq FROM receipts ORDER BY seq DESC LIMIT 1 OFFSET ?)", recentLimit);
     // Ids still in the outbox stay seen whatever their age: they may yet be delivered.
     this.sql.exec("DELETE FROM seen WHERE seen_at < ? AND id NOT IN (SELECT receipt_id FROM outbox)", now - DEDUP_WINDOW_MS);
+    if (seq % CAP_PRUNE_EVERY !== 0) return;
     this.sql.exec(
       "DELETE FROM seen WHERE id IN (SELECT id FROM seen WHERE id NOT IN (SELECT receipt_id FROM outbox) ORDER BY seen_at DESC LIMIT -1 OFFSET ?)",
       DEDUP_MAX_IDS,
@@ -337,8 +389,12 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private metaNumber(key: string): number {
+    return Number(this.metaText(key) || 0);
+  }
+
+  private metaText(key: string): string {
     const row = this.sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
-    return row ? Number(MetaRow.parse(row).value) : 0;
+    return row ? MetaRow.parse(row).value : "";
   }
 
   private setMeta(key: string, value: string): void {

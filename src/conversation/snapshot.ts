@@ -1,5 +1,7 @@
 /** The KV read model: what the object publishes about a conversation, and the dead-letter index. */
 import { z } from "zod";
+import { utf8 } from "../crypto/encoding";
+import { sha256Hex } from "../crypto/hash";
 import { Receipt } from "../receipt";
 import { ReadState } from "./read-state";
 
@@ -24,6 +26,22 @@ export type DeadLetterEntry = z.infer<typeof DeadLetterEntry>;
 /** Stored as the KV key's metadata, so that listing the index needs no further reads. */
 export const DeadLetterMetadata = DeadLetterEntry.pick({ failed: true, oldestFailedAt: true });
 
-export const snapshotKey = (conversation: string) => `conversations/${conversation}`;
+export const SNAPSHOT_PREFIX = "conversations/";
 export const DEAD_LETTER_PREFIX = "dead-letters/";
-export const deadLetterKey = (conversation: string) => `${DEAD_LETTER_PREFIX}${conversation}`;
+/** KV's limit on a key's length. */
+const MAX_KV_KEY_BYTES = 512;
+
+/**
+ * `<prefix><conversation>`, or for a conversation too long for a KV key, `<prefix>#<sha-256>`
+ * (conversation keys start with a provider's name, so they never start with `#`).
+ */
+async function kvKey(prefix: string, conversation: string): Promise<string> {
+  const plain = `${prefix}${conversation}`;
+  if (utf8(plain).length <= MAX_KV_KEY_BYTES) return plain;
+  return `${prefix}#${await sha256Hex(conversation)}`;
+}
+
+export const snapshotKey = (conversation: string) => kvKey(SNAPSHOT_PREFIX, conversation);
+export const deadLetterKey = (conversation: string) => kvKey(DEAD_LETTER_PREFIX, conversation);
+/** True for an index key that holds a hash: its conversation is in the stored value. */
+export const isHashedKey = (name: string, prefix: string) => name.startsWith(`${prefix}#`);

@@ -60,6 +60,9 @@ export async function attemptDelivery(request: AttemptRequest, now: number, fetc
       method: "POST",
       headers: await webhookHeaders(request.key, request.id, now, request.body),
       body: request.body,
+      // Never follow: a 301/302 would resend as an empty GET and look delivered, a 307 would send
+      // the signed receipt wherever Location points. A redirect is the operator's to fix.
+      redirect: "manual",
       signal: AbortSignal.timeout(request.timeoutMs),
     });
   } catch (error) {
@@ -67,8 +70,12 @@ export async function attemptDelivery(request: AttemptRequest, now: number, fetc
     return { kind: "retry", error: timedOut ? `no answer within ${request.timeoutMs} ms` : `network error: ${errorMessage(error)}` };
   }
   let detail = "";
+  const location = response.headers.get("location");
   if (response.ok) await response.body?.cancel();
-  else detail = await response.text().then((text) => text.slice(0, MAX_DETAIL_CHARS).replace(/\s+/g, " ").trim(), () => "");
+  else if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel();
+    detail = `redirects${location ? ` to ${location.slice(0, 200)}` : ""}: set ORIGIN_URL to the final URL`;
+  } else detail = await response.text().then((text) => text.slice(0, MAX_DETAIL_CHARS).replace(/\s+/g, " ").trim(), () => "");
   return classify(response.status, response.headers.get("retry-after"), detail, now);
 }
 

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { md5Hex } from "../crypto/md5";
 import { timingSafeEqualAny } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
-import { invalidBody, parseJsonObject, reject, type Answer, type Outcome, type Provider } from "./provider";
+import { Identifier, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Outcome, type Provider } from "./provider";
 
 /** How far in the future a timestamp may be (clock skew), in ms. */
 const MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
@@ -26,13 +26,14 @@ const Envelope = z.looseObject({
 type Envelope = z.infer<typeof Envelope> & { raw: JsonObject };
 
 const ReadEvent = z.object({
-  from: z.string().min(1),
-  to: z.string().min(1),
-  appkey: z.string().min(1).optional(),
-  group_id: z.string().min(1).optional(),
+  from: Identifier,
+  to: Identifier,
+  appkey: Identifier.optional(),
+  group_id: Identifier.optional(),
   content_type: z.string().optional(),
   payload: z.looseObject({
-    ack_message_id: z.union([z.string().min(1), z.number().transform(String)]).optional(),
+    // Message ids are 18-digit numbers: as a JSON number they would already have lost digits.
+    ack_message_id: z.union([z.string().min(1).max(128), z.number().int().max(Number.MAX_SAFE_INTEGER).transform(String)]).optional(),
     type: z.string().optional(),
     msg_config: z.looseObject({ allow_group_ack: z.boolean().optional() }).optional(),
   }),
@@ -57,11 +58,16 @@ export const easemob: Provider<EasemobConfig, Envelope> = {
   },
 
   parse(raw) {
+    const extraPath = rejectExtraPath(raw);
+    if (extraPath) return extraPath;
     const json = parseJsonObject(raw.body);
     if (!json.ok) return json;
     const envelope = Envelope.safeParse(json.value);
     if (!envelope.success) return invalidBody(envelope.error.issues);
-    return { ok: true, value: { ...envelope.data, raw: json.value } };
+    // `security` is not kept: with callId and timestamp it would let anyone who reads a stored
+    // receipt replay the callback within MAX_EVENT_AGE_SECONDS.
+    const { security: _signature, ...unsigned } = json.value;
+    return { ok: true, value: { ...envelope.data, raw: unsigned } };
   },
 
   async verify(envelope, config, now) {

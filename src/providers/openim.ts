@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { readerConversationKey, singleConversationKey, type Receipt } from "../receipt";
-import { identityId, invalidBody, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import { Identifier, identityId, invalidBody, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
 
 /** OpenIM has no app key; every OpenIM receipt carries this one. */
 const OPENIM_APP = "openim";
@@ -16,6 +16,8 @@ interface Envelope {
   command?: string;
   /** Path segments beyond `<token>/<command>`: OpenIM never sends any. */
   extra: number;
+  /** OpenIM's per-operation trace id header: what tells two otherwise identical reads apart. */
+  operationId?: string;
   body: string;
 }
 
@@ -23,12 +25,12 @@ export interface OpenimConfig {
   token: string;
 }
 
-const UserId = z.string().min(1);
-const Seq = z.number().int().nonnegative();
+const UserId = Identifier;
+const Seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 const SingleRead = z
   .object({
-    conversationID: z.string().regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>"),
+    conversationID: z.string().max(300).regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>"),
     userID: UserId,
     // The server sends `Seqs`; older builds and the docs say `seqs`.
     Seqs: z.array(Seq).optional(),
@@ -49,6 +51,15 @@ const SINGLE = "callbackAfterSingleMsgReadCommand";
 const GROUP = "callbackAfterGroupMsgReadCommand";
 
 /** `si_<a>_<b>` (old docs add `:0`); user ids may hold `_`, so the reader's own id anchors the split. */
+/**
+ * OpenIM never retries, so its ids need not match across deliveries; they must not collide. The
+ * group read names no group, so two groups' reads at the same seq would look alike: the request's
+ * operationID tells them apart, and without one a fresh nonce does.
+ */
+function operationOf(envelope: Envelope): string {
+  return envelope.operationId ?? `nonce:${crypto.randomUUID()}`;
+}
+
 function peerOf(conversationID: string, reader: string): string | undefined {
   const pair = conversationID.replace(/:\d+$/, "").slice("si_".length);
   if (pair.startsWith(`${reader}_`)) return pair.slice(reader.length + 1) || undefined;
@@ -66,7 +77,8 @@ export const openim: Provider<OpenimConfig, Envelope> = {
 
   parse(raw) {
     const [token, command, ...extra] = raw.path;
-    return { ok: true, value: { token, command, extra: extra.length, body: raw.body } };
+    const operationId = raw.headers.get("operationID")?.slice(0, 128) || undefined;
+    return { ok: true, value: { token, command, extra: extra.length, operationId, body: raw.body } };
   },
 
   async verify(envelope, config) {
@@ -104,7 +116,7 @@ export const openim: Provider<OpenimConfig, Envelope> = {
       const seqs = [...new Set(body.Seqs ?? body.seqs ?? [])].sort((a, b) => a - b);
       receipt = {
         ...base,
-        id: await identityId("openim", [command, body.conversationID.replace(/:\d+$/, ""), body.userID, seqs]),
+        id: await identityId("openim", [command, operationOf(envelope), body.conversationID.replace(/:\d+$/, ""), body.userID, seqs]),
         chat: "single",
         conversation: singleConversationKey("openim", OPENIM_APP, body.userID, peer),
         readers: [body.userID],
@@ -117,7 +129,7 @@ export const openim: Provider<OpenimConfig, Envelope> = {
       const body = parsed.data;
       receipt = {
         ...base,
-        id: await identityId("openim", [command, body.sendID, body.receiveID, body.unreadMsgNum]),
+        id: await identityId("openim", [command, operationOf(envelope), body.sendID, body.receiveID, body.unreadMsgNum]),
         chat: "group",
         // OpenIM does not say which group: one stream per reader keeps that reader's reads in order.
         conversation: readerConversationKey("openim", OPENIM_APP, body.sendID),

@@ -2,6 +2,7 @@
  * The one interface every provider implements. Everything here is pure: plain values in, plain
  * values out, no bindings, no clock (the caller passes `now`), so each provider is tested alone.
  */
+import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { JsonObject, type ProviderName, type Receipt } from "../receipt";
 import type { Settings } from "../settings";
@@ -13,6 +14,7 @@ export interface RawCallback {
   path: string[];
   /** The body exactly as received (signatures are computed over fields of it, never a re-serialization). */
   body: string;
+  headers: Headers;
 }
 
 /** A refusal: the HTTP status, a stable code, and a message safe to show the caller. */
@@ -85,6 +87,15 @@ export function describeIssue(issues: readonly { path: readonly PropertyKey[]; m
   const field = issue.path.map(String).join(".");
   return field ? `field ${field}: ${issue.message}` : issue.message;
 }
+
+/** 404 for a provider whose URL takes no path segments after its name. */
+export function rejectExtraPath(raw: RawCallback): { ok: false; rejection: Rejection } | undefined {
+  if (raw.path.length === 0) return undefined;
+  return reject(404, "unknown_path", `no hook at this path: use ${raw.url.pathname.split("/").slice(0, 4).join("/")}`);
+}
+
+/** A user, group or app id: the providers' own limits are 32 to 64 characters. */
+export const Identifier = z.string().min(1).max(128, "must be at most 128 characters");
 
 /** 400 for a body that failed its schema, naming the first offending field. */
 export function invalidBody(issues: readonly { path: readonly PropertyKey[]; message: string }[]): { ok: false; rejection: Rejection } {

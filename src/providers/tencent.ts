@@ -8,7 +8,7 @@ import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
-import { identityId, invalidBody, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import { Identifier, identityId, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
 
 const MAX_REQUEST_SKEW_SECONDS = 60;
 
@@ -27,21 +27,25 @@ export interface TencentConfig {
   token?: string;
 }
 
+/** The last millisecond of year 9999: later times have no ISO-8601 form. */
+const MAX_TIME_MS = 253_402_300_799_999;
 /** EventTime is documented as a number and sent by some commands as a numeric string. */
-const EventTime = z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,16}$/).transform(Number)]);
-const Account = z.string().min(1);
-const Count = z.number().int().nonnegative();
+const EventTime = z
+  .union([z.number(), z.string().regex(/^\d{1,15}$/, "must be milliseconds").transform(Number)])
+  .pipe(z.number().int().nonnegative().max(MAX_TIME_MS, "is not a plausible time in milliseconds"));
+const Account = Identifier;
+const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 const MsgReport = z.object({
   Report_Account: Account,
   Peer_Account: Account,
-  LastReadTime: Count,
+  LastReadTime: z.number().int().nonnegative().max(Math.floor(MAX_TIME_MS / 1000), "is not a plausible time in seconds"),
   UnreadMsgNum: Count.optional(),
   EventTime: EventTime.optional(),
 });
 
 const GroupReadReceipt = z.object({
-  GroupId: z.string().min(1),
+  GroupId: Identifier,
   Type: z.string().optional(),
   GroupMsgReceiptList: z
     .array(
@@ -64,8 +68,8 @@ const MsgReadReceipt = z.object({
       z.object({
         From_Account: Account.optional(),
         To_Account: Account.optional(),
-        MsgKey: z.string().min(1),
-        MsgId: z.string().optional(),
+        MsgKey: z.string().min(1).max(256),
+        MsgId: z.string().max(256).optional(),
       }),
     )
     .min(1),
@@ -88,6 +92,8 @@ export const tencent: Provider<TencentConfig, Envelope> = {
   },
 
   parse(raw) {
+    const extraPath = rejectExtraPath(raw);
+    if (extraPath) return extraPath;
     const query = (name: string) => raw.url.searchParams.get(name) ?? undefined;
     return {
       ok: true,

@@ -2,12 +2,12 @@ import { describe, expect, it } from "vitest";
 import { easemob, signEasemob, type EasemobConfig } from "../../src/providers/easemob";
 import type { Receipt } from "../../src/receipt";
 import { copy, samples, signedEasemob } from "../support/callbacks";
-import { receiptFrom, runProvider } from "../support/pipeline";
+import { rawCallback, receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
 const RECEIVED_AT = new Date(NOW).toISOString();
 const config: EasemobConfig = { secrets: ["secret-a", "secret-b"], maxEventAgeSeconds: 3600 };
-const raw = (body: unknown) => ({ url: new URL("https://relay.test/v1/hooks/easemob"), path: [], body: JSON.stringify(body) });
+const raw = (body: unknown) => rawCallback(body, { url: "https://relay.test/v1/hooks/easemob" });
 
 const run = (body: Record<string, unknown>, now = NOW) => runProvider(easemob, raw(body), config, now, RECEIVED_AT);
 
@@ -61,7 +61,7 @@ describe("easemob parse and validation", () => {
     ["empty", "", "empty_body"],
     ["an array", "[]", "invalid_body"],
   ])("refuses %s with 400", (_, text, code) => {
-    const parsed = easemob.parse({ url: new URL("https://relay.test/"), path: [], body: text });
+    const parsed = easemob.parse(rawCallback(text));
     expect(parsed).toMatchObject({ ok: false, rejection: { status: 400, code } });
   });
 
@@ -71,6 +71,11 @@ describe("easemob parse and validation", () => {
     const parsed = easemob.parse(raw(body));
     expect(parsed.ok).toBe(false);
     if (!parsed.ok) expect(parsed.rejection.message).toContain(`field ${field}`);
+  });
+
+  it("answers 404 for a path below the hook", () => {
+    const parsed = easemob.parse(rawCallback(samples.easemob.single, { path: ["extra"] }));
+    expect(parsed).toMatchObject({ ok: false, rejection: { status: 404, code: "unknown_path" } });
   });
 
   it.each(["from", "to", "payload"])("names a missing read_ack field once authentic: %s", async (field) => {
@@ -104,14 +109,16 @@ describe("easemob normalization", () => {
       messages: [{ id: "968665323572037776" }],
       readAt: new Date(NOW - 1000).toISOString(),
       receivedAt: RECEIVED_AT,
-      raw: expect.objectContaining({ callId: "XXXX#XXXX_968665325555943556", from: "1111", to: "2222" }),
+      raw: expect.objectContaining({ callId: "XXXX#XXXX_968665325555943556", from: "1111", to: "2222", timestamp: NOW - 1000 }),
     });
   });
 
   it("group read_ack (seed 001), field by field", async () => {
     const receipt = await receiptOf(copy(samples.easemob.group));
-    expect(receipt).toMatchObject({
+    const { security: _, ...unsigned } = samples.easemob.group;
+    expect(receipt).toEqual({
       id: "easemob:XXXX#XXXX_1406088760298309588",
+      provider: "easemob",
       event: "read_ack",
       app: "eXXXX#XXXX",
       chat: "group",
@@ -119,9 +126,24 @@ describe("easemob normalization", () => {
       readers: ["tst"],
       group: "277721224642561",
       messages: [{ id: "1406088702140090324" }],
+      readAt: new Date(NOW - 1000).toISOString(),
+      receivedAt: RECEIVED_AT,
+      raw: { ...unsigned, timestamp: NOW - 1000 },
     });
-    expect(receipt.peer).toBeUndefined();
-    expect(receipt.upTo).toBeUndefined();
+  });
+
+  it("keeps the body as raw, without the signature (it would make the callback replayable)", async () => {
+    const receipt = await receiptOf(copy(samples.easemob.single));
+    expect(receipt.raw).not.toHaveProperty("security");
+    expect(receipt.raw).toMatchObject({ callId: samples.easemob.single.callId, payload: samples.easemob.single.payload });
+  });
+
+  it("refuses ids longer than any provider allows, and message ids that lost digits as numbers", async () => {
+    const longFrom = await run(await signedEasemob(copy(samples.easemob.single, { from: "u".repeat(129) }), { secret: "secret-a", timestamp: NOW }));
+    expect(longFrom).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining("field from") });
+    const rounded = copy(samples.easemob.single, { payload: { ack_message_id: 968665323572037776 } });
+    const result = await run(await signedEasemob(rounded, { secret: "secret-a", timestamp: NOW }));
+    expect(result).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining("field payload.ack_message_id") });
   });
 
   it("group read_ack named by group_id", async () => {
@@ -129,15 +151,23 @@ describe("easemob normalization", () => {
     expect(await receiptOf(body)).toMatchObject({ chat: "group", group: "g-1", conversation: "easemob:XXXX%23XXXX:g:g-1" });
   });
 
-  it("channel_ack: the whole conversation is read up to the timestamp", async () => {
+  it("channel_ack: the whole conversation is read up to the timestamp, field by field", async () => {
     const receipt = await receiptOf(copy(samples.easemob.channel));
-    expect(receipt).toMatchObject({
+    const { security: _, ...unsigned } = samples.easemob.channel;
+    expect(receipt).toEqual({
+      id: "easemob:XXXX#XXXX_1407211300018423236",
+      provider: "easemob",
       event: "channel_ack",
+      app: "XXXX#XXXX",
       chat: "single",
+      conversation: "easemob:XXXX%23XXXX:u:1111:2222",
       readers: ["1111"],
       peer: "2222",
       messages: [{ id: "1407211196108736964" }],
       upTo: { time: new Date(NOW - 1000).toISOString() },
+      readAt: new Date(NOW - 1000).toISOString(),
+      receivedAt: RECEIVED_AT,
+      raw: { ...unsigned, timestamp: NOW - 1000 },
     });
   });
 

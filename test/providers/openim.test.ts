@@ -2,15 +2,15 @@ import { describe, expect, it } from "vitest";
 import { openim } from "../../src/providers/openim";
 import type { Receipt } from "../../src/receipt";
 import { copy, samples } from "../support/callbacks";
-import { bodyText, receiptFrom, runProvider } from "../support/pipeline";
+import { rawCallback, receiptFrom, runProvider } from "../support/pipeline";
 
 const RECEIVED_AT = "2026-11-22T00:00:00.000Z";
 const TOKEN = "openim-token-0123456789";
 const SINGLE = "callbackAfterSingleMsgReadCommand";
 const GROUP = "callbackAfterGroupMsgReadCommand";
 
-const run = (path: string[], body: unknown) =>
-  runProvider(openim, { url: new URL("https://relay.test/"), path, body: bodyText(body) }, { token: TOKEN }, 0, RECEIVED_AT);
+const run = (path: string[], body: unknown, operationID = "op-1") =>
+  runProvider(openim, rawCallback(body, { path, headers: { operationID } }), { token: TOKEN }, 0, RECEIVED_AT);
 
 async function receiptOf(command: string, body: unknown): Promise<Receipt> {
   return receiptFrom(await run([TOKEN, command], body));
@@ -91,6 +91,16 @@ describe("openim normalization", () => {
     expect(await receiptOf(SINGLE, body)).toMatchObject({ peer: "a_b", conversation: "openim:openim:u:a_b:c_d" });
     const other = copy(samples.openim.single, { conversationID: "si_a_b_c_d", userID: "a_b" });
     expect(await receiptOf(SINGLE, other)).toMatchObject({ peer: "c_d", conversation: "openim:openim:u:a_b:c_d" });
+  });
+
+  it("tells apart identical reads by their operationID, and never collides without one", async () => {
+    const [a, b, again] = await Promise.all(
+      ["op-a", "op-b", "op-a"].map(async (operationID) => receiptFrom(await run([TOKEN, GROUP], samples.openim.group, operationID))),
+    );
+    expect(a!.id).not.toBe(b!.id);
+    expect(again!.id).toBe(a!.id);
+    const withoutHeader = (await Promise.all([1, 2].map(async () => receiptFrom(await run([TOKEN, GROUP], samples.openim.group, ""))))).map((r) => r.id);
+    expect(withoutHeader[0]).not.toBe(withoutHeader[1]);
   });
 
   it("group read: the has-read seq, in the reader's own stream (OpenIM names no group)", async () => {

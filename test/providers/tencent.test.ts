@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { signTencent, tencent, type TencentConfig } from "../../src/providers/tencent";
 import type { Receipt } from "../../src/receipt";
 import { copy, samples } from "../support/callbacks";
-import { bodyText, receiptFrom, runProvider } from "../support/pipeline";
+import { rawCallback, receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
 const NOW_SECONDS = NOW / 1000;
@@ -20,7 +20,7 @@ async function url(command: string, { sdkAppId = "1400000001", token = "token-t"
 }
 
 const run = (target: URL, body: unknown, config = withToken) =>
-  runProvider(tencent, { url: target, path: [], body: bodyText(body) }, config, NOW, RECEIVED_AT);
+  runProvider(tencent, rawCallback(body, { url: target.href }), config, NOW, RECEIVED_AT);
 
 async function receiptOf(command: string, body: unknown): Promise<Receipt> {
   return receiptFrom(await run(await url(command), body));
@@ -156,17 +156,36 @@ describe("tencent normalization", () => {
 
   it("C2C.CallbackAfterMsgReadReceipt, field by field", async () => {
     const receipt = await receiptOf("C2C.CallbackAfterMsgReadReceipt", samples.tencent.receipt);
-    expect(receipt).toMatchObject({
+    expect(receipt).toEqual({
+      id: expect.stringMatching(/^tencent:[0-9a-f]{32}$/),
+      provider: "tencent",
       event: "C2C.CallbackAfterMsgReadReceipt",
+      app: "1400000001",
       chat: "single",
       conversation: "tencent:1400000001:u:Jonh:jared",
       readers: ["Jonh"],
       peer: "jared",
       messages: [{ id: "2060886596_1614754601_1614754601" }],
       readAt: "2021-03-03T06:56:50.012Z",
+      platform: "Android",
+      receivedAt: RECEIVED_AT,
+      raw: samples.tencent.receipt,
     });
-    expect(receipt.upTo).toBeUndefined();
-    expect(receipt.unreadTotal).toBeUndefined();
+  });
+
+  it.each([
+    ["EventTime", { EventTime: 99999999999999999 }],
+    ["EventTime", { EventTime: "999999999999999" }],
+    ["LastReadTime", { LastReadTime: 9007199254740 }],
+    ["Report_Account", { Report_Account: "x".repeat(129) }],
+  ])("refuses an implausible %s with 400", async (field, overrides) => {
+    const result = await run(await url("C2C.CallbackAfterMsgReport"), copy(samples.tencent.report, overrides));
+    expect(result).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining(`field ${field}`) });
+  });
+
+  it("answers 404 for a path below the hook", async () => {
+    const parsed = tencent.parse(rawCallback(samples.tencent.report, { url: (await url("C2C.CallbackAfterMsgReport")).href, path: ["a"] }));
+    expect(parsed).toMatchObject({ ok: false, rejection: { status: 404, code: "unknown_path" } });
   });
 
   it("gives the same id to the same callback and another to a different one", async () => {

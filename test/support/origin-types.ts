@@ -6,6 +6,8 @@ export const Step = z.object({
   retryAfter: z.string().optional(),
   /** Wait this long before answering (longer than FORWARD_TIMEOUT_MS makes a timeout). */
   delayMs: z.number().optional(),
+  /** A Location header, for redirects. */
+  location: z.string().optional(),
 });
 export type Step = z.infer<typeof Step>;
 
@@ -16,4 +18,8 @@ export interface Attempt {
   status: number;
   verified: boolean;
   at: number;
+  method: string;
+  path: string;
+  /** The verified body's `data`: the normalized receipt. */
+  data?: unknown;
 }

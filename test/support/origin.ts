@@ -10,7 +10,7 @@ import { Webhook } from "standardwebhooks";
 import { z } from "zod";
 import { Step, type Attempt } from "./origin-types";
 
-const Payload = z.object({ data: z.object({ conversation: z.string() }) });
+const Payload = z.object({ type: z.literal("receipt.read"), timestamp: z.string(), data: z.looseObject({ conversation: z.string() }) });
 
 export interface OriginHandle {
   originPort: number;
@@ -50,6 +50,7 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
     const body = await readBody(request);
     let conversation = "";
     let verified = false;
+    let data: unknown;
     try {
       // Throws on a bad signature or a timestamp more than 5 minutes off.
       const payload = webhook.verify(body, {
@@ -57,6 +58,7 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
         "webhook-timestamp": String(request.headers["webhook-timestamp"] ?? ""),
         "webhook-signature": String(request.headers["webhook-signature"] ?? ""),
       });
+      data = Payload.parse(payload).data;
       conversation = Payload.parse(payload).data.conversation;
       verified = true;
     } catch {
@@ -66,9 +68,21 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
     if (step.delayMs) await new Promise((resolve) => setTimeout(resolve, step.delayMs));
     // The relay gave up waiting (its timeout): nothing it could see was answered.
     const answered = !response.destroyed && !request.socket.destroyed;
-    attempts.push({ id: String(request.headers["webhook-id"] ?? ""), conversation, status: answered ? step.status : 0, verified, at: Date.now() });
+    attempts.push({
+      id: String(request.headers["webhook-id"] ?? ""),
+      conversation,
+      status: answered ? step.status : 0,
+      verified,
+      at: Date.now(),
+      method: request.method ?? "",
+      path: request.url ?? "",
+      data,
+    });
     if (!answered) return;
-    send(response, step.status, { ok: step.status < 300 }, step.retryAfter ? { "retry-after": step.retryAfter } : {});
+    const headers: Record<string, string> = {};
+    if (step.retryAfter) headers["retry-after"] = step.retryAfter;
+    if (step.location) headers.location = step.location;
+    send(response, step.status, { ok: step.status < 300 }, headers);
   });
   origin.on("connection", (socket) => {
     sockets.add(socket);
