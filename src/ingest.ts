@@ -68,7 +68,7 @@ export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Ho
     } catch (error) {
       // Not committed: say so, so that the provider's own retry (Easemob's one) has a chance.
       log("error", "store_failed", { provider: provider.name, receiptId: receipt.id, conversation: receipt.conversation, error: String(error) });
-      return settle({ ok: false, status: 503, code: "store_unavailable", message: "the receipt could not be stored; nothing was kept, try again" });
+      return settle({ ok: false, status: 503, code: "store_unavailable", message: "the receipt may not have been stored; sending it again is safe (duplicates are recognised)" });
     }
     return settle({ ok: true, result: stored, event: receipt.event, receiptId: receipt.id }, { conversation: receipt.conversation });
   }

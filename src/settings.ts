@@ -64,14 +64,7 @@ const SettingsSchema = z
     FORWARD_SECRET: optional(forwardSecret),
     FORWARD_RETRY_SCHEDULE: optional(retrySchedule).default(DEFAULT_RETRY_SCHEDULE),
     FORWARD_TIMEOUT_MS: optional(integer(100, 120_000)).default(10_000),
-    ADMIN_TOKEN: optional(
-      z
-        .string()
-        .trim()
-        .min(16, "must be at least 16 characters")
-        // What an Authorization: Bearer header can carry (RFC 6750 token68).
-        .regex(/^[A-Za-z0-9._~+/-]+=*$/, "may hold only letters, digits and . _ ~ + / - (then = padding)"),
-    ),
+    ADMIN_TOKEN: optional(z.string().trim().min(16, "must be at least 16 characters")),
   })
   .superRefine((settings, context) => {
     if (settings.TENCENT_TOKEN && !settings.TENCENT_SDKAPPID) {

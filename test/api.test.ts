@@ -1,5 +1,6 @@
 // The app's API: auth, the KV read model, the object's truth, and the error shape.
 import { describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
 import { api } from "./support/callbacks";
 import { waitFor } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
@@ -71,16 +72,33 @@ describe("API reads", () => {
     [`receipts?limit=${Number(testSettings.RECENT_LIMIT) + 1}`, "limit"],
     ["receipts?consistent=yes", "consistent"],
     ["deliveries?status=lost", "status"],
+    ["deliveries?limit=0", "limit"],
+    ["deliveries?after=-1", "after"],
   ])("400 naming the parameter for %s", async (rest, parameter) => {
     const response = await api(pathOf("tencent:1:g:x", rest));
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { code: "invalid_query", message: expect.stringContaining(`query parameter ${parameter}`) } });
   });
 
-  it("lists the outbox by status", async () => {
+  it("lists the outbox by status, a page at a time", async () => {
     const conversation = newConversation();
     const response = await api(`${pathOf(conversation, "deliveries")}?status=failed`);
     expect(await response.json()).toEqual({ conversation, deliveries: [] });
+
+    const stub = stubFor(conversation);
+    await runInDurableObject(stub, async (instance, state) => {
+      for (let n = 1; n <= 5; n++) await instance.accept(makeReceipt(conversation, n));
+      // Parked far in the future, so that the page is stable while the test reads it.
+      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = ?", Date.now() + 3600_000);
+    });
+    type Page = { deliveries: { receiptId: string; seq: number; status: string }[]; after?: number };
+    const first = await (await api(`${pathOf(conversation, "deliveries")}?status=pending&limit=2`)).json<Page>();
+    expect(first.deliveries.map((delivery) => delivery.receiptId)).toEqual([1, 2].map((n) => `test:${conversation}:${n}`));
+    expect(first.after).toBe(first.deliveries[1]!.seq);
+    const rest = await (await api(`${pathOf(conversation, "deliveries")}?limit=10&after=${first.after}`)).json<Page>();
+    expect(rest.deliveries.map((delivery) => delivery.receiptId)).toEqual([3, 4, 5].map((n) => `test:${conversation}:${n}`));
+    expect(rest.after).toBeUndefined();
+    expect(JSON.stringify(rest)).not.toContain('"body"');
   });
 
   it("re-queues nothing when there are no dead letters", async () => {

@@ -5,7 +5,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { z } from "zod";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
 import { Receipt, singleConversationKey } from "../src/receipt";
-import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, SNAPSHOT_INTERVAL_MS } from "../src/conversation/object";
+import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, MAX_SNAPSHOT_BYTES, SNAPSHOT_INTERVAL_MS } from "../src/conversation/object";
 import { testSettings } from "./support/settings";
 import { waitFor } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
@@ -112,6 +112,51 @@ describe("Conversation object", () => {
       return stored === null ? undefined : Snapshot.parse(stored);
     });
     expect(snapshot.conversation).toBe(conversation);
+  });
+
+  it("keeps a snapshot within MAX_SNAPSHOT_BYTES, dropping the oldest receipts", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    const padding = "x".repeat(60 * 1024);
+    for (let n = 1; n <= RECENT_LIMIT; n++) await stub.accept(makeReceipt(conversation, n, { raw: { padding } }));
+    const snapshot = await waitFor("a snapshot of the last receipt", async () => {
+      const stored = await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json");
+      const parsed = stored === null ? undefined : Snapshot.parse(stored);
+      return parsed?.receipts[0]?.id === `test:${conversation}:${RECENT_LIMIT}` ? parsed : undefined;
+    });
+    expect(snapshot.receipts.length).toBeLessThan(RECENT_LIMIT);
+    expect(snapshot.receipts.length).toBeGreaterThan(10);
+    expect(JSON.stringify(snapshot).length).toBeLessThan(MAX_SNAPSHOT_BYTES + 64 * 1024);
+    expect(snapshot.receipts.map((receipt) => receipt.id)).toEqual(
+      Array.from({ length: snapshot.receipts.length }, (_, i) => `test:${conversation}:${RECENT_LIMIT - i}`),
+    );
+  });
+
+  it("backs off when KV refuses writes, without holding up anything else", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    const failures = await runInDurableObject(stub, async (instance, state) => {
+      // KV over its quota: every write fails.
+      const refusing = { ...env, RECEIPTS_KV: { put: () => Promise.reject(new Error("KV put() limit exceeded for the day.")) } };
+      Object.assign(instance, { env: refusing });
+      await instance.accept(makeReceipt(conversation, 1));
+      const meta = (key: string) => Number(state.storage.sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? 0);
+      const seen: { failures: number; waitMs: number }[] = [];
+      for (let round = 0; round < 3; round++) {
+        // Due now, as if the back-off had elapsed.
+        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('publish_retry_at', '0')");
+        await instance.alarm();
+        seen.push({ failures: meta("publish_failures"), waitMs: meta("publish_retry_at") - Date.now() });
+      }
+      return seen;
+    });
+    expect(failures.map((entry) => entry.failures)).toEqual([1, 2, 3]);
+    const waits = failures.map((entry) => Math.round(entry.waitMs / 1000));
+    expect(waits[0]).toBeGreaterThanOrEqual(28);
+    expect(waits[1]).toBeGreaterThanOrEqual(2 * waits[0]! - 2);
+    expect(waits[2]).toBeGreaterThanOrEqual(2 * waits[1]! - 2);
+    // Meanwhile the receipt was delivered all the same.
+    expect(await stub.deliveries("pending")).toEqual([]);
   });
 
   it("publishes a snapshot to KV, at most once a second", async () => {

@@ -63,7 +63,6 @@ describe("parseSettings", () => {
     [{ FORWARD_RETRY_SCHEDULE: "100000" }, "FORWARD_RETRY_SCHEDULE"],
     [{ FORWARD_TIMEOUT_MS: "5" }, "FORWARD_TIMEOUT_MS"],
     [{ ADMIN_TOKEN: "short" }, "ADMIN_TOKEN"],
-    [{ ADMIN_TOKEN: `${secret} with spaces` }, "ADMIN_TOKEN"],
   ])("%j is refused, naming %s and never the value", (env, setting) => {
     const result = parseSettings(env);
     expect(result.ok).toBe(false);

@@ -4,10 +4,9 @@
  * `?consistent=true` asks the object, which is the truth.
  */
 import { Hono } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
-import { DeliveryStatus } from "../conversation/object";
+import { DeliveryStatus, MAX_DELIVERIES_PAGE } from "../conversation/object";
 import { DEAD_LETTER_PREFIX, DeadLetterEntry, DeadLetterMetadata, isHashedKey, Snapshot, snapshotKey } from "../conversation/snapshot";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
@@ -16,8 +15,6 @@ import { describeIssue } from "../providers/provider";
 import { describeProblems, settingsOf, type Settings } from "../settings";
 
 type ApiEnv = { Bindings: Env; Variables: { settings: Settings; conversation: string } };
-
-const unauthorized = (message: string) => ({ error: { code: "unauthorized", message } });
 
 /** The API is on only with a valid ADMIN_TOKEN; checked before the token itself. */
 const requireApiEnabled = createMiddleware<ApiEnv>(async function requireApiEnabled(c, next) {
@@ -28,15 +25,24 @@ const requireApiEnabled = createMiddleware<ApiEnv>(async function requireApiEnab
   await next();
 });
 
-const requireAdminToken = bearerAuth({
-  verifyToken: async (given, c) => {
-    if (!c.env) return false;
-    const result = settingsOf(c.env);
-    return result.ok && result.settings.ADMIN_TOKEN !== undefined && timingSafeEqual(given, result.settings.ADMIN_TOKEN);
-  },
-  noAuthenticationHeader: { message: unauthorized("send Authorization: Bearer <ADMIN_TOKEN>") },
-  invalidAuthenticationHeader: { message: { error: { code: "invalid_request", message: "the Authorization header must be Bearer <token>" } } },
-  invalidToken: { message: unauthorized("the bearer token does not match ADMIN_TOKEN") },
+/**
+ * `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. Written out rather than
+ * hono/bearer-auth, which refuses tokens outside RFC 6750's token68 characters: any ADMIN_TOKEN
+ * an operator pastes in must work.
+ */
+const requireAdminToken = createMiddleware<ApiEnv>(async function requireAdminToken(c, next) {
+  const header = c.req.header("authorization");
+  if (!header) {
+    return apiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>", { "www-authenticate": 'Bearer realm="receipt-relay"' });
+  }
+  const token = /^Bearer +(.+)$/i.exec(header.trim())?.[1];
+  if (!token) {
+    return apiError(400, "invalid_request", "the Authorization header must be Bearer <token>", { "www-authenticate": 'Bearer error="invalid_request"' });
+  }
+  if (!(await timingSafeEqual(token, c.var.settings.ADMIN_TOKEN ?? ""))) {
+    return apiError(401, "unauthorized", "the bearer token does not match ADMIN_TOKEN", { "www-authenticate": 'Bearer error="invalid_token"' });
+  }
+  await next();
 });
 
 const MAX_CONVERSATION_CHARS = 4096;
@@ -102,10 +108,20 @@ export const apiRoutes = new Hono<ApiEnv>()
   })
   .get("/conversations/:conversation/deliveries", async (c) => {
     const conversation = c.var.conversation;
-    const params = query({ status: DeliveryStatus.optional() }, c.req.query());
+    const params = query(
+      {
+        status: DeliveryStatus.optional(),
+        limit: z.coerce.number().int().min(1).max(MAX_DELIVERIES_PAGE).optional(),
+        after: z.coerce.number().int().min(0).optional(),
+      },
+      c.req.query(),
+    );
     if (!params.ok) return params.response;
-    const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status);
-    return jsonResponse(200, { conversation: conversation, deliveries });
+    const limit = params.value.limit ?? 100;
+    const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status, limit, params.value.after ?? 0);
+    // A full page may have more behind it: `after` continues from its last seq.
+    const last = deliveries.length === limit ? deliveries[deliveries.length - 1] : undefined;
+    return jsonResponse(200, { conversation, deliveries, ...(last ? { after: last.seq } : {}) });
   })
   .post("/conversations/:conversation/deliveries/retry", async (c) => {
     const conversation = c.var.conversation;
@@ -123,8 +139,8 @@ export const apiRoutes = new Hono<ApiEnv>()
         const conversation = isHashedKey(key.name, DEAD_LETTER_PREFIX)
           ? DeadLetterEntry.safeParse(await c.env.RECEIPTS_KV.get(key.name, "json")).data?.conversation
           : key.name.slice(DEAD_LETTER_PREFIX.length);
-        return { conversation, ...(metadata.success ? metadata.data : {}) };
+        return conversation === undefined ? [] : [{ conversation, ...(metadata.success ? metadata.data : {}) }];
       }),
-    );
+    ).then((entries) => entries.flat());
     return jsonResponse(200, { conversations, ...(listed.list_complete ? {} : { cursor: listed.cursor }) });
   });

@@ -23,13 +23,38 @@ export const SNAPSHOT_INTERVAL_MS = 1000;
  * the alarm re-arms itself at once, so that snapshots and other work are not held up. */
 const MAX_DELIVERIES_PER_ALARM = 50;
 const MAX_ALARM_RUN_MS = 60_000;
-/** When a part of the alarm fails (KV down or over quota, bad settings), try it again after this long. */
-const ALARM_RECOVERY_MS = 30_000;
+/** When a part of the alarm fails (KV down or over quota, bad settings), it is tried again after
+ * 30 s, doubling with each failure in a row up to an hour: a KV quota that runs out at noon must
+ * not wake every conversation twice a minute until midnight. */
+const RECOVERY_FIRST_MS = 30_000;
+const RECOVERY_MAX_MS = 3600_000;
+/** While pending rows wait for ORIGIN_URL to be set again, look once an hour. */
+const STORE_ONLY_RECHECK_MS = 3600_000;
+/** A snapshot holds the newest receipts that fit in this many bytes (KV allows 25 MiB; the API
+ * reads the whole value on every call). */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
+/** The largest page of the outbox one RPC returns. */
+export const MAX_DELIVERIES_PAGE = 1000;
 /** The size cap on seen ids is enforced every this many receipts (the age window on every one). */
 const CAP_PRUNE_EVERY = 100;
 
 export const DeliveryStatus = z.enum(["pending", "failed"]);
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
+
+const DeliveryRow = z.object({
+  seq: z.number(),
+  receipt_id: z.string(),
+  status: DeliveryStatus,
+  attempts: z.number(),
+  next_attempt_at: z.number(),
+  created_at: z.number(),
+  last_attempt_at: z.number().nullable(),
+  last_status: z.number().nullable(),
+  last_error: z.string().nullable(),
+  failed_at: z.number().nullable(),
+});
+type DeliveryRow = z.infer<typeof DeliveryRow>;
+const DELIVERY_COLUMNS = Object.keys(DeliveryRow.shape).join(", ");
 
 export const OutboxRow = z.object({
   seq: z.number(),
@@ -60,6 +85,8 @@ export interface Delivery {
 }
 
 export type AcceptResult = "accepted" | "duplicate";
+/** The alarm's jobs, each with its own back-off after failures. */
+type Job = "settings" | "delivery" | "publish";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const BodyRow = z.object({ body: z.string() });
@@ -151,11 +178,13 @@ export class Conversation extends DurableObject<Env> {
       .map((row) => ReadState.parse(JSON.parse(StateRow.parse(row).state)));
   }
 
-  async deliveries(status?: DeliveryStatus): Promise<Delivery[]> {
-    const rows = status
-      ? this.sql.exec("SELECT * FROM outbox WHERE status = ? ORDER BY seq", status).toArray()
-      : this.sql.exec("SELECT * FROM outbox ORDER BY seq").toArray();
-    return rows.map((row) => describeDelivery(OutboxRow.parse(row)));
+  /** The outbox in acceptance order, a page at a time (`after` is the last `seq` seen), without bodies. */
+  async deliveries(status?: DeliveryStatus, limit = MAX_DELIVERIES_PAGE, after = 0): Promise<Delivery[]> {
+    const page = Math.min(Math.max(1, limit), MAX_DELIVERIES_PAGE);
+    const rows = this.sql
+      .exec(`SELECT ${DELIVERY_COLUMNS} FROM outbox WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3`, after, status ?? null, page)
+      .toArray();
+    return rows.map((row) => describeDelivery(DeliveryRow.parse(row)));
   }
 
   /** Re-queues every dead letter, in their original order, with a fresh retry schedule. */
@@ -177,37 +206,62 @@ export class Conversation extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     // Never throw: the platform retries a failing alarm only six times; our own schedule rules.
     // Each job fails on its own, so that a KV outage does not hold up deliveries or the reverse.
-    let settings: Settings;
+    let settings: Settings | undefined;
     try {
       settings = this.settings();
+      this.recovered("settings");
     } catch (error) {
       log("error", "alarm_failed", { conversation: this.conversation(), error: String(error) });
-      return this.armAlarmWithin(ALARM_RECOVERY_MS);
+      this.backOff("settings");
+    }
+    if (settings) {
+      // Publishing first as well as last: a long delivery run does not hold up the read model.
+      await this.tryPublish(settings);
+      try {
+        await this.deliverDue(settings);
+        this.recovered("delivery");
+      } catch (error) {
+        log("error", "delivery_failed", { conversation: this.conversation(), error: String(error) });
+        this.backOff("delivery");
+      }
+      await this.tryPublish(settings);
     }
     try {
-      await this.deliverDue(settings);
-    } catch (error) {
-      log("error", "delivery_failed", { conversation: this.conversation(), error: String(error) });
-      await this.armAlarmWithin(ALARM_RECOVERY_MS);
-    }
-    try {
-      await this.publish(settings);
-    } catch (error) {
-      log("error", "publish_failed", { conversation: this.conversation(), error: String(error) });
-      this.setMeta("publish_retry_at", String(Date.now() + ALARM_RECOVERY_MS));
-    }
-    try {
-      await this.armAlarm();
+      await this.armAlarm({ replace: true });
     } catch (error) {
       log("error", "arm_failed", { conversation: this.conversation(), error: String(error) });
-      await this.armAlarmWithin(ALARM_RECOVERY_MS);
+      await this.ctx.storage.setAlarm(Date.now() + RECOVERY_FIRST_MS);
     }
+  }
+
+  private async tryPublish(settings: Settings): Promise<void> {
+    try {
+      if (await this.publish(settings)) this.recovered("publish");
+    } catch (error) {
+      log("error", "publish_failed", { conversation: this.conversation(), error: String(error) });
+      this.backOff("publish");
+    }
+  }
+
+  /** Records one more failure of `job` in a row and when to try it again. */
+  private backOff(job: Job): void {
+    const failures = this.metaNumber(`${job}_failures`) + 1;
+    const wait = Math.min(RECOVERY_FIRST_MS * 2 ** (failures - 1), RECOVERY_MAX_MS);
+    this.setMeta(`${job}_failures`, String(failures));
+    this.setMeta(`${job}_retry_at`, String(Date.now() + wait));
+  }
+
+  private recovered(job: Job): void {
+    if (this.metaNumber(`${job}_failures`) === 0) return;
+    this.setMeta(`${job}_failures`, "0");
+    this.setMeta(`${job}_retry_at`, "0");
   }
 
   private async deliverDue(settings: Settings): Promise<void> {
     const origin = settings.ORIGIN_URL;
     const key = settings.FORWARD_SECRET;
     if (!origin || !key) return; // Store-only: pending rows wait for ORIGIN_URL to come back.
+    if (Date.now() < this.metaNumber("delivery_retry_at")) return;
     const schedule = settings.FORWARD_RETRY_SCHEDULE;
     const runStartedAt = Date.now();
     for (let sent = 0; sent < MAX_DELIVERIES_PER_ALARM && Date.now() - runStartedAt < MAX_ALARM_RUN_MS; sent++) {
@@ -266,32 +320,35 @@ export class Conversation extends DurableObject<Env> {
     return "next";
   }
 
-  /** Writes the snapshot and the dead-letter index entry when they changed and a second has passed. */
-  private async publish(settings: Settings): Promise<void> {
+  /**
+   * Writes the snapshot and the dead-letter index entry when they changed and a second has
+   * passed; true when it wrote. Everything is read before the first await, so RPCs that run
+   * meanwhile (an accept, a replay) cannot make it inconsistent; their changes go out next time.
+   */
+  private async publish(settings: Settings): Promise<boolean> {
     const conversation = this.conversation();
     const version = this.metaNumber("version");
-    if (!conversation || version <= this.metaNumber("published_version")) return;
-    if (Date.now() < this.snapshotDueAt()) return;
+    if (!conversation || version <= this.metaNumber("published_version")) return false;
+    if (Date.now() < this.snapshotDueAt()) return false;
     const counts = this.deliveryCounts();
-    await this.env.RECEIPTS_KV.put(await snapshotKey(conversation), this.snapshotJson(conversation, settings.RECENT_LIMIT, counts));
-    // The index entry is written only when it changes (count, oldest, last error).
+    const snapshot = this.snapshotJson(conversation, settings.RECENT_LIMIT, counts);
     const indexed = this.metaText("indexed_entry");
-    if (counts.failed > 0) {
-      const entry = this.deadLetterEntry(conversation, counts.failed);
-      const text = JSON.stringify(entry);
-      if (text !== indexed) {
-        await this.env.RECEIPTS_KV.put(await deadLetterKey(conversation), text, {
-          metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt },
-        });
-        this.setMeta("indexed_entry", text);
-      }
-    } else if (indexed) {
+    const entry = counts.failed > 0 ? this.deadLetterEntry(conversation, counts.failed) : undefined;
+    const entryText = entry ? JSON.stringify(entry) : "";
+
+    await this.env.RECEIPTS_KV.put(await snapshotKey(conversation), snapshot);
+    // The index entry is written only when it changes (count, oldest, last error).
+    if (entry && entryText !== indexed) {
+      await this.env.RECEIPTS_KV.put(await deadLetterKey(conversation), entryText, {
+        metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt },
+      });
+    } else if (!entry && indexed) {
       await this.env.RECEIPTS_KV.delete(await deadLetterKey(conversation));
-      this.setMeta("indexed_entry", "");
     }
-    // Only what was read before the awaits is marked published: later changes stay pending.
+    this.setMeta("indexed_entry", entryText);
     this.setMeta("published_version", String(version));
     this.setMeta("published_at", String(Date.now()));
+    return true;
   }
 
   /** KV takes one write per second per key; after a failed write, wait longer. */
@@ -304,31 +361,41 @@ export class Conversation extends DurableObject<Env> {
    * when written, so they are not parsed again for every publication.
    */
   private snapshotJson(conversation: string, limit: number, deliveries: { pending: number; failed: number }): string {
-    const receipts = this.sql.exec("SELECT body FROM receipts ORDER BY seq DESC LIMIT ?", limit).toArray().map((row) => BodyRow.parse(row).body);
+    const receipts: string[] = [];
+    let bytes = 0;
+    for (const row of this.sql.exec("SELECT body FROM receipts ORDER BY seq DESC LIMIT ?", limit)) {
+      const body = BodyRow.parse(row).body;
+      bytes += body.length;
+      // Newest first, as many as fit (receipts carry their raw bodies, up to 64 KiB each).
+      if (bytes > MAX_SNAPSHOT_BYTES && receipts.length > 0) break;
+      receipts.push(body);
+    }
     const reads = this.sql.exec("SELECT state FROM reads ORDER BY reader").toArray().map((row) => StateRow.parse(row).state);
     const head = JSON.stringify({ conversation, updatedAt: iso(Date.now()) }).slice(0, -1);
     return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],"deliveries":${JSON.stringify(deliveries)}}`;
   }
 
-  /** Makes sure the alarm fires within `ms`, keeping an earlier one. */
-  private async armAlarmWithin(ms: number): Promise<void> {
-    const wanted = Date.now() + ms;
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > wanted) await this.ctx.storage.setAlarm(wanted);
-  }
-
-  /** One alarm serves both jobs: the earlier of the outbox head's next attempt and the snapshot. */
-  private async armAlarm(): Promise<void> {
-    const settings = this.settings();
+  /**
+   * One alarm serves every job: it is set for the earliest of the outbox head's next attempt, the
+   * next snapshot, and any job's retry after failures. RPCs keep an earlier alarm; the alarm
+   * itself, at its end, sets exactly what is due (or nothing), since it has just done the rest.
+   */
+  private async armAlarm({ replace = false } = {}): Promise<void> {
+    const settings = settingsOf(this.env);
     const times: number[] = [];
+    if (!settings.ok) times.push(this.metaNumber("settings_retry_at") || Date.now() + RECOVERY_FIRST_MS);
     const head = this.outboxHead();
-    if (head && settings.ORIGIN_URL) times.push(head.next_attempt_at);
-    if (this.metaNumber("version") > this.metaNumber("published_version")) {
-      times.push(this.snapshotDueAt());
+    if (head && settings.ok) {
+      if (settings.settings.ORIGIN_URL) times.push(Math.max(head.next_attempt_at, this.metaNumber("delivery_retry_at")));
+      else times.push(Date.now() + STORE_ONLY_RECHECK_MS);
     }
-    if (times.length === 0) return;
+    if (this.metaNumber("version") > this.metaNumber("published_version")) times.push(this.snapshotDueAt());
+    if (times.length === 0) {
+      if (replace) await this.ctx.storage.deleteAlarm();
+      return;
+    }
     const wanted = Math.max(Math.min(...times), Date.now());
-    const current = await this.ctx.storage.getAlarm();
+    const current = replace ? null : await this.ctx.storage.getAlarm();
     if (current === null || current > wanted) await this.ctx.storage.setAlarm(wanted);
   }
 
@@ -370,8 +437,8 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private deadLetterEntry(conversation: string, failed: number): DeadLetterEntry {
-    const oldest = OutboxRow.parse(this.sql.exec("SELECT * FROM outbox WHERE status = 'failed' ORDER BY failed_at LIMIT 1").one());
-    const latest = OutboxRow.parse(this.sql.exec("SELECT * FROM outbox WHERE status = 'failed' ORDER BY failed_at DESC LIMIT 1").one());
+    const oldest = DeliveryRow.parse(this.sql.exec(`SELECT ${DELIVERY_COLUMNS} FROM outbox WHERE status = 'failed' ORDER BY failed_at LIMIT 1`).one());
+    const latest = DeliveryRow.parse(this.sql.exec(`SELECT ${DELIVERY_COLUMNS} FROM outbox WHERE status = 'failed' ORDER BY failed_at DESC LIMIT 1`).one());
     return { conversation, failed, oldestFailedAt: iso(oldest.failed_at ?? oldest.created_at), lastError: latest.last_error ?? "" };
   }
 
@@ -402,7 +469,7 @@ export class Conversation extends DurableObject<Env> {
   }
 }
 
-function describeDelivery(row: OutboxRow): Delivery {
+function describeDelivery(row: DeliveryRow): Delivery {
   return {
     receiptId: row.receipt_id,
     seq: row.seq,

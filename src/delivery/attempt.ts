@@ -75,8 +75,35 @@ export async function attemptDelivery(request: AttemptRequest, now: number, fetc
   else if (response.status >= 300 && response.status < 400) {
     await response.body?.cancel();
     detail = `redirects${location ? ` to ${location.slice(0, 200)}` : ""}: set ORIGIN_URL to the final URL`;
-  } else detail = await response.text().then((text) => text.slice(0, MAX_DETAIL_CHARS).replace(/\s+/g, " ").trim(), () => "");
+  } else detail = (await readPrefix(response, MAX_DETAIL_CHARS * 4)).slice(0, MAX_DETAIL_CHARS).replace(/\s+/g, " ").trim();
   return classify(response.status, response.headers.get("retry-after"), detail, now);
+}
+
+/** The first `maxBytes` of a body as text; the rest is never read (an error page may be large). */
+async function readPrefix(response: Response, maxBytes: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } catch {
+    // A body cut off mid-way still says what it said so far.
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(bytes.subarray(0, maxBytes));
 }
 
 function errorMessage(error: unknown): string {

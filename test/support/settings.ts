@@ -12,5 +12,6 @@ export const testSettings = {
   // Short steps so that retries and dead letters happen within a test.
   FORWARD_RETRY_SCHEDULE: "0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
   FORWARD_TIMEOUT_MS: "500",
-  ADMIN_TOKEN: "test-admin-token-0123456789",
+  // Characters outside RFC 6750's token68 on purpose: any token an operator pastes in must work.
+  ADMIN_TOKEN: "test-admin!token#0123456789",
 } as const;
