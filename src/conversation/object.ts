@@ -56,19 +56,7 @@ const DeliveryRow = z.object({
 type DeliveryRow = z.infer<typeof DeliveryRow>;
 const DELIVERY_COLUMNS = Object.keys(DeliveryRow.shape).join(", ");
 
-export const OutboxRow = z.object({
-  seq: z.number(),
-  receipt_id: z.string(),
-  body: z.string(),
-  status: DeliveryStatus,
-  attempts: z.number(),
-  next_attempt_at: z.number(),
-  created_at: z.number(),
-  last_attempt_at: z.number().nullable(),
-  last_status: z.number().nullable(),
-  last_error: z.string().nullable(),
-  failed_at: z.number().nullable(),
-});
+export const OutboxRow = DeliveryRow.extend({ body: z.string() });
 type OutboxRow = z.infer<typeof OutboxRow>;
 
 export interface Delivery {

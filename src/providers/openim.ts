@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { readerConversationKey, singleConversationKey, type Receipt } from "../receipt";
-import { Identifier, identityId, invalidBody, parseJsonObject, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import { Identifier, identityId, invalidBody, parseCommandBody, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
 
 /** OpenIM has no app key; every OpenIM receipt carries this one. */
 const OPENIM_APP = "openim";
@@ -97,13 +97,8 @@ export const openim: Provider<OpenimConfig, Envelope> = {
       return reject(404, "unknown_path", "expected /v1/hooks/openim/<OPENIM_TOKEN>/<callbackCommand>");
     }
     if (command !== SINGLE && command !== GROUP) return { ok: true, value: { kind: "ignored", event: command } };
-    const json = parseJsonObject(envelope.body);
+    const json = parseCommandBody(envelope.body, "callbackCommand", command, "the command in the URL");
     if (!json.ok) return json;
-    const bodyCommand = z.object({ callbackCommand: z.string().optional() }).safeParse(json.value);
-    if (!bodyCommand.success) return invalidBody(bodyCommand.error.issues);
-    if (bodyCommand.data.callbackCommand !== undefined && bodyCommand.data.callbackCommand !== command) {
-      return reject(400, "command_mismatch", "field callbackCommand: differs from the command in the URL");
-    }
     const base = { provider: "openim" as const, event: command, app: OPENIM_APP, readAt: receivedAt, receivedAt, raw: json.value };
     let receipt: Receipt;
 

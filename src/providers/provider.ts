@@ -97,6 +97,18 @@ export function rejectExtraPath(raw: RawCallback): { ok: false; rejection: Rejec
 /** A user, group or app id: the providers' own limits are 32 to 64 characters. */
 export const Identifier = z.string().min(1).max(128, "must be at most 128 characters");
 
+/**
+ * Parses a body that must be a JSON object and, where it names its own command in `field`, must
+ * name the one the URL routed it by (a mismatch means a misrouted or tampered callback).
+ */
+export function parseCommandBody(text: string, field: string, command: string, where: string): Parsed<JsonObject> {
+  const json = parseJsonObject(text);
+  if (!json.ok) return json;
+  const named = json.value[field];
+  if (named !== undefined && named !== command) return reject(400, "command_mismatch", `field ${field}: differs from ${where}`);
+  return json;
+}
+
 /** 400 for a body that failed its schema, naming the first offending field. */
 export function invalidBody(issues: readonly { path: readonly PropertyKey[]; message: string }[]): { ok: false; rejection: Rejection } {
   return reject(400, "invalid_body", describeIssue(issues));

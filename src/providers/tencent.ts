@@ -8,7 +8,7 @@ import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
-import { Identifier, identityId, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import { Identifier, identityId, invalidBody, parseCommandBody, reject, rejectExtraPath, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
 
 const MAX_REQUEST_SKEW_SECONDS = 60;
 
@@ -132,13 +132,8 @@ export const tencent: Provider<TencentConfig, Envelope> = {
     const command = envelope.command;
     if (!command) return reject(400, "missing_command", "the query parameter CallbackCommand is missing");
     if (!TENCENT_READ_COMMANDS.some((read) => read === command)) return { ok: true, value: { kind: "ignored", event: command } };
-    const json = parseJsonObject(envelope.body);
+    const json = parseCommandBody(envelope.body, "CallbackCommand", command, "the CallbackCommand query parameter");
     if (!json.ok) return json;
-    const bodyCommand = z.object({ CallbackCommand: z.string().optional() }).safeParse(json.value);
-    if (!bodyCommand.success) return invalidBody(bodyCommand.error.issues);
-    if (bodyCommand.data.CallbackCommand !== undefined && bodyCommand.data.CallbackCommand !== command) {
-      return reject(400, "command_mismatch", "field CallbackCommand: differs from the CallbackCommand query parameter");
-    }
 
     const app = envelope.sdkAppId;
     if (!app) return reject(403, "missing_sdkappid", "the query parameter SdkAppid is missing");
