@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Sends every provider's sample read receipt to a running relay, signed with the settings in
 // .dev.vars, and prints each answer. Usage: npm run send-samples [-- http://127.0.0.1:8787]
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { loadDevVars, root } from "./dev-vars.mjs";
 
@@ -9,10 +9,12 @@ const vars = loadDevVars();
 const relay = process.argv[2] ?? process.env.RELAY_URL ?? "http://127.0.0.1:8787";
 const fixture = (name) => JSON.parse(readFileSync(`${root}test/fixtures/${name}.json`, "utf8"));
 const first = (list) => (list ?? "").split(",")[0]?.trim();
-const run = randomUUID().slice(0, 8);
+let sequence = 0;
+/** A fresh message-id-like number, so that every run sends new callbacks (the same one twice is a duplicate). */
+const freshId = () => `${Date.now()}${String(sequence++).padStart(3, "0")}`;
 
-async function post(label, path, body) {
-  const response = await fetch(`${relay}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+async function post(label, path, body, headers = {}) {
+  const response = await fetch(`${relay}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
   console.log(`${response.status} ${label.padEnd(48)} ${await response.text()}`);
 }
 
@@ -20,7 +22,7 @@ const easemobSecret = first(vars.EASEMOB_SECRET);
 if (easemobSecret) {
   for (const [label, name] of [["easemob read_ack (one-to-one)", "easemob-read_ack-single"], ["easemob read_ack (group)", "easemob-read_ack-group"], ["easemob channel_ack", "easemob-channel_ack"]]) {
     const body = fixture(name);
-    body.callId = `${body.callId}${run}`; // a new callback each run; the same one twice is a duplicate
+    body.callId = body.callId.replace(/_[^_]*$/, `_${freshId()}`); // "<app key>_<message id>"
     body.timestamp = Date.now();
     body.security = createHash("md5").update(`${body.callId}${easemobSecret}${body.timestamp}`).digest("hex");
     await post(label, "/v1/hooks/easemob", body);
@@ -47,6 +49,6 @@ if (vars.OPENIM_TOKEN) {
     const body = fixture(`openim-${command}`);
     if (body.Seqs) body.Seqs = [Date.now() % 100000];
     else body.unreadMsgNum = Date.now() % 100000;
-    await post(`openim ${command}`, `/v1/hooks/openim/${vars.OPENIM_TOKEN}/${command}`, body);
+    await post(`openim ${command}`, `/v1/hooks/openim/${vars.OPENIM_TOKEN}/${command}`, body, { operationID: `op-${freshId()}` });
   }
 }
