@@ -14,7 +14,13 @@ let sequence = 0;
 const freshId = () => `${Date.now()}${String(sequence++).padStart(3, "0")}`;
 
 async function post(label, path, body, headers = {}) {
-  const response = await fetch(`${relay}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  let response;
+  try {
+    response = await fetch(`${relay}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  } catch (error) {
+    console.error(`cannot reach the relay at ${relay} (${error.cause?.code ?? error.message}): is \`npm run dev\` running?`);
+    process.exit(1);
+  }
   console.log(`${response.status} ${label.padEnd(48)} ${await response.text()}`);
 }
 
