@@ -120,8 +120,8 @@ export class Conversation extends DurableObject<Env> {
    * Stores a receipt once. Resolves only after the write is committed (the output gate holds the
    * answer until storage confirms), which is when the provider may be told "OK".
    */
-  async accept(input: Receipt): Promise<AcceptResult> {
-    const receipt = Receipt.parse(input);
+  async accept(receipt: Receipt): Promise<AcceptResult> {
+    // The worker built this receipt from a validated callback; it is not validated twice.
     const settings = this.settings();
     const now = Date.now();
     const result = this.ctx.storage.transactionSync((): AcceptResult => {
@@ -130,7 +130,8 @@ export class Conversation extends DurableObject<Env> {
       const known = this.sql.exec("SELECT 1 FROM seen WHERE id = ?1 UNION ALL SELECT 1 FROM receipts WHERE id = ?1 LIMIT 1", receipt.id);
       if (known.toArray().length > 0) return "duplicate";
       this.sql.exec("INSERT INTO seen (id, seen_at) VALUES (?, ?)", receipt.id, now);
-      this.sql.exec("INSERT INTO receipts (id, body) VALUES (?, ?)", receipt.id, JSON.stringify(receipt));
+      const receiptJson = JSON.stringify(receipt);
+      this.sql.exec("INSERT INTO receipts (id, body) VALUES (?, ?)", receipt.id, receiptJson);
       const seq = SeqRow.parse(this.sql.exec("SELECT last_insert_rowid() AS seq").one()).seq;
       for (const reader of receipt.readers) this.foldReader(receipt, reader);
       if (settings.ORIGIN_URL) {
@@ -138,7 +139,7 @@ export class Conversation extends DurableObject<Env> {
           "INSERT INTO outbox (seq, receipt_id, body, status, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
           seq,
           receipt.id,
-          webhookBody(receipt),
+          webhookBody(receipt, receiptJson),
           now,
           now,
         );

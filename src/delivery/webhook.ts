@@ -5,9 +5,12 @@
 import { hmacSha256Base64 } from "../crypto/hash";
 import type { Receipt } from "../receipt";
 
-/** The body sent for a receipt; built once, at acceptance, so every attempt sends the same bytes. */
-export function webhookBody(receipt: Receipt): string {
-  return JSON.stringify({ type: "receipt.read", timestamp: receipt.readAt, data: receipt });
+/**
+ * The body sent for a receipt; built once, at acceptance, so every attempt sends the same bytes.
+ * Takes the receipt's JSON when the caller already has it, so it is not serialized twice.
+ */
+export function webhookBody(receipt: Receipt, receiptJson: string = JSON.stringify(receipt)): string {
+  return `{"type":"receipt.read","timestamp":${JSON.stringify(receipt.readAt)},"data":${receiptJson}}`;
 }
 
 export async function signWebhook(key: Uint8Array, id: string, timestampSeconds: number, body: string): Promise<string> {
