@@ -45,5 +45,7 @@ const server = createServer((request, response) => {
 });
 
 server.listen(Number(originUrl.port || 80), originUrl.hostname, () => {
-  console.log(`[origin] listening on ${originUrl.origin}${originUrl.pathname}, verifying with FORWARD_SECRET${failUntil ? `, answering 503 until ${new Date(failUntil).toISOString()}` : ""}`);
+  console.log(
+    `[origin] listening on ${originUrl.origin}${originUrl.pathname}, verifying with FORWARD_SECRET${failUntil ? `, answering 503 until ${new Date(failUntil).toISOString()}` : ""}`,
+  );
 });

@@ -16,7 +16,8 @@ console.log("relay: http://127.0.0.1:8787   try: npm run send-samples   health: 
 const stop = () => children.forEach((child) => child.kill("SIGINT"));
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
-for (const child of children) child.on("exit", (code) => {
-  stop();
-  process.exitCode = code ?? 0;
-});
+for (const child of children)
+  child.on("exit", (code) => {
+    stop();
+    process.exitCode = code ?? 0;
+  });

@@ -46,7 +46,20 @@ let relay;
 async function startRelay() {
   relay = spawn(
     process.execPath,
-    [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(RELAY_PORT), "--persist-to", state, "--var", `ORIGIN_URL:${originUrl}`, "--var", `FORWARD_RETRY_SCHEDULE:${schedule}`],
+    [
+      wrangler,
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(RELAY_PORT),
+      "--persist-to",
+      state,
+      "--var",
+      `ORIGIN_URL:${originUrl}`,
+      "--var",
+      `FORWARD_RETRY_SCHEDULE:${schedule}`,
+    ],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
   );
   for (let i = 0; i < 120; i++) {
@@ -94,7 +107,9 @@ try {
   }
   const ids = [...delivered.values()].flat();
   const unique = new Set(ids).size;
-  console.log(`drill: accepted ${accepted} of ${expected} sent; origin received ${unique} distinct, ${ids.length - unique} repeated, after answering 503 to ${refusedDuringOutage} attempts`);
+  console.log(
+    `drill: accepted ${accepted} of ${expected} sent; origin received ${unique} distinct, ${ids.length - unique} repeated, after answering 503 to ${refusedDuringOutage} attempts`,
+  );
   exitCode = accepted === expected && unique === accepted && duplicates === 0 && refusedDuringOutage > 0 ? 0 : 1;
   console.log(exitCode === 0 ? "drill: PASS (nothing lost, nothing twice)" : "drill: FAIL");
 } finally {

@@ -26,7 +26,11 @@ async function post(label, path, body, headers = {}) {
 
 const easemobSecret = first(vars.EASEMOB_SECRET);
 if (easemobSecret) {
-  for (const [label, name] of [["easemob read_ack (one-to-one)", "easemob-read_ack-single"], ["easemob read_ack (group)", "easemob-read_ack-group"], ["easemob channel_ack", "easemob-channel_ack"]]) {
+  for (const [label, name] of [
+    ["easemob read_ack (one-to-one)", "easemob-read_ack-single"],
+    ["easemob read_ack (group)", "easemob-read_ack-group"],
+    ["easemob channel_ack", "easemob-channel_ack"],
+  ]) {
     const body = fixture(name);
     body.callId = body.callId.replace(/_[^_]*$/, `_${freshId()}`); // "<app key>_<message id>"
     body.timestamp = Date.now();

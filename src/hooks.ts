@@ -24,7 +24,10 @@ const resolveHook = createMiddleware<HookEnv>(async function resolveHook(c, next
   const hook = hooks.get(name);
   if (!hook) return apiError(404, "not_found", `no hook for provider "${name.slice(0, 40)}": use easemob, tencent or openim`);
   c.set("hook", hook);
-  c.set("path", path.filter((segment) => segment !== ""));
+  c.set(
+    "path",
+    path.filter((segment) => segment !== ""),
+  );
   await next();
 });
 

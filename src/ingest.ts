@@ -38,7 +38,8 @@ function countIgnored(provider: ProviderName, event: string): void {
 export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Hook {
   const settle = (outcome: Outcome, details: Record<string, unknown> = {}): Answer => {
     const answer = provider.answer(outcome);
-    if (outcome.ok) log("info", "callback", { provider: provider.name, result: outcome.result, event: outcome.event, receiptId: outcome.receiptId, ...details });
+    if (outcome.ok)
+      log("info", "callback", { provider: provider.name, result: outcome.result, event: outcome.event, receiptId: outcome.receiptId, ...details });
     else log("warn", "callback_refused", { provider: provider.name, status: outcome.status, code: outcome.code, message: outcome.message, ...details });
     return answer;
   };
@@ -68,7 +69,12 @@ export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Ho
     } catch (error) {
       // Not committed: say so, so that the provider's own retry (Easemob's one) has a chance.
       log("error", "store_failed", { provider: provider.name, receiptId: receipt.id, conversation: receipt.conversation, error: String(error) });
-      return settle({ ok: false, status: 503, code: "store_unavailable", message: "the receipt may not have been stored; sending it again is safe (duplicates are recognised)" });
+      return settle({
+        ok: false,
+        status: 503,
+        code: "store_unavailable",
+        message: "the receipt may not have been stored; sending it again is safe (duplicates are recognised)",
+      });
     }
     return settle({ ok: true, result: stored, event: receipt.event, receiptId: receipt.id }, { conversation: receipt.conversation });
   }

@@ -41,7 +41,9 @@ describe("API reads", () => {
     const stub = stubFor(conversation);
     for (let n = 1; n <= 3; n++) await stub.accept(makeReceipt(conversation, n));
 
-    const consistent = await (await api(`${pathOf(conversation, "receipts")}?consistent=true&limit=2`)).json<{ consistent: boolean; receipts: { id: string }[] }>();
+    const consistent = await (
+      await api(`${pathOf(conversation, "receipts")}?consistent=true&limit=2`)
+    ).json<{ consistent: boolean; receipts: { id: string }[] }>();
     expect(consistent).toMatchObject({ conversation, consistent: true });
     expect(consistent.receipts.map((receipt) => receipt.id)).toEqual([`test:${conversation}:3`, `test:${conversation}:2`]);
 

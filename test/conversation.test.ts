@@ -33,9 +33,7 @@ describe("Conversation object", () => {
     const total = RECENT_LIMIT + 5;
     for (let n = 1; n <= total; n++) expect(await stub.accept(makeReceipt(conversation, n))).toBe("accepted");
     const recent = z.array(Receipt).parse(await stub.recent(1000));
-    expect(recent.map((receipt) => receipt.id)).toEqual(
-      Array.from({ length: RECENT_LIMIT }, (_, i) => `test:${conversation}:${total - i}`),
-    );
+    expect(recent.map((receipt) => receipt.id)).toEqual(Array.from({ length: RECENT_LIMIT }, (_, i) => `test:${conversation}:${total - i}`));
     // Pruned from the recent list, but a provider's retry of it is still recognised.
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
   });
@@ -50,7 +48,10 @@ describe("Conversation object", () => {
       const now = Date.now();
       sql.exec("INSERT INTO seen (id, seen_at) VALUES ('old', ?), ('day-old', ?)", now - DEDUP_WINDOW_MS - hour, now - 25 * hour);
       await instance.accept(makeReceipt(conversation, 2));
-      return sql.exec("SELECT id FROM seen WHERE id IN ('old', 'day-old')").toArray().map((row) => row.id);
+      return sql
+        .exec("SELECT id FROM seen WHERE id IN ('old', 'day-old')")
+        .toArray()
+        .map((row) => row.id);
     });
     expect(kept).toEqual(["day-old"]);
   });

@@ -100,7 +100,11 @@ describe("attemptDelivery", () => {
   it("retries network errors and timeouts, keeping a short error body for 4xx", async () => {
     const refused = await attemptDelivery(request, NOW, () => Promise.reject(new TypeError("connection refused")));
     expect(refused).toEqual({ kind: "retry", error: "network error: connection refused" });
-    const hanging = await attemptDelivery(request, NOW, (_, init) => new Promise((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason))));
+    const hanging = await attemptDelivery(
+      request,
+      NOW,
+      (_, init) => new Promise((_, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason))),
+    );
     expect(hanging).toEqual({ kind: "retry", error: "no answer within 50 ms" });
     const rejected = await attemptDelivery(request, NOW, async () => new Response("bad\n payload " + "x".repeat(1000), { status: 422 }));
     expect(rejected.kind).toBe("give_up");

@@ -21,10 +21,14 @@ async function acceptAll(conversation: string, count: number): Promise<string[]>
 }
 
 const allDelivered = (conversation: string, ids: string[]) =>
-  waitFor(`${ids.length} deliveries`, async () => {
-    const arrived = await delivered(conversation);
-    return arrived.length >= ids.length ? arrived : undefined;
-  }, 30_000);
+  waitFor(
+    `${ids.length} deliveries`,
+    async () => {
+      const arrived = await delivered(conversation);
+      return arrived.length >= ids.length ? arrived : undefined;
+    },
+    30_000,
+  );
 
 describe("forwarding to the origin", () => {
   it("delivers a provider's callback signed, normalized and once", async () => {
@@ -105,14 +109,21 @@ describe("forwarding to the origin", () => {
 
   it("dead-letters after the last retry, lists it, and delivers it on replay", async () => {
     const conversation = newConversation();
-    await script(conversation, Array.from({ length: ATTEMPTS_BEFORE_DEAD_LETTER }, () => ({ status: 503 })));
+    await script(
+      conversation,
+      Array.from({ length: ATTEMPTS_BEFORE_DEAD_LETTER }, () => ({ status: 503 })),
+    );
     const [id] = await acceptAll(conversation, 1);
     const path = `/v1/conversations/${encodeURIComponent(conversation)}`;
-    const failed = await waitFor("a dead letter", async () => {
-      const body: { deliveries: { attempts: number; lastError: string }[] } = await (await api(`${path}/deliveries?status=failed`)).json();
-      return body.deliveries[0];
-    }, 30_000);
-    expect(failed).toMatchObject({ attempts: ATTEMPTS_BEFORE_DEAD_LETTER, lastError: "origin answered 503: {\"ok\":false}" });
+    const failed = await waitFor(
+      "a dead letter",
+      async () => {
+        const body: { deliveries: { attempts: number; lastError: string }[] } = await (await api(`${path}/deliveries?status=failed`)).json();
+        return body.deliveries[0];
+      },
+      30_000,
+    );
+    expect(failed).toMatchObject({ attempts: ATTEMPTS_BEFORE_DEAD_LETTER, lastError: 'origin answered 503: {"ok":false}' });
 
     const listed = await waitFor("the dead-letter index", async () => {
       const body: { conversations: { conversation: string; failed: number }[] } = await (await api("/v1/dead-letters")).json();
@@ -155,7 +166,10 @@ describe("forwarding to the origin", () => {
 
   it("never follows a redirect: the receipt is a dead letter that says why", async () => {
     const conversation = newConversation();
-    await script(conversation, [{ status: 301, location: "/moved" }, { status: 307, location: "http://127.0.0.1:9/elsewhere" }]);
+    await script(conversation, [
+      { status: 301, location: "/moved" },
+      { status: 307, location: "http://127.0.0.1:9/elsewhere" },
+    ]);
     const ids = await acceptAll(conversation, 3);
     await allDelivered(conversation, [ids[2]!]);
     const dead = await stubFor(conversation).deliveries("failed");
@@ -165,6 +179,10 @@ describe("forwarding to the origin", () => {
     ]);
     expect(dead[0]!.lastError).toContain("redirects to /moved");
     // Nothing was sent anywhere but ORIGIN_URL, and nothing twice.
-    expect((await attempts(conversation)).map((attempt) => `${attempt.method} ${attempt.path}`)).toEqual(["POST /receipts", "POST /receipts", "POST /receipts"]);
+    expect((await attempts(conversation)).map((attempt) => `${attempt.method} ${attempt.path}`)).toEqual([
+      "POST /receipts",
+      "POST /receipts",
+      "POST /receipts",
+    ]);
   });
 });

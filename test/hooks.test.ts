@@ -3,19 +3,7 @@ import { describe, expect, it } from "vitest";
 import { exports } from "cloudflare:workers";
 import { groupConversationKey, readerConversationKey, singleConversationKey } from "../src/receipt";
 import { testSettings } from "./support/settings";
-import {
-  api,
-  TENCENT_APP,
-  copy,
-  EASEMOB_SECRETS,
-  OPENIM_TOKEN,
-  openimPath,
-  samples,
-  send,
-  signedEasemob,
-  tencentPath,
-  unique,
-} from "./support/callbacks";
+import { api, TENCENT_APP, copy, EASEMOB_SECRETS, OPENIM_TOKEN, openimPath, samples, send, signedEasemob, tencentPath, unique } from "./support/callbacks";
 
 const TENCENT_OK = { ActionStatus: "OK", ErrorInfo: "", ErrorCode: 0 };
 const OPENIM_OK = { actionCode: 0, errCode: 0, errMsg: "", errDlt: "", nextCode: 0 };
@@ -78,7 +66,10 @@ describe("each provider's sample callback, end to end", () => {
       command === "callbackAfterSingleMsgReadCommand"
         ? copy(sample, { userID: reader, conversationID: `si_${reader}_u2` })
         : copy(sample, { sendID: reader, receiveID: reader });
-    const response = await send(openimPath(command), { json: body, headers: { "content-type": "application/json; charset=utf-8", operationID: unique("op-") } });
+    const response = await send(openimPath(command), {
+      json: body,
+      headers: { "content-type": "application/json; charset=utf-8", operationID: unique("op-") },
+    });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual(OPENIM_OK);
     const legacy = await send(`${openimPath(command)}?contenttype=json`, { json: body, headers: { operationID: unique("op-") } });
@@ -160,7 +151,9 @@ describe("refusals, in each provider's answer shape", () => {
     const sendMsg = await send(await tencentPath("C2C.CallbackAfterSendMsg"), { json: { CallbackCommand: "C2C.CallbackAfterSendMsg" } });
     expect(await sendMsg.json()).toEqual(TENCENT_OK);
     const health = await (await exports.default.fetch("http://relay.test/healthz")).json();
-    expect(health).toMatchObject({ ignoredEventsSinceStart: { "easemob:delivery_ack": expect.any(Number), "tencent:C2C.CallbackAfterSendMsg": expect.any(Number) } });
+    expect(health).toMatchObject({
+      ignoredEventsSinceStart: { "easemob:delivery_ack": expect.any(Number), "tencent:C2C.CallbackAfterSendMsg": expect.any(Number) },
+    });
   });
 
   it("413 for a body over 64 KiB, with or without Content-Length, in the provider's shape", async () => {

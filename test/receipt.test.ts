@@ -13,9 +13,15 @@ describe("conversation keys", () => {
 
   it("never collide between different chats, apps, providers or kinds, whatever the ids hold", () => {
     const chat = fc.oneof(
-      fc.tuple(provider, id, id, id).map(([name, app, a, b]) => ({ key: singleConversationKey(name, app, a, b), identity: JSON.stringify([name, app, "u", ...[a, b].sort()]) })),
-      fc.tuple(provider, id, id).map(([name, app, group]) => ({ key: groupConversationKey(name, app, group), identity: JSON.stringify([name, app, "g", group]) })),
-      fc.tuple(provider, id, id).map(([name, app, reader]) => ({ key: readerConversationKey(name, app, reader), identity: JSON.stringify([name, app, "r", reader]) })),
+      fc
+        .tuple(provider, id, id, id)
+        .map(([name, app, a, b]) => ({ key: singleConversationKey(name, app, a, b), identity: JSON.stringify([name, app, "u", ...[a, b].sort()]) })),
+      fc
+        .tuple(provider, id, id)
+        .map(([name, app, group]) => ({ key: groupConversationKey(name, app, group), identity: JSON.stringify([name, app, "g", group]) })),
+      fc
+        .tuple(provider, id, id)
+        .map(([name, app, reader]) => ({ key: readerConversationKey(name, app, reader), identity: JSON.stringify([name, app, "r", reader]) })),
     );
     fc.assert(
       fc.property(chat, chat, (left, right) => (left.identity === right.identity) === (left.key === right.key)),

@@ -47,7 +47,10 @@ const requireAdminToken = createMiddleware<ApiEnv>(async function requireAdminTo
 
 const MAX_CONVERSATION_CHARS = 4096;
 const Conversation = z.string().min(1).max(MAX_CONVERSATION_CHARS);
-const Consistent = z.enum(["true", "false"]).optional().transform((value) => value === "true");
+const Consistent = z
+  .enum(["true", "false"])
+  .optional()
+  .transform((value) => value === "true");
 
 /** Validates query parameters; a failure names the parameter. */
 function query<T extends z.ZodRawShape>(
@@ -67,7 +70,11 @@ async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | 
 }
 
 const notYet = () =>
-  apiError(404, "conversation_not_found", "no snapshot of this conversation yet; the read model lags the store by a second or so: add ?consistent=true to ask the store");
+  apiError(
+    404,
+    "conversation_not_found",
+    "no snapshot of this conversation yet; the read model lags the store by a second or so: add ?consistent=true to ask the store",
+  );
 
 export const apiRoutes = new Hono<ApiEnv>()
   // Only on the API's own routes, so that any other /v1 path is a plain 404.
@@ -80,10 +87,7 @@ export const apiRoutes = new Hono<ApiEnv>()
   .get("/conversations/:conversation/receipts", async (c) => {
     const conversation = c.var.conversation;
     const recentLimit = c.var.settings.RECENT_LIMIT;
-    const params = query(
-      { limit: z.coerce.number().int().min(1).max(recentLimit).optional(), consistent: Consistent },
-      c.req.query(),
-    );
+    const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional(), consistent: Consistent }, c.req.query());
     if (!params.ok) return params.response;
     const limit = params.value.limit ?? recentLimit;
     if (params.value.consistent) {

@@ -359,7 +359,10 @@ export class Conversation extends DurableObject<Env> {
       if (bytes > MAX_SNAPSHOT_BYTES && receipts.length > 0) break;
       receipts.push(body);
     }
-    const reads = this.sql.exec("SELECT state FROM reads ORDER BY reader").toArray().map((row) => StateRow.parse(row).state);
+    const reads = this.sql
+      .exec("SELECT state FROM reads ORDER BY reader")
+      .toArray()
+      .map((row) => StateRow.parse(row).state);
     const head = JSON.stringify({ conversation, updatedAt: iso(Date.now()) }).slice(0, -1);
     return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],"deliveries":${JSON.stringify(deliveries)}}`;
   }
@@ -420,8 +423,7 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private deliveryCounts(): { pending: number; failed: number } {
-    const count = (status: DeliveryStatus) =>
-      CountRow.parse(this.sql.exec("SELECT COUNT(*) AS count FROM outbox WHERE status = ?", status).one()).count;
+    const count = (status: DeliveryStatus) => CountRow.parse(this.sql.exec("SELECT COUNT(*) AS count FROM outbox WHERE status = ?", status).one()).count;
     return { pending: count("pending"), failed: count("failed") };
   }
 

@@ -11,15 +11,8 @@ export type TimingSafeSubtle = Pick<SubtleCrypto, "digest"> & {
   timingSafeEqual?: (a: ArrayBuffer | ArrayBufferView, b: ArrayBuffer | ArrayBufferView) => boolean;
 };
 
-export async function timingSafeEqual(
-  given: string,
-  expected: string,
-  subtle: TimingSafeSubtle = crypto.subtle,
-): Promise<boolean> {
-  const [givenHash, expectedHash] = await Promise.all([
-    subtle.digest("SHA-256", utf8(given)),
-    subtle.digest("SHA-256", utf8(expected)),
-  ]);
+export async function timingSafeEqual(given: string, expected: string, subtle: TimingSafeSubtle = crypto.subtle): Promise<boolean> {
+  const [givenHash, expectedHash] = await Promise.all([subtle.digest("SHA-256", utf8(given)), subtle.digest("SHA-256", utf8(expected))]);
   const left = new Uint8Array(givenHash);
   const right = new Uint8Array(expectedHash);
   return typeof subtle.timingSafeEqual === "function" ? subtle.timingSafeEqual(left, right) : xorEqual(left, right);

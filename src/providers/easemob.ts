@@ -102,8 +102,7 @@ export const easemob: Provider<EasemobConfig, Envelope> = {
     if (!app) return reject(400, "invalid_body", "field appkey: missing, and callId does not start with the app key");
 
     const isGroup =
-      event === "read_ack" &&
-      (body.group_id !== undefined || body.content_type === "chat:ack:read" || body.payload.msg_config?.allow_group_ack === true);
+      event === "read_ack" && (body.group_id !== undefined || body.content_type === "chat:ack:read" || body.payload.msg_config?.allow_group_ack === true);
     const readAt = isoFromMillis(Number(envelope.timestamp));
     const messageId = body.payload.ack_message_id;
     const group = body.group_id ?? body.to;

@@ -6,7 +6,18 @@
 import { z } from "zod";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { readerConversationKey, singleConversationKey, type Receipt } from "../receipt";
-import { Identifier, identityId, invalidBody, parseCommandBody, reject, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import {
+  Identifier,
+  identityId,
+  invalidBody,
+  parseCommandBody,
+  reject,
+  type Answer,
+  type Normalized,
+  type Outcome,
+  type Parsed,
+  type Provider,
+} from "./provider";
 
 /** OpenIM has no app key; every OpenIM receipt carries this one. */
 const OPENIM_APP = "openim";
@@ -30,7 +41,10 @@ const Seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 const SingleRead = z
   .object({
-    conversationID: z.string().max(300).regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>"),
+    conversationID: z
+      .string()
+      .max(300)
+      .regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>"),
     userID: UserId,
     // The server sends `Seqs`; older builds and the docs say `seqs`.
     Seqs: z.array(Seq).optional(),

@@ -24,9 +24,7 @@ export interface Rejection {
   message: string;
 }
 
-export type Outcome =
-  | { ok: true; result: "accepted" | "duplicate" | "ignored"; event: string; receiptId?: string }
-  | ({ ok: false } & Rejection);
+export type Outcome = { ok: true; result: "accepted" | "duplicate" | "ignored"; event: string; receiptId?: string } | ({ ok: false } & Rejection);
 
 export interface Answer {
   status: number;

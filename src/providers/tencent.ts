@@ -8,7 +8,19 @@ import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
-import { Identifier, identityId, invalidBody, parseCommandBody, reject, rejectExtraPath, type Answer, type Normalized, type Outcome, type Parsed, type Provider } from "./provider";
+import {
+  Identifier,
+  identityId,
+  invalidBody,
+  parseCommandBody,
+  reject,
+  rejectExtraPath,
+  type Answer,
+  type Normalized,
+  type Outcome,
+  type Parsed,
+  type Provider,
+} from "./provider";
 
 const MAX_REQUEST_SKEW_SECONDS = 60;
 
@@ -31,7 +43,13 @@ export interface TencentConfig {
 const MAX_TIME_MS = 253_402_300_799_999;
 /** EventTime is documented as a number and sent by some commands as a numeric string. */
 const EventTime = z
-  .union([z.number(), z.string().regex(/^\d{1,15}$/, "must be milliseconds").transform(Number)])
+  .union([
+    z.number(),
+    z
+      .string()
+      .regex(/^\d{1,15}$/, "must be milliseconds")
+      .transform(Number),
+  ])
   .pipe(z.number().int().nonnegative().max(MAX_TIME_MS, "is not a plausible time in milliseconds"));
 const Account = Identifier;
 const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -39,7 +57,11 @@ const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const MsgReport = z.object({
   Report_Account: Account,
   Peer_Account: Account,
-  LastReadTime: z.number().int().nonnegative().max(Math.floor(MAX_TIME_MS / 1000), "is not a plausible time in seconds"),
+  LastReadTime: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(Math.floor(MAX_TIME_MS / 1000), "is not a plausible time in seconds"),
   UnreadMsgNum: Count.optional(),
   EventTime: EventTime.optional(),
 });
@@ -137,7 +159,14 @@ export const tencent: Provider<TencentConfig, Envelope> = {
 
     const app = envelope.sdkAppId;
     if (!app) return reject(403, "missing_sdkappid", "the query parameter SdkAppid is missing");
-    const base = { provider: "tencent" as const, event: command, app, receivedAt, raw: json.value, ...(envelope.platform ? { platform: envelope.platform } : {}) };
+    const base = {
+      provider: "tencent" as const,
+      event: command,
+      app,
+      receivedAt,
+      raw: json.value,
+      ...(envelope.platform ? { platform: envelope.platform } : {}),
+    };
     const timeOf = (eventTime: number | undefined, fallback?: number) =>
       eventTime !== undefined ? isoFromMillis(eventTime) : fallback !== undefined ? isoFromMillis(fallback) : receivedAt;
     let receipt: Receipt;

@@ -54,7 +54,11 @@ describe("openim validation", () => {
   });
 
   it("ignores the other callbacks OpenIM sends to the same base URL", async () => {
-    expect(await run([TOKEN, "callbackAfterSendSingleMsgCommand"], "{}")).toEqual({ stage: "done", kind: "ignored", event: "callbackAfterSendSingleMsgCommand" });
+    expect(await run([TOKEN, "callbackAfterSendSingleMsgCommand"], "{}")).toEqual({
+      stage: "done",
+      kind: "ignored",
+      event: "callbackAfterSendSingleMsgCommand",
+    });
   });
 });
 

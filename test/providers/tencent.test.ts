@@ -10,7 +10,10 @@ const RECEIVED_AT = new Date(NOW).toISOString();
 const withToken: TencentConfig = { sdkAppIds: ["1400000001", "1400000002"], token: "token-t" };
 const withoutToken: TencentConfig = { sdkAppIds: ["1400000001"] };
 
-async function url(command: string, { sdkAppId = "1400000001", token = "token-t" as string | null, requestTime = NOW_SECONDS as number | string, platform = "Android" } = {}) {
+async function url(
+  command: string,
+  { sdkAppId = "1400000001", token = "token-t" as string | null, requestTime = NOW_SECONDS as number | string, platform = "Android" } = {},
+) {
   const query = new URLSearchParams({ SdkAppid: sdkAppId, CallbackCommand: command, contenttype: "json", ClientIP: "10.0.0.1", OptPlatform: platform });
   if (token !== null) {
     query.set("RequestTime", String(requestTime));
@@ -19,8 +22,7 @@ async function url(command: string, { sdkAppId = "1400000001", token = "token-t"
   return new URL(`https://relay.test/v1/hooks/tencent?${query}`);
 }
 
-const run = (target: URL, body: unknown, config = withToken) =>
-  runProvider(tencent, rawCallback(body, { url: target.href }), config, NOW, RECEIVED_AT);
+const run = (target: URL, body: unknown, config = withToken) => runProvider(tencent, rawCallback(body, { url: target.href }), config, NOW, RECEIVED_AT);
 
 async function receiptOf(command: string, body: unknown): Promise<Receipt> {
   return receiptFrom(await run(await url(command), body));
@@ -38,7 +40,10 @@ describe("tencent authentication", () => {
   });
 
   it("refuses an SdkAppid not allowed, or none, with 403", async () => {
-    expect(await run(await url("C2C.CallbackAfterMsgReport", { sdkAppId: "1499999999" }), samples.tencent.report)).toMatchObject({ status: 403, code: "sdkappid_not_allowed" });
+    expect(await run(await url("C2C.CallbackAfterMsgReport", { sdkAppId: "1499999999" }), samples.tencent.report)).toMatchObject({
+      status: 403,
+      code: "sdkappid_not_allowed",
+    });
     const target = await url("C2C.CallbackAfterMsgReport");
     target.searchParams.delete("SdkAppid");
     expect(await run(target, samples.tencent.report)).toMatchObject({ status: 403, code: "missing_sdkappid" });

@@ -98,7 +98,11 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
       return send(response, 200, { ok: true });
     }
     if (request.method === "GET" && url.pathname === "/attempts") {
-      return send(response, 200, attempts.filter((attempt) => attempt.conversation === conversation));
+      return send(
+        response,
+        200,
+        attempts.filter((attempt) => attempt.conversation === conversation),
+      );
     }
     if (request.method === "POST" && url.pathname === "/down") {
       // Stop listening and drop open connections: new connections are refused.

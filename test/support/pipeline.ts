@@ -32,6 +32,9 @@ export function receiptFrom(result: Stage): Receipt {
 export const bodyText = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body));
 
 /** A raw callback as the router hands it over: path segments after the provider, body text, headers. */
-export function rawCallback(body: unknown, { url = "https://relay.test/v1/hooks/x", path = [] as string[], headers = {} as Record<string, string> } = {}): RawCallback {
+export function rawCallback(
+  body: unknown,
+  { url = "https://relay.test/v1/hooks/x", path = [] as string[], headers = {} as Record<string, string> } = {},
+): RawCallback {
   return { url: new URL(url), path, body: bodyText(body), headers: new Headers(headers) };
 }
