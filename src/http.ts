@@ -6,7 +6,7 @@ export function jsonResponse(status: number, body: unknown, headers: Record<stri
 }
 
 export function answerResponse(answer: Answer, headers: Record<string, string> = {}): Response {
-  return jsonResponse(answer.status, answer.body, headers);
+  return jsonResponse(answer.status, answer.body, { ...answer.headers, ...headers });
 }
 
 /** The app API's one error shape. */

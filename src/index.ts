@@ -1,6 +1,7 @@
-/** Entry point: the HTTP app and the Durable Object class the runtime instantiates. */
+/** Entry point: the HTTP app and the Durable Object classes the runtime instantiates. */
 import { app } from "./app";
 
+export { CallbackClaims } from "./claims/object";
 export { Conversation } from "./conversation/object";
 
 export default app satisfies ExportedHandler<Env>;

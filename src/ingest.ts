@@ -1,23 +1,34 @@
 /**
- * The one way through for every provider: settings → parse → verify → normalize → store → answer.
- * Pure apart from the `store` it is handed, so the whole pipeline is tested without bindings.
+ * The one way through for every provider: settings → parse → verify → normalize → claim → store →
+ * answer. Pure apart from the functions it is handed, so the whole pipeline is tested without bindings.
  */
-import type { Answer, Outcome, Provider, RawCallback, Rejection } from "./providers/provider";
+import type { Answer, Claim, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
 import type { ProviderName, Receipt } from "./receipt";
-import { describeProblems, type Settings, type SettingsResult } from "./settings";
+import { describeProblems, parseGroup } from "./settings";
 import { log } from "./log";
+import type { z } from "zod";
+
+export type ClaimResult = "claimed" | "same" | "conflict";
 
 export interface IngestDeps {
-  settings: SettingsResult;
+  /** The raw environment: each provider reads its own settings from it. */
+  env: object;
   now: number;
   /** Commits the receipt durably; resolves "duplicate" when its id was seen before. Throws when it cannot. */
   store(receipt: Receipt): Promise<"accepted" | "duplicate">;
+  /** Binds a signed nonce to a conversation relay-wide. Throws when it cannot. */
+  claim(claim: Claim, conversation: string): Promise<ClaimResult>;
+  /** Counts one failed authentication for the caller; says whether the caller is over its limit. */
+  countAuthFailure(): Promise<{ limited: false } | { limited: true; retryAfterSeconds: number }>;
 }
 
-export interface Hook {
+export type ProviderStatus = { state: "enabled" } | Exclude<ProviderConfig<unknown>, { state: "enabled" }>;
+
+/** A provider made ready to take callbacks: what the callback routes and /healthz use. */
+export interface Ingestor {
   name: ProviderName;
-  /** For /healthz: enabled, or which setting would enable it. */
-  status(settings: Settings): { enabled: true } | { enabled: false; missing: string };
+  /** For /healthz: enabled, or which setting would enable it, or what is wrong with its settings. */
+  status(env: object): ProviderStatus;
   handle(raw: RawCallback, deps: IngestDeps): Promise<Answer>;
   /** The provider's answer for refusals made before the pipeline runs (404, 405, 413). */
   refuse(rejection: Rejection): Answer;
@@ -35,27 +46,62 @@ function countIgnored(provider: ProviderName, event: string): void {
   ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + 1);
 }
 
-export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Hook {
+/** The 401/403 refusals of authentication, counted per client by the rate limiter. */
+const isAuthFailure = (rejection: Rejection) => rejection.status === 401 || rejection.status === 403;
+
+export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provider: Provider<Config, Envelope, Settings>): Ingestor {
+  const configs = new WeakMap<object, ProviderConfig<Config>>();
+
+  /** The provider's config from its own settings, once per env object; a malformed setting turns it off. */
+  function configOf(env: object): ProviderConfig<Config> {
+    let config = configs.get(env);
+    if (!config) {
+      const group = parseGroup(provider.settings, { ...env });
+      config =
+        group.values === undefined || group.problems.length > 0 ? { state: "misconfigured", problems: group.problems } : provider.configure(group.values);
+      configs.set(env, config);
+    }
+    return config;
+  }
+
   const settle = (outcome: Outcome, details: Record<string, unknown> = {}): Answer => {
     const answer = provider.answer(outcome);
-    if (outcome.ok)
+    if (outcome.ok) {
       log("info", "callback", { provider: provider.name, result: outcome.result, event: outcome.event, receiptId: outcome.receiptId, ...details });
-    else log("warn", "callback_refused", { provider: provider.name, status: outcome.status, code: outcome.code, message: outcome.message, ...details });
-    return answer;
+      return answer;
+    }
+    log("warn", "callback_refused", { provider: provider.name, status: outcome.status, code: outcome.code, reason: outcome.message, ...details });
+    return outcome.retryAfterSeconds === undefined ? answer : { ...answer, headers: { ...answer.headers, "retry-after": String(outcome.retryAfterSeconds) } };
   };
 
+  /** A refused authentication: answered as is, or 429 once the caller has failed too often. */
+  async function refuseAuth(rejection: Rejection, deps: IngestDeps, details: Record<string, unknown> = {}): Promise<Answer> {
+    const limit = await deps.countAuthFailure();
+    if (!limit.limited) return settle({ ok: false, ...rejection }, details);
+    return settle(
+      {
+        ok: false,
+        status: 429,
+        code: "too_many_failures",
+        message: "too many failed authentications from this address: try again later",
+        retryAfterSeconds: limit.retryAfterSeconds,
+      },
+      { ...details, refusedAs: rejection.code },
+    );
+  }
+
   async function run(raw: RawCallback, deps: IngestDeps): Promise<Answer> {
-    if (!deps.settings.ok) {
-      return settle({ ok: false, status: 500, code: "invalid_setting", message: describeProblems(deps.settings.problems) });
+    const configured = configOf(deps.env);
+    if (configured.state === "misconfigured") {
+      return settle({ ok: false, status: 503, code: "provider_misconfigured", message: `${provider.name} is off: ${describeProblems(configured.problems)}` });
     }
-    const configured = provider.configure(deps.settings.settings);
     if (configured.state === "disabled") {
       return settle({ ok: false, status: 503, code: "provider_disabled", message: `${provider.name} is not configured: set ${configured.missing}` });
     }
     const parsed = provider.parse(raw);
     if (!parsed.ok) return settle({ ok: false, ...parsed.rejection });
     const refused = await provider.verify(parsed.value, configured.config, deps.now);
-    if (refused) return settle({ ok: false, ...refused });
+    if (refused) return isAuthFailure(refused) ? refuseAuth(refused, deps) : settle({ ok: false, ...refused });
     const normalized = await provider.normalize(parsed.value, { receivedAt: new Date(deps.now).toISOString() });
     if (!normalized.ok) return settle({ ok: false, ...normalized.rejection });
     if (normalized.value.kind === "ignored") {
@@ -63,27 +109,36 @@ export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Ho
       return settle({ ok: true, result: "ignored", event: normalized.value.event.slice(0, 64) });
     }
     const receipt = normalized.value.receipt;
+    const details = { receiptId: receipt.id, conversation: receipt.conversation };
+    try {
+      const claim = provider.claim?.(parsed.value, configured.config);
+      if (claim && (await deps.claim(claim, receipt.conversation)) === "conflict") {
+        return refuseAuth(
+          { status: 401, code: "replayed", message: "this signed callback was already used for another conversation: a replay with an altered body" },
+          deps,
+          details,
+        );
+      }
+    } catch (error) {
+      log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });
+      return settle(unavailable);
+    }
     let stored: "accepted" | "duplicate";
     try {
       stored = await deps.store(receipt);
     } catch (error) {
       // Not committed: say so, so that the provider's own retry (Easemob's one) has a chance.
-      log("error", "store_failed", { provider: provider.name, receiptId: receipt.id, conversation: receipt.conversation, error: String(error) });
-      return settle({
-        ok: false,
-        status: 503,
-        code: "store_unavailable",
-        message: "the receipt may not have been stored; sending it again is safe (duplicates are recognised)",
-      });
+      log("error", "store_failed", { provider: provider.name, ...details, error: String(error) });
+      return settle(unavailable);
     }
     return settle({ ok: true, result: stored, event: receipt.event, receiptId: receipt.id }, { conversation: receipt.conversation });
   }
 
   return {
     name: provider.name,
-    status(settings) {
-      const configured = provider.configure(settings);
-      return configured.state === "enabled" ? { enabled: true } : { enabled: false, missing: configured.missing };
+    status(env) {
+      const configured = configOf(env);
+      return configured.state === "enabled" ? { state: "enabled" } : configured;
     },
     async handle(raw, deps) {
       try {
@@ -98,3 +153,12 @@ export function hook<Config, Envelope>(provider: Provider<Config, Envelope>): Ho
     },
   };
 }
+
+/** A 503 means only "try again": the receipt was not stored, and sending it again is safe. */
+const unavailable: Outcome = {
+  ok: false,
+  status: 503,
+  code: "store_unavailable",
+  message: "the receipt may not have been stored; sending it again is safe (duplicates are recognised)",
+  retryAfterSeconds: 1,
+};

@@ -1,35 +1,52 @@
 /**
  * Env → typed settings. Every value is validated here, once per isolate; an error names the
  * setting and what is wrong with it, never its value (several of them are secrets).
+ *
+ * A malformed setting disables only the feature it configures (docs/operations.md, "Settings
+ * problems"): a provider's own settings (declared in its file) that provider; the forwarding
+ * settings hold deliveries (receipts are still accepted and queued); ADMIN_TOKEN the API; a
+ * malformed RECENT_LIMIT falls back to its default. Receipts are never refused for a setting
+ * that does not concern the provider that sent them.
  */
 import { z } from "zod";
 import { fromBase64 } from "./crypto/encoding";
 
+/** What a setting configures: a provider's name, or one of the relay's own features. */
+export type Feature = string;
+
+export interface SettingProblem {
+  setting: string;
+  /** What stops working because of it. */
+  feature: Feature;
+  problem: string;
+}
+
 /** Unset and empty mean the same: the setting is absent. */
-const optional = <T extends z.ZodType>(schema: T) =>
+export const optional = <T extends z.ZodType>(schema: T) =>
   z.preprocess((value) => (typeof value === "string" && value.trim() === "" ? undefined : value), schema.optional());
 
-const list = (itemSchema: z.ZodString, what: string) =>
+/** Comma-separated values, each trimmed; an empty item is an error (a stray comma hides a typo). */
+export const list = (itemSchema: z.ZodType<string, string>, what: string) =>
   z
     .string()
     .transform((value) => value.split(",").map((item) => item.trim()))
-    .pipe(z.array(itemSchema).min(1))
-    .refine((items) => items.every((item) => item.length > 0), `has an empty ${what} between commas`);
+    .refine((items) => items.every((item) => item.length > 0), `has an empty ${what} between commas`)
+    .pipe(z.array(itemSchema).min(1));
 
-const integer = (min: number, max: number) =>
+export const integer = (min: number, max: number) =>
   z
     .string()
     .regex(/^\s*\d+\s*$/, "must be a whole number")
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
-const forwardSecret = z
+/** A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 key bytes. */
+const forwardKey = z
   .string()
-  .trim()
-  .refine((value) => value.startsWith("whsec_"), "must start with whsec_")
+  .refine((value) => value.startsWith("whsec_"), "must list secrets that start with whsec_")
   .transform((value) => fromBase64(value.slice("whsec_".length)))
-  .refine((key) => key !== undefined, "must be whsec_ followed by base64")
-  .refine((key) => key !== undefined && key.length >= 24 && key.length <= 64, "must hold 24 to 64 key bytes")
+  .refine((key) => key !== undefined, "must list secrets of the form whsec_ followed by base64")
+  .refine((key) => key !== undefined && key.length >= 24 && key.length <= 64, "must list secrets of 24 to 64 key bytes")
   .transform((key) => key ?? new Uint8Array());
 
 export const DEFAULT_RETRY_SCHEDULE = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200];
@@ -41,68 +58,104 @@ const retrySchedule = z
   .transform((items) => items.map(Number))
   .pipe(z.array(z.number().max(86400, "has a step over 86400 seconds")).min(1).max(30, "has more than 30 steps"));
 
-const SettingsSchema = z
-  .object({
-    EASEMOB_SECRET: optional(list(z.string(), "secret")),
-    TENCENT_SDKAPPID: optional(list(z.string().regex(/^\d+$/, "must list numeric SdkAppid values"), "SdkAppid")),
-    TENCENT_TOKEN: optional(z.string().trim()),
-    OPENIM_TOKEN: optional(
-      z
-        .string()
-        .trim()
-        .min(16, "must be at least 16 characters")
-        .regex(/^[A-Za-z0-9._~-]+$/, "may hold only letters, digits and . _ ~ - (it is a URL path segment)"),
-    ),
-    MAX_EVENT_AGE_SECONDS: optional(integer(1, 7 * 86400)).default(3600),
-    RECENT_LIMIT: optional(integer(1, 1000)).default(100),
-    ORIGIN_URL: optional(
-      z
-        .string()
-        .trim()
-        .pipe(z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })),
-    ),
-    FORWARD_SECRET: optional(forwardSecret),
-    FORWARD_RETRY_SCHEDULE: optional(retrySchedule).default(DEFAULT_RETRY_SCHEDULE),
-    FORWARD_TIMEOUT_MS: optional(integer(100, 120_000)).default(10_000),
-    ADMIN_TOKEN: optional(z.string().trim().min(16, "must be at least 16 characters")),
-  })
-  .superRefine((settings, context) => {
-    if (settings.TENCENT_TOKEN && !settings.TENCENT_SDKAPPID) {
-      context.addIssue({ code: "custom", path: ["TENCENT_SDKAPPID"], message: "must be set when TENCENT_TOKEN is set" });
-    }
-    if (settings.ORIGIN_URL && !settings.FORWARD_SECRET) {
-      context.addIssue({ code: "custom", path: ["FORWARD_SECRET"], message: "must be set when ORIGIN_URL is set" });
-    }
-  });
+/** The relay's own settings, by the feature each configures. Providers declare theirs in their file. */
+const RelaySettings = z.object({
+  RECENT_LIMIT: optional(integer(1, 1000)).default(100),
+  ORIGIN_URL: optional(
+    z
+      .string()
+      .trim()
+      .pipe(z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })),
+  ),
+  // Several secrets, comma-separated: every delivery is signed with each (rotation without a gap).
+  FORWARD_SECRET: optional(list(z.string(), "secret").pipe(z.array(forwardKey).max(5, "must list at most 5 secrets"))),
+  FORWARD_RETRY_SCHEDULE: optional(retrySchedule).default(DEFAULT_RETRY_SCHEDULE),
+  FORWARD_TIMEOUT_MS: optional(integer(100, 120_000)).default(10_000),
+  ADMIN_TOKEN: optional(z.string().trim().min(16, "must be at least 16 characters")),
+});
+export type Settings = z.infer<typeof RelaySettings>;
 
-export type Settings = z.infer<typeof SettingsSchema>;
+const RELAY_FEATURES: Record<keyof Settings, Feature> = {
+  RECENT_LIMIT: "store",
+  ORIGIN_URL: "forwarding",
+  FORWARD_SECRET: "forwarding",
+  FORWARD_RETRY_SCHEDULE: "forwarding",
+  FORWARD_TIMEOUT_MS: "forwarding",
+  ADMIN_TOKEN: "api",
+};
 
-export interface SettingProblem {
-  setting: string;
-  problem: string;
+export interface ParsedGroup<T> {
+  /** Every setting of the group; a malformed one is as if unset (so its default applies). */
+  values: T;
+  problems: { setting: string; problem: string }[];
 }
 
-export type SettingsResult = { ok: true; settings: Settings } | { ok: false; problems: SettingProblem[] };
-
-/** Validates the raw environment. Messages come from the schema above, never from a value. */
-export function parseSettings(env: Record<string, unknown>): SettingsResult {
-  const result = SettingsSchema.safeParse(env);
-  if (result.success) return { ok: true, settings: result.data };
-  const problems = result.error.issues.map((issue) => ({
+/**
+ * Parses one group of settings field by field: a malformed setting is reported and then treated
+ * as unset, so the rest of the group still parses. Messages come from the schema, never a value.
+ */
+export function parseGroup<T extends z.ZodObject>(
+  schema: T,
+  env: Record<string, unknown>,
+): ParsedGroup<z.infer<T>> | { values: undefined; problems: { setting: string; problem: string }[] } {
+  const own: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.shape)) own[key] = env[key];
+  const first = schema.safeParse(own);
+  if (first.success) return { values: first.data, problems: [] };
+  const problems = first.error.issues.map((issue) => ({
     setting: String(issue.path[0] ?? "settings"),
     problem: issue.code === "invalid_type" ? "must be a string" : issue.message,
   }));
-  return { ok: false, problems };
+  for (const { setting } of problems) own[setting] = undefined;
+  const second = schema.safeParse(own);
+  return second.success ? { values: second.data, problems } : { values: undefined, problems };
 }
 
-export function describeProblems(problems: SettingProblem[]): string {
+/** Where deliveries stand: sent, or held (accepted receipts wait in the outbox) and why. */
+export type Forwarding = { state: "on"; origin: string; keys: Uint8Array[]; schedule: number[]; timeoutMs: number } | { state: "held"; reason: string };
+
+export interface RelaySettingsResult {
+  settings: Settings;
+  problems: SettingProblem[];
+  forwarding: Forwarding;
+}
+
+export function describeProblems(problems: readonly { setting: string; problem: string }[]): string {
   return problems.map(({ setting, problem }) => `setting ${setting} ${problem}`).join("; ");
 }
 
-const cache = new WeakMap<object, SettingsResult>();
+/** Validates the relay's own settings from the raw environment. */
+export function parseSettings(env: Record<string, unknown>): RelaySettingsResult {
+  const group = parseGroup(RelaySettings, env);
+  // Every field is optional with a default, so the second parse always succeeds.
+  const settings = group.values ?? RelaySettings.parse({});
+  const problems: SettingProblem[] = group.problems.map((problem) => ({ ...problem, feature: featureOf(problem.setting) }));
+  if (settings.ORIGIN_URL && !settings.FORWARD_SECRET && !problems.some((problem) => problem.setting === "FORWARD_SECRET")) {
+    problems.push({ setting: "FORWARD_SECRET", feature: "forwarding", problem: "must be set when ORIGIN_URL is set" });
+  }
+  return { settings, problems, forwarding: forwardingOf(settings, problems) };
+}
+
+const featureBySetting = new Map<string, Feature>(Object.entries(RELAY_FEATURES));
+const featureOf = (setting: string): Feature => featureBySetting.get(setting) ?? "settings";
+
+function forwardingOf(settings: Settings, problems: SettingProblem[]): Forwarding {
+  const broken = problems.filter((problem) => problem.feature === "forwarding");
+  if (broken.length > 0) return { state: "held", reason: describeProblems(broken) };
+  if (!settings.ORIGIN_URL || !settings.FORWARD_SECRET) return { state: "held", reason: "ORIGIN_URL is not set" };
+  return {
+    state: "on",
+    origin: settings.ORIGIN_URL,
+    keys: settings.FORWARD_SECRET,
+    schedule: settings.FORWARD_RETRY_SCHEDULE,
+    timeoutMs: settings.FORWARD_TIMEOUT_MS,
+  };
+}
+
+const cache = new WeakMap<object, RelaySettingsResult>();
 
 /** `parseSettings`, once per env object (the runtime hands the same object to every request). */
-export function settingsOf(env: object): SettingsResult {
+export function settingsOf(env: object): RelaySettingsResult {
   let result = cache.get(env);
   if (!result) {
     result = parseSettings({ ...env });

@@ -12,16 +12,18 @@ import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse } from "../http";
 import { describeIssue } from "../providers/provider";
+import { clientAddress, countAuthFailure } from "../auth-limit";
 import { describeProblems, settingsOf, type Settings } from "../settings";
 
 type ApiEnv = { Bindings: Env; Variables: { settings: Settings; conversation: string } };
 
 /** The API is on only with a valid ADMIN_TOKEN; checked before the token itself. */
 const requireApiEnabled = createMiddleware<ApiEnv>(async function requireApiEnabled(c, next) {
-  const result = settingsOf(c.env);
-  if (!result.ok) return apiError(500, "invalid_setting", describeProblems(result.problems));
-  if (!result.settings.ADMIN_TOKEN) return apiError(503, "api_disabled", "the API is off: set ADMIN_TOKEN to turn it on");
-  c.set("settings", result.settings);
+  const { settings, problems } = settingsOf(c.env);
+  const broken = problems.filter((problem) => problem.feature === "api");
+  if (broken.length > 0) return apiError(503, "api_disabled", `the API is off: ${describeProblems(broken)}`);
+  if (!settings.ADMIN_TOKEN) return apiError(503, "api_disabled", "the API is off: set ADMIN_TOKEN to turn it on");
+  c.set("settings", settings);
   await next();
 });
 
@@ -40,6 +42,12 @@ const requireAdminToken = createMiddleware<ApiEnv>(async function requireAdminTo
     return apiError(400, "invalid_request", "the Authorization header must be Bearer <token>", { "www-authenticate": 'Bearer error="invalid_request"' });
   }
   if (!(await timingSafeEqual(token, c.var.settings.ADMIN_TOKEN ?? ""))) {
+    const limit = await countAuthFailure(c.env.AUTH_FAILURES, clientAddress(c.req.raw.headers));
+    if (limit.limited) {
+      return apiError(429, "too_many_failures", "too many failed authentications from this address: try again later", {
+        "retry-after": String(limit.retryAfterSeconds),
+      });
+    }
     return apiError(401, "unauthorized", "the bearer token does not match ADMIN_TOKEN", { "www-authenticate": 'Bearer error="invalid_token"' });
   }
   await next();
@@ -69,6 +77,8 @@ async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | 
   return parsed.success && parsed.data.conversation === conversation ? parsed.data : undefined;
 }
 
+const neverSeen = () => apiError(404, "conversation_not_found", "the relay has never stored a receipt of this conversation");
+
 const notYet = () =>
   apiError(
     404,
@@ -92,6 +102,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     const limit = params.value.limit ?? recentLimit;
     if (params.value.consistent) {
       const receipts = await conversationStub(c.env, conversation).recent(limit);
+      if (!receipts) return neverSeen();
       return jsonResponse(200, { conversation: conversation, consistent: true, receipts });
     }
     const snapshot = await readSnapshot(c.env, conversation);
@@ -104,6 +115,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     if (!params.ok) return params.response;
     if (params.value.consistent) {
       const reads = await conversationStub(c.env, conversation).readStates();
+      if (!reads) return neverSeen();
       return jsonResponse(200, { conversation: conversation, consistent: true, reads });
     }
     const snapshot = await readSnapshot(c.env, conversation);
@@ -123,13 +135,16 @@ export const apiRoutes = new Hono<ApiEnv>()
     if (!params.ok) return params.response;
     const limit = params.value.limit ?? 100;
     const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status, limit, params.value.after ?? 0);
+    if (!deliveries) return neverSeen();
     // A full page may have more behind it: `after` continues from its last seq.
     const last = deliveries.length === limit ? deliveries[deliveries.length - 1] : undefined;
     return jsonResponse(200, { conversation, deliveries, ...(last ? { after: last.seq } : {}) });
   })
   .post("/conversations/:conversation/deliveries/retry", async (c) => {
     const conversation = c.var.conversation;
-    const { requeued } = await conversationStub(c.env, conversation).retryDeadLetters();
+    const retried = await conversationStub(c.env, conversation).retryDeadLetters();
+    if (!retried) return neverSeen();
+    const { requeued } = retried;
     return jsonResponse(200, { conversation: conversation, requeued });
   })
   .get("/dead-letters", requireApiEnabled, requireAdminToken, async (c) => {

@@ -9,7 +9,7 @@ import { attemptDelivery, nextAttemptDelay, type AttemptResult } from "../delive
 import { webhookBody } from "../delivery/webhook";
 import { log } from "../log";
 import { Receipt } from "../receipt";
-import { settingsOf, type Settings } from "../settings";
+import { settingsOf, type Forwarding, type Settings } from "../settings";
 import { foldReadState, ReadState } from "./read-state";
 import { deadLetterKey, snapshotKey, type DeadLetterEntry } from "./snapshot";
 
@@ -28,8 +28,8 @@ const MAX_ALARM_RUN_MS = 60_000;
  * not wake every conversation twice a minute until midnight. */
 const RECOVERY_FIRST_MS = 30_000;
 const RECOVERY_MAX_MS = 3600_000;
-/** While pending rows wait for ORIGIN_URL to be set again, look once an hour. */
-const STORE_ONLY_RECHECK_MS = 3600_000;
+/** While deliveries are held (forwarding unset or misconfigured), the settings are looked at
+ * again after 30 s, doubling up to an hour (the "held" job's back-off), and at every new receipt. */
 /** A snapshot holds the newest receipts that fit in this many bytes (KV allows 25 MiB; the API
  * reads the whole value on every call). */
 export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
@@ -73,8 +73,8 @@ export interface Delivery {
 }
 
 export type AcceptResult = "accepted" | "duplicate";
-/** The alarm's jobs, each with its own back-off after failures. */
-type Job = "settings" | "delivery" | "publish";
+/** The alarm's jobs, each with its own back-off after failures; "held" paces rechecks of held deliveries. */
+type Job = "delivery" | "publish" | "held";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const BodyRow = z.object({ body: z.string() });
@@ -83,14 +83,7 @@ const MetaRow = z.object({ value: z.string() });
 const SeqRow = z.object({ seq: z.number() });
 const StateRow = z.object({ state: z.string() });
 
-export class Conversation extends DurableObject<Env> {
-  private readonly sql: SqlStorage;
-
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    this.sql = ctx.storage.sql;
-    // Idempotent schema; runs before any RPC call or alarm reaches the object.
-    this.sql.exec(`
+const SCHEMA = `
       CREATE TABLE IF NOT EXISTS receipts (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, seen_at INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS seen_by_age ON seen (seen_at);
@@ -102,9 +95,23 @@ export class Conversation extends DurableObject<Env> {
         last_status INTEGER, last_error TEXT, failed_at INTEGER);
       CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox (status, seq);
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    `);
-    // An outbox left without an alarm (the platform gave up retrying one, or ORIGIN_URL came back
-    // after a restart) resumes as soon as the object is loaded again.
+`;
+
+export class Conversation extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  /** False until the first receipt: reading a conversation that never existed creates no storage. */
+  private exists: boolean;
+  /** Alarm runs one at a time, also when a test or a retry invokes `alarm()` while one is in flight. */
+  private alarmRuns: Promise<void> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.exists = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
+    if (!this.exists) return;
+    // Idempotent schema, then: an outbox left without an alarm (the platform gave up retrying one,
+    // or forwarding came back after a restart) resumes as soon as the object is loaded again.
+    this.sql.exec(SCHEMA);
     void ctx.blockConcurrencyWhile(async () => {
       try {
         await this.armAlarm();
@@ -122,8 +129,12 @@ export class Conversation extends DurableObject<Env> {
    */
   async accept(receipt: Receipt): Promise<AcceptResult> {
     // The worker built this receipt from a validated callback; it is not validated twice.
-    const settings = this.settings();
+    const { settings, forwarding } = settingsOf(this.env);
     const now = Date.now();
+    if (!this.exists) {
+      this.sql.exec(SCHEMA);
+      this.exists = true;
+    }
     const result = this.ctx.storage.transactionSync((): AcceptResult => {
       this.rememberConversation(receipt.conversation);
       // Seen ids expire after the window, but a receipt still among the recent ones is known too.
@@ -134,33 +145,36 @@ export class Conversation extends DurableObject<Env> {
       this.sql.exec("INSERT INTO receipts (id, body) VALUES (?, ?)", receipt.id, receiptJson);
       const seq = SeqRow.parse(this.sql.exec("SELECT last_insert_rowid() AS seq").one()).seq;
       for (const reader of receipt.readers) this.foldReader(receipt, reader);
-      if (settings.ORIGIN_URL) {
-        this.sql.exec(
-          "INSERT INTO outbox (seq, receipt_id, body, status, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-          seq,
-          receipt.id,
-          webhookBody(receipt, receiptJson),
-          now,
-          now,
-        );
-      }
+      // Queued whether or not forwarding is on: held receipts go out once it is set up.
+      this.sql.exec(
+        "INSERT INTO outbox (seq, receipt_id, body, status, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+        seq,
+        receipt.id,
+        webhookBody(receipt, receiptJson),
+        now,
+        now,
+      );
       this.prune(settings.RECENT_LIMIT, now, seq);
       this.markChanged();
+      // Forwarding was held and works now: the backlog need not wait for the next recheck.
+      if (forwarding.state === "on") this.recovered("held");
       return "accepted";
     });
     if (result === "accepted") await this.armAlarm();
     return result;
   }
 
-  /** Recent receipts, newest first: the truth behind the KV snapshot. */
-  async recent(limit: number): Promise<Receipt[]> {
+  /** Recent receipts, newest first: the truth behind the KV snapshot; null for a conversation never seen. */
+  async recent(limit: number): Promise<Receipt[] | null> {
+    if (!this.exists) return null;
     return this.sql
       .exec("SELECT body FROM receipts ORDER BY seq DESC LIMIT ?", limit)
       .toArray()
       .map((row) => Receipt.parse(JSON.parse(BodyRow.parse(row).body)));
   }
 
-  async readStates(): Promise<ReadState[]> {
+  async readStates(): Promise<ReadState[] | null> {
+    if (!this.exists) return null;
     return this.sql
       .exec("SELECT state FROM reads ORDER BY reader")
       .toArray()
@@ -168,7 +182,8 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /** The outbox in acceptance order, a page at a time (`after` is the last `seq` seen), without bodies. */
-  async deliveries(status?: DeliveryStatus, limit = MAX_DELIVERIES_PAGE, after = 0): Promise<Delivery[]> {
+  async deliveries(status?: DeliveryStatus, limit = MAX_DELIVERIES_PAGE, after = 0): Promise<Delivery[] | null> {
+    if (!this.exists) return null;
     const page = Math.min(Math.max(1, limit), MAX_DELIVERIES_PAGE);
     const rows = this.sql
       .exec(`SELECT ${DELIVERY_COLUMNS} FROM outbox WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3`, after, status ?? null, page)
@@ -177,7 +192,8 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /** Re-queues every dead letter, in their original order, with a fresh retry schedule. */
-  async retryDeadLetters(): Promise<{ requeued: number }> {
+  async retryDeadLetters(): Promise<{ requeued: number } | null> {
+    if (!this.exists) return null;
     const now = Date.now();
     const requeued = this.ctx.storage.transactionSync(() => {
       const requeuedRows = this.sql
@@ -192,29 +208,28 @@ export class Conversation extends DurableObject<Env> {
 
   // ---- alarm: delivery and the KV snapshot --------------------------------------------------
 
-  override async alarm(): Promise<void> {
+  override alarm(): Promise<void> {
+    const run = this.alarmRuns.then(() => this.runAlarm());
+    this.alarmRuns = run.catch(() => undefined);
+    return run;
+  }
+
+  private async runAlarm(): Promise<void> {
+    if (!this.exists) return;
     // Never throw: the platform retries a failing alarm only six times; our own schedule rules.
     // Each job fails on its own, so that a KV outage does not hold up deliveries or the reverse.
-    let settings: Settings | undefined;
+    const { settings, forwarding } = settingsOf(this.env);
+    // Publishing first as well as last: a long delivery run does not hold up the read model.
+    await this.tryPublish(settings);
     try {
-      settings = this.settings();
-      this.recovered("settings");
+      const run = await this.deliverDue(forwarding);
+      // Only a run that went past its back-off may reset it.
+      if (run === "ran") this.recovered("delivery");
     } catch (error) {
-      log("error", "alarm_failed", { conversation: this.conversation(), error: String(error) });
-      this.backOff("settings");
+      log("error", "delivery_failed", { conversation: this.conversation(), error: String(error) });
+      this.backOff("delivery");
     }
-    if (settings) {
-      // Publishing first as well as last: a long delivery run does not hold up the read model.
-      await this.tryPublish(settings);
-      try {
-        await this.deliverDue(settings);
-        this.recovered("delivery");
-      } catch (error) {
-        log("error", "delivery_failed", { conversation: this.conversation(), error: String(error) });
-        this.backOff("delivery");
-      }
-      await this.tryPublish(settings);
-    }
+    await this.tryPublish(settings);
     try {
       await this.armAlarm({ replace: true });
     } catch (error) {
@@ -246,21 +261,31 @@ export class Conversation extends DurableObject<Env> {
     this.setMeta(`${job}_retry_at`, "0");
   }
 
-  private async deliverDue(settings: Settings): Promise<void> {
-    const origin = settings.ORIGIN_URL;
-    const key = settings.FORWARD_SECRET;
-    if (!origin || !key) return; // Store-only: pending rows wait for ORIGIN_URL to come back.
-    if (Date.now() < this.metaNumber("delivery_retry_at")) return;
-    const schedule = settings.FORWARD_RETRY_SCHEDULE;
+  /**
+   * Delivers due receipts in order: "ran" when it went past its back-off (whatever the origin
+   * answered), "waiting" when its back-off has not expired, "held" when forwarding is off.
+   */
+  private async deliverDue(forwarding: Forwarding): Promise<"ran" | "waiting" | "held"> {
+    if (forwarding.state === "held") {
+      // Pending rows wait for forwarding to be set up; look again later, less often each time.
+      if (this.outboxHead() && Date.now() >= this.metaNumber("held_retry_at")) {
+        log("warn", "deliveries_held", { conversation: this.conversation(), reason: forwarding.reason });
+        this.backOff("held");
+      }
+      return "held";
+    }
+    this.recovered("held");
+    if (Date.now() < this.metaNumber("delivery_retry_at")) return "waiting";
+    const { origin, keys, schedule, timeoutMs } = forwarding;
     const runStartedAt = Date.now();
     for (let sent = 0; sent < MAX_DELIVERIES_PER_ALARM && Date.now() - runStartedAt < MAX_ALARM_RUN_MS; sent++) {
       const head = this.outboxHead();
       const startedAt = Date.now();
-      if (!head || head.next_attempt_at > startedAt) return;
+      if (!head || head.next_attempt_at > startedAt) return "ran";
       // Count the attempt before making it: if this run is cut short (deploy, eviction), the next
       // one neither repeats it at once nor forgets it, and the schedule still moves on.
       const attempt = { ...head, attempts: head.attempts + 1 };
-      const lease = settings.FORWARD_TIMEOUT_MS + (nextAttemptDelay(schedule, attempt.attempts) ?? 0);
+      const lease = timeoutMs + (nextAttemptDelay(schedule, attempt.attempts) ?? 0);
       this.sql.exec(
         "UPDATE outbox SET attempts = ?, last_attempt_at = ?, next_attempt_at = ? WHERE seq = ?",
         attempt.attempts,
@@ -268,12 +293,13 @@ export class Conversation extends DurableObject<Env> {
         startedAt + lease,
         head.seq,
       );
-      const result = await attemptDelivery({ url: origin, key, id: head.receipt_id, body: head.body, timeoutMs: settings.FORWARD_TIMEOUT_MS }, startedAt);
+      const result = await attemptDelivery({ url: origin, keys, id: head.receipt_id, body: head.body, timeoutMs }, startedAt);
       // The wait before a retry counts from when this attempt ended, not when it began.
       const next = this.record(attempt, result, schedule, Date.now());
       // A waiting head blocks the rest of the conversation: order is kept.
-      if (next === "wait") return;
+      if (next === "wait") return "ran";
     }
+    return "ran";
   }
 
   /** Applies one attempt's result to the outbox; "wait" when the head must be retried later. */
@@ -285,7 +311,7 @@ export class Conversation extends DurableObject<Env> {
       log("info", "delivered", { ...fields, status: result.status });
       return "next";
     }
-    const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempt.attempts, result.retryAfterMs) : undefined;
+    const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempt.attempts, result.retryAfterMs, Math.random()) : undefined;
     if (delay !== undefined) {
       this.sql.exec(
         "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ? WHERE seq = ?",
@@ -373,13 +399,12 @@ export class Conversation extends DurableObject<Env> {
    * itself, at its end, sets exactly what is due (or nothing), since it has just done the rest.
    */
   private async armAlarm({ replace = false } = {}): Promise<void> {
-    const settings = settingsOf(this.env);
+    const { forwarding } = settingsOf(this.env);
     const times: number[] = [];
-    if (!settings.ok) times.push(this.metaNumber("settings_retry_at") || Date.now() + RECOVERY_FIRST_MS);
     const head = this.outboxHead();
-    if (head && settings.ok) {
-      if (settings.settings.ORIGIN_URL) times.push(Math.max(head.next_attempt_at, this.metaNumber("delivery_retry_at")));
-      else times.push(Date.now() + STORE_ONLY_RECHECK_MS);
+    if (head) {
+      if (forwarding.state === "on") times.push(Math.max(head.next_attempt_at, this.metaNumber("delivery_retry_at")));
+      else times.push(this.metaNumber("held_retry_at"));
     }
     if (this.metaNumber("version") > this.metaNumber("published_version")) times.push(this.snapshotDueAt());
     if (times.length === 0) {
@@ -392,12 +417,6 @@ export class Conversation extends DurableObject<Env> {
   }
 
   // ---- storage helpers -----------------------------------------------------------------------
-
-  private settings(): Settings {
-    const result = settingsOf(this.env);
-    if (!result.ok) throw new Error(`invalid settings: ${result.problems.map((problem) => problem.setting).join(", ")}`);
-    return result.settings;
-  }
 
   private foldReader(receipt: Receipt, reader: string): void {
     const row = this.sql.exec("SELECT state FROM reads WHERE reader = ?", reader).toArray()[0];

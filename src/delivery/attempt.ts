@@ -32,19 +32,26 @@ export function classify(status: number, retryAfter: string | null, detail: stri
   return { kind: "give_up", status, error };
 }
 
+/** Each wait is the schedule's step ± this fraction, so that conversations held up by one outage
+ * do not all retry in the same second when it ends. */
+export const RETRY_JITTER = 0.2;
+
 /**
  * Milliseconds to wait after failed attempt number `attempts` (1-based), or undefined when the
- * schedule is used up and the delivery becomes a dead letter. Retry-After lengthens, never shortens.
+ * schedule is used up and the delivery becomes a dead letter. `random` (0 to 1) picks the jitter;
+ * 0.5 is none. Retry-After lengthens, never shortens.
  */
-export function nextAttemptDelay(schedule: readonly number[], attempts: number, retryAfterMs?: number): number | undefined {
+export function nextAttemptDelay(schedule: readonly number[], attempts: number, retryAfterMs?: number, random = 0.5): number | undefined {
   const step = schedule[attempts - 1];
   if (step === undefined) return undefined;
-  return Math.max(step * 1000, retryAfterMs ?? 0);
+  const jittered = Math.round(step * 1000 * (1 + RETRY_JITTER * (2 * random - 1)));
+  return Math.max(jittered, retryAfterMs ?? 0);
 }
 
 export interface AttemptRequest {
   url: string;
-  key: Uint8Array;
+  /** One signature per key goes out (FORWARD_SECRET rotation). */
+  keys: readonly Uint8Array[];
   id: string;
   body: string;
   timeoutMs: number;
@@ -58,7 +65,7 @@ export async function attemptDelivery(request: AttemptRequest, now: number, fetc
   try {
     response = await fetcher(request.url, {
       method: "POST",
-      headers: await webhookHeaders(request.key, request.id, now, request.body),
+      headers: await webhookHeaders(request.keys, request.id, now, request.body),
       body: request.body,
       // Never follow: a 301/302 would resend as an empty GET and look delivered, a 307 would send
       // the signed receipt wherever Location points. A redirect is the operator's to fix.

@@ -17,13 +17,19 @@ export async function signWebhook(key: Uint8Array, id: string, timestampSeconds:
   return `v1,${await hmacSha256Base64(key, `${id}.${timestampSeconds}.${body}`)}`;
 }
 
-export async function webhookHeaders(key: Uint8Array, id: string, nowMs: number, body: string): Promise<Record<string, string>> {
+/**
+ * The Standard Webhooks headers. With several keys (FORWARD_SECRET rotation) the signature header
+ * lists one signature per key, space-separated, as the spec allows: an origin that knows any of
+ * them verifies the delivery, so it can move to a new secret without a gap.
+ */
+export async function webhookHeaders(keys: readonly Uint8Array[], id: string, nowMs: number, body: string): Promise<Record<string, string>> {
   const timestamp = Math.floor(nowMs / 1000);
+  const signatures = await Promise.all(keys.map((key) => signWebhook(key, id, timestamp, body)));
   return {
     "content-type": "application/json",
     "user-agent": "receipt-relay",
     "webhook-id": id,
     "webhook-timestamp": String(timestamp),
-    "webhook-signature": await signWebhook(key, id, timestamp, body),
+    "webhook-signature": signatures.join(" "),
   };
 }

@@ -1,12 +1,15 @@
 /**
  * Easemob (环信) and Agora Chat: `read_ack` (one-to-one and group) and `channel_ack`.
  * Signed `security = md5_hex(callId + secret + timestamp)`; any configured secret may have signed it
- * (one secret per callback rule, and rotation). Facts: shared/providers.md, seeds 000 and 001.
+ * (one secret per callback rule, and rotation). The signature does not cover the body, so each
+ * callId is claimed for the conversation of its first authentic callback (see `claim`).
+ * Facts and sources: docs/providers/easemob.md.
  */
 import { z } from "zod";
 import { md5Hex } from "../crypto/md5";
 import { timingSafeEqualAny } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { integer, list, optional } from "../settings";
 import { Identifier, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Outcome, type Provider } from "./provider";
 
 /** How far in the future a timestamp may be (clock skew), in ms. */
@@ -39,6 +42,13 @@ const ReadEvent = z.object({
   }),
 });
 
+const Settings = z.object({
+  /** One or more rule secrets, comma-separated. */
+  EASEMOB_SECRET: optional(list(z.string(), "secret")),
+  /** Easemob retries a failed callback once, at once: five minutes covers it and clock skew. */
+  MAX_EVENT_AGE_SECONDS: optional(integer(1, 7 * 86400)).default(300),
+});
+
 export interface EasemobConfig {
   secrets: string[];
   maxEventAgeSeconds: number;
@@ -49,8 +59,9 @@ export function signEasemob(callId: string, secret: string, timestamp: number | 
   return md5Hex(`${callId}${secret}${timestamp}`);
 }
 
-export const easemob: Provider<EasemobConfig, Envelope> = {
+export const easemob: Provider<EasemobConfig, Envelope, typeof Settings> = {
   name: "easemob",
+  settings: Settings,
 
   configure(settings) {
     if (!settings.EASEMOB_SECRET) return { state: "disabled", missing: "EASEMOB_SECRET" };
@@ -87,6 +98,12 @@ export const easemob: Provider<EasemobConfig, Envelope> = {
       return { status: 401, code: "from_the_future", message: "timestamp is more than 5 minutes in the future" };
     }
     return undefined;
+  },
+
+  // The signature covers callId and timestamp only: a captured one must not carry another body
+  // into another conversation. The claim lasts as long as the timestamp passes the age check.
+  claim(envelope, config) {
+    return { key: `easemob:${envelope.callId}`, expiresAt: Number(envelope.timestamp) + config.maxEventAgeSeconds * 1000 };
   },
 
   async normalize(envelope, { receivedAt }) {

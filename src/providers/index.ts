@@ -1,10 +1,10 @@
 /** The registry: one line per provider. Adding a provider touches nothing else. */
-import { hook, type Hook } from "../ingest";
+import { ingestor, type Ingestor } from "../ingest";
 import { easemob } from "./easemob";
 import { openim } from "./openim";
 import { tencent } from "./tencent";
 
-const registered: Hook[] = [hook(easemob), hook(tencent), hook(openim)];
+const registered: Ingestor[] = [ingestor(easemob), ingestor(tencent), ingestor(openim)];
 
-/** Hooks by provider name, as it appears in `/v1/hooks/<name>`. */
-export const hooks: ReadonlyMap<string, Hook> = new Map(registered.map((entry) => [entry.name, entry]));
+/** Ingestors by provider name, as it appears in the callback URL `/v1/hooks/<name>`. */
+export const providers: ReadonlyMap<string, Ingestor> = new Map(registered.map((entry) => [entry.name, entry]));

@@ -1,17 +1,19 @@
 /**
  * OpenIM (open-im-server): `callbackAfterSingleMsgReadCommand`, `callbackAfterGroupMsgReadCommand`.
  * OpenIM signs nothing, so the webhook base URL carries a secret path segment:
- * `/v1/hooks/openim/<OPENIM_TOKEN>/<command>`. Facts: shared/providers.md, seed 003.
+ * `/v1/hooks/openim/<OPENIM_TOKEN>/<command>`. Facts and sources: docs/providers/openim.md.
  */
 import { z } from "zod";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { readerConversationKey, singleConversationKey, type Receipt } from "../receipt";
+import { optional } from "../settings";
 import {
   Identifier,
   identityId,
   invalidBody,
   parseCommandBody,
   reject,
+  wellFormed,
   type Answer,
   type Normalized,
   type Outcome,
@@ -32,6 +34,17 @@ interface Envelope {
   body: string;
 }
 
+const Settings = z.object({
+  /** The secret path segment of OpenIM's callback URL. */
+  OPENIM_TOKEN: optional(
+    z
+      .string()
+      .trim()
+      .min(16, "must be at least 16 characters")
+      .regex(/^[A-Za-z0-9._~-]+$/, "may hold only letters, digits and . _ ~ - (it is a URL path segment)"),
+  ),
+});
+
 export interface OpenimConfig {
   token: string;
 }
@@ -44,7 +57,8 @@ const SingleRead = z
     conversationID: z
       .string()
       .max(300)
-      .regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>"),
+      .regex(/^si_.+_.+$/, "must look like si_<userA>_<userB>")
+      .refine(wellFormed, "must be valid Unicode (it holds a lone surrogate)"),
     userID: UserId,
     // The server sends `Seqs`; older builds and the docs say `seqs`.
     Seqs: z.array(Seq).optional(),
@@ -64,7 +78,6 @@ const GroupRead = z.object({
 const SINGLE = "callbackAfterSingleMsgReadCommand";
 const GROUP = "callbackAfterGroupMsgReadCommand";
 
-/** `si_<a>_<b>` (old docs add `:0`); user ids may hold `_`, so the reader's own id anchors the split. */
 /**
  * OpenIM never retries, so its ids need not match across deliveries; they must not collide. The
  * group read names no group, so two groups' reads at the same seq would look alike: the request's
@@ -74,6 +87,7 @@ function operationOf(envelope: Envelope): string {
   return envelope.operationId ?? `nonce:${crypto.randomUUID()}`;
 }
 
+/** `si_<a>_<b>` (old docs add `:0`); user ids may hold `_`, so the reader's own id anchors the split. */
 function peerOf(conversationID: string, reader: string): string | undefined {
   const pair = conversationID.replace(/:\d+$/, "").slice("si_".length);
   if (pair.startsWith(`${reader}_`)) return pair.slice(reader.length + 1) || undefined;
@@ -81,8 +95,9 @@ function peerOf(conversationID: string, reader: string): string | undefined {
   return undefined;
 }
 
-export const openim: Provider<OpenimConfig, Envelope> = {
+export const openim: Provider<OpenimConfig, Envelope, typeof Settings> = {
   name: "openim",
+  settings: Settings,
 
   configure(settings) {
     if (!settings.OPENIM_TOKEN) return { state: "disabled", missing: "OPENIM_TOKEN" };

@@ -5,23 +5,27 @@
 import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { JsonObject, type ProviderName, type Receipt } from "../receipt";
-import type { Settings } from "../settings";
+import type { ParsedGroup } from "../settings";
 
 /** What reached `/v1/hooks/<provider>/...`, before anything was trusted. */
 export interface RawCallback {
   url: URL;
   /** Decoded path segments after `/v1/hooks/<provider>`. */
   path: string[];
-  /** The body exactly as received (signatures are computed over fields of it, never a re-serialization). */
+  /** The body as received, decoded as UTF-8 (signatures are computed over it, never a re-serialization). */
   body: string;
+  /** The same body's bytes, for signatures over raw bytes and compressed bodies. */
+  bytes: Uint8Array;
   headers: Headers;
 }
 
 /** A refusal: the HTTP status, a stable code, and a message safe to show the caller. */
 export interface Rejection {
-  status: 400 | 401 | 403 | 404 | 405 | 413 | 500 | 503;
+  status: 400 | 401 | 403 | 404 | 405 | 413 | 429 | 500 | 503;
   code: string;
   message: string;
+  /** With 429 and 503: when to try again, sent as Retry-After. */
+  retryAfterSeconds?: number;
 }
 
 export type Outcome = { ok: true; result: "accepted" | "duplicate" | "ignored"; event: string; receiptId?: string } | ({ ok: false } & Rejection);
@@ -29,6 +33,7 @@ export type Outcome = { ok: true; result: "accepted" | "duplicate" | "ignored"; 
 export interface Answer {
   status: number;
   body: Record<string, unknown>;
+  headers?: Record<string, string>;
 }
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; rejection: Rejection };
@@ -39,22 +44,43 @@ export type Normalized = { kind: "receipt"; receipt: Receipt } | { kind: "ignore
 export type ProviderConfig<Config> =
   | { state: "enabled"; config: Config }
   /** Its settings are absent: `missing` names the setting(s) that would enable it. */
-  | { state: "disabled"; missing: string };
+  | { state: "disabled"; missing: string }
+  /** Its settings are set but wrong together (each alone was valid): the provider is off until fixed. */
+  | { state: "misconfigured"; problems: ParsedGroup<unknown>["problems"] };
 
 export interface NormalizeContext {
   receivedAt: string;
 }
 
-export interface Provider<Config, Envelope> {
+/** A signed nonce that may be used for one conversation only (see `Provider.claim`). */
+export interface Claim {
+  /** Unique relay-wide, e.g. `easemob:<callId>`. */
+  key: string;
+  /** When a replay of it would be refused as too old anyway (ms since the epoch): the claim may be forgotten then. */
+  expiresAt: number;
+}
+
+export interface Provider<Config, Envelope, Settings extends z.ZodObject = z.ZodObject> {
   name: ProviderName;
-  /** Picks this provider's part of the validated settings. */
-  configure(settings: Settings): ProviderConfig<Config>;
+  /**
+   * The provider's own settings (environment variables), each optional. A malformed one turns off
+   * this provider alone (503 naming it); the others keep taking receipts.
+   */
+  settings: Settings;
+  /** Makes the provider's config from its validated settings; disabled while what enables it is unset. */
+  configure(values: z.infer<Settings>): ProviderConfig<Config>;
   /** Reads what authentication and routing need; must not fail on what `verify` should judge first. */
   parse(raw: RawCallback): Parsed<Envelope>;
   /** Authenticity and freshness; undefined when the callback is authentic. */
   verify(envelope: Envelope, config: Config, now: number): Promise<Rejection | undefined>;
   /** Strict validation of the read event and its mapping onto the normalized receipt. */
   normalize(envelope: Envelope, context: NormalizeContext): Promise<Parsed<Normalized>>;
+  /**
+   * For a provider whose signature covers a nonce but not the body (Easemob signs only callId and
+   * timestamp): the nonce, which the relay binds to the conversation of its first authentic use,
+   * so that a captured signature cannot carry another body into another conversation.
+   */
+  claim?(envelope: Envelope, config: Config): Claim;
   /** The provider's own answer shape for any outcome. */
   answer(outcome: Outcome): Answer;
 }
@@ -64,9 +90,38 @@ export const reject = (status: Rejection["status"], code: string, message: strin
   rejection: { status, code, message },
 });
 
+/**
+ * How deeply a body may nest. The providers' bodies nest four or five levels; a deeper one is
+ * refused before parsing, since the receipt keeps the body and must cross to the conversation
+ * object (whose serializer has its own, lower, limit).
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/** The deepest nesting of arrays and objects in JSON text (strings skipped); stops counting past `limit`. */
+export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text.charCodeAt(i);
+    if (inString) {
+      if (char === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (char === 0x22) inString = false;
+    } else if (char === 0x22) inString = true;
+    else if (char === 0x7b || char === 0x5b) {
+      depth++;
+      if (depth > deepest) deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (char === 0x7d || char === 0x5d) depth--;
+  }
+  return deepest;
+}
+
 /** JSON.parse of a body that must be a JSON object; reports failure instead of throwing. */
 export function parseJsonObject(text: string): Parsed<JsonObject> {
   if (text.trim() === "") return reject(400, "empty_body", "the request body is empty; expected a JSON object");
+  if (jsonDepth(text) > MAX_JSON_DEPTH) return reject(400, "too_deep", `the request body nests more than ${MAX_JSON_DEPTH} levels deep`);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -92,8 +147,11 @@ export function rejectExtraPath(raw: RawCallback): { ok: false; rejection: Rejec
   return reject(404, "unknown_path", `no hook at this path: use ${raw.url.pathname.split("/").slice(0, 4).join("/")}`);
 }
 
+/** Text that can be encoded: no unpaired UTF-16 surrogate (which `\ud800` in JSON can produce). */
+export const wellFormed = (text: string) => !/[\uD800-\uDFFF]/u.test(text);
+
 /** A user, group or app id: the providers' own limits are 32 to 64 characters. */
-export const Identifier = z.string().min(1).max(128, "must be at most 128 characters");
+export const Identifier = z.string().min(1).max(128, "must be at most 128 characters").refine(wellFormed, "must be valid Unicode (it holds a lone surrogate)");
 
 /**
  * Parses a body that must be a JSON object and, where it names its own command in `field`, must

@@ -2,12 +2,14 @@
  * Tencent Cloud Chat: `C2C.CallbackAfterMsgReport`, `Group.CallbackAfterReadReceipt`,
  * `C2C.CallbackAfterMsgReadReceipt`. Authenticity lives in the URL: SdkAppid must be allowed, and
  * with a console token set, `Sign = sha256_hex(token + RequestTime)` with RequestTime within 60 s.
- * Facts: shared/providers.md, seeds 002 and 004.
+ * `Sign` covers only the token and RequestTime, not the body: docs/providers/tencent.md says what
+ * that means for an operator. Facts and sources: docs/providers/tencent.md.
  */
 import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
+import { list, optional } from "../settings";
 import {
   Identifier,
   identityId,
@@ -33,6 +35,13 @@ interface Envelope {
   requestTime?: string;
   body: string;
 }
+
+const Settings = z.object({
+  /** The allowed SdkAppid values, comma-separated. */
+  TENCENT_SDKAPPID: optional(list(z.string().regex(/^\d+$/, "must list numeric SdkAppid values"), "SdkAppid")),
+  /** The console's callback token: with it, every callback must carry a valid Sign. */
+  TENCENT_TOKEN: optional(z.string().trim()),
+});
 
 export interface TencentConfig {
   sdkAppIds: string[];
@@ -105,11 +114,17 @@ export function signTencent(token: string, requestTime: number | string): Promis
   return sha256Hex(`${token}${requestTime}`);
 }
 
-export const tencent: Provider<TencentConfig, Envelope> = {
+export const tencent: Provider<TencentConfig, Envelope, typeof Settings> = {
   name: "tencent",
+  settings: Settings,
 
   configure(settings) {
-    if (!settings.TENCENT_SDKAPPID) return { state: "disabled", missing: "TENCENT_SDKAPPID" };
+    if (!settings.TENCENT_SDKAPPID) {
+      // A token alone is a half-done setup: say so rather than look merely unconfigured.
+      if (settings.TENCENT_TOKEN)
+        return { state: "misconfigured", problems: [{ setting: "TENCENT_SDKAPPID", problem: "must be set when TENCENT_TOKEN is set" }] };
+      return { state: "disabled", missing: "TENCENT_SDKAPPID" };
+    }
     return { state: "enabled", config: { sdkAppIds: settings.TENCENT_SDKAPPID, token: settings.TENCENT_TOKEN } };
   },
 

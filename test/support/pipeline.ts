@@ -36,5 +36,6 @@ export function rawCallback(
   body: unknown,
   { url = "https://relay.test/v1/hooks/x", path = [] as string[], headers = {} as Record<string, string> } = {},
 ): RawCallback {
-  return { url: new URL(url), path, body: bodyText(body), headers: new Headers(headers) };
+  const text = bodyText(body);
+  return { url: new URL(url), path, body: text, bytes: new TextEncoder().encode(text), headers: new Headers(headers) };
 }

@@ -1,0 +1,69 @@
+/** `/v1/hooks/<provider>/...`: resolve the provider, then method, size, and the ingest pipeline. */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
+import { clientAddress, countAuthFailure } from "./auth-limit";
+import { claimsStub } from "./claims/stub";
+import { conversationStub } from "./conversation/stub";
+import { answerResponse, apiError } from "./http";
+import type { Ingestor } from "./ingest";
+import { providers } from "./providers";
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+type CallbackEnv = { Bindings: Env; Variables: { ingestor: Ingestor; path: string[] } };
+
+const decode = (segment: string): string | undefined => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+};
+
+const resolveProvider = createMiddleware<CallbackEnv>(async function resolveProvider(c, next) {
+  // Segments after /v1/hooks.
+  const [name = "", ...rest] = new URL(c.req.url).pathname.split("/").slice(3);
+  const ingestor = providers.get(decode(name) ?? "");
+  if (!ingestor) {
+    return apiError(404, "not_found", `no callback URL for provider "${name.slice(0, 40)}": use ${[...providers.keys()].join(", ")}`);
+  }
+  const path = rest.filter((segment) => segment !== "").map(decode);
+  // A malformed percent-escape below a provider's URL is that provider's unknown path.
+  if (path.some((segment) => segment === undefined)) {
+    return answerResponse(ingestor.refuse({ status: 404, code: "unknown_path", message: "the URL holds a malformed percent-escape" }));
+  }
+  c.set("ingestor", ingestor);
+  c.set(
+    "path",
+    path.filter((segment): segment is string => segment !== undefined),
+  );
+  await next();
+});
+
+const requirePost = createMiddleware<CallbackEnv>(async function requirePost(c, next) {
+  if (c.req.method !== "POST") {
+    return answerResponse(c.var.ingestor.refuse({ status: 405, code: "method_not_allowed", message: "callbacks are POST requests" }), { allow: "POST" });
+  }
+  await next();
+});
+
+const limitBody = bodyLimit({
+  maxSize: MAX_BODY_BYTES,
+  onError: (c) => answerResponse(c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${MAX_BODY_BYTES} bytes` })),
+});
+
+export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider, requirePost, limitBody, async (c) => {
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  const answer = await c.var.ingestor.handle(
+    { url: new URL(c.req.url), path: c.var.path, body: new TextDecoder().decode(bytes), bytes, headers: c.req.raw.headers },
+    {
+      env: c.env,
+      now: Date.now(),
+      store: (receipt) => conversationStub(c.env, receipt.conversation).accept(receipt),
+      claim: (claim, conversation) => claimsStub(c.env, claim.key).claim(claim.key, conversation, claim.expiresAt),
+      countAuthFailure: () => countAuthFailure(c.env.AUTH_FAILURES, clientAddress(c.req.raw.headers)),
+    },
+  );
+  return answerResponse(answer);
+});
