@@ -8,12 +8,37 @@ import { Webhook } from "standardwebhooks";
 import { loadDevVars } from "./dev-vars.mjs";
 
 const vars = loadDevVars();
-const originUrl = new URL(process.env.ORIGIN_URL ?? vars.ORIGIN_URL ?? "http://127.0.0.1:8788/receipts");
-const secret = process.env.FORWARD_SECRET ?? vars.FORWARD_SECRET;
-if (!secret) throw new Error("FORWARD_SECRET is not set in .dev.vars");
+/** Unset and empty mean the same, as in the relay. */
+const setting = (name) => (process.env[name] ?? vars[name] ?? "").trim() || undefined;
+
+const origin = setting("ORIGIN_URL");
+if (!origin) {
+  console.log("[origin] ORIGIN_URL is not set in .dev.vars: no demo origin (the relay holds deliveries until it is set)");
+  process.exit(0);
+}
+let originUrl;
+try {
+  originUrl = new URL(origin);
+} catch {
+  console.error("[origin] setting ORIGIN_URL must be an http:// or https:// URL; the demo origin is not started");
+  process.exit(0);
+}
+// FORWARD_SECRET may list several secrets (rotation): the origin needs any one of them.
+const secrets = (setting("FORWARD_SECRET") ?? "").split(",").map((item) => item.trim()).filter(Boolean);
+const secret = secrets.find((item) => /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(item) && item.length % 4 === 2);
+if (!secret) {
+  console.error("[origin] setting FORWARD_SECRET must list secrets of the form whsec_ followed by base64; the demo origin is not started (the relay holds deliveries too)");
+  process.exit(0);
+}
 const failIndex = process.argv.indexOf("--fail");
 const failUntil = failIndex > 0 ? Date.now() + Number(process.argv[failIndex + 1] ?? 60) * 1000 : 0;
-const webhook = new Webhook(secret);
+let webhook;
+try {
+  webhook = new Webhook(secret);
+} catch {
+  console.error("[origin] setting FORWARD_SECRET is not valid base64 after whsec_; the demo origin is not started");
+  process.exit(0);
+}
 /** Receipt ids seen: a real origin dedupes by webhook-id, since delivery is at least once. */
 const seen = new Set();
 

@@ -7,17 +7,15 @@ import { loadDevVars, root } from "./dev-vars.mjs";
 
 loadDevVars();
 const wrangler = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
-const children = [
-  spawn(process.execPath, [`${root}scripts/demo-origin.mjs`, ...process.argv.slice(2)], { stdio: "inherit", cwd: root }),
-  spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", process.env.PORT ?? "8787"], { stdio: "inherit", cwd: root }),
-];
+const demoOrigin = spawn(process.execPath, [`${root}scripts/demo-origin.mjs`, ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
+const relay = spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", process.env.PORT ?? "8787"], { stdio: "inherit", cwd: root });
 console.log("relay: http://127.0.0.1:8787   try: npm run send-samples   health: curl http://127.0.0.1:8787/healthz");
 
-const stop = () => children.forEach((child) => child.kill("SIGINT"));
+const stop = () => [demoOrigin, relay].forEach((child) => child.exitCode === null && child.kill("SIGINT"));
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
-for (const child of children)
-  child.on("exit", (code) => {
-    stop();
-    process.exitCode = code ?? 0;
-  });
+// The relay runs on without the demo origin (it says why it did not start); the run ends with the relay.
+relay.on("exit", (code) => {
+  stop();
+  process.exitCode = code ?? 0;
+});

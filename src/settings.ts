@@ -102,10 +102,13 @@ export function parseGroup<T extends z.ZodObject>(
   for (const key of Object.keys(schema.shape)) own[key] = env[key];
   const first = schema.safeParse(own);
   if (first.success) return { values: first.data, problems: [] };
-  const problems = first.error.issues.map((issue) => ({
-    setting: String(issue.path[0] ?? "settings"),
-    problem: issue.code === "invalid_type" ? "must be a string" : issue.message,
-  }));
+  // The first issue of each setting: later checks of a value that already failed add nothing.
+  const problems: ParsedGroup<unknown>["problems"] = [];
+  for (const issue of first.error.issues) {
+    const setting = String(issue.path[0] ?? "settings");
+    if (problems.some((problem) => problem.setting === setting)) continue;
+    problems.push({ setting, problem: issue.code === "invalid_type" ? "must be a string" : issue.message });
+  }
   for (const { setting } of problems) own[setting] = undefined;
   const second = schema.safeParse(own);
   return second.success ? { values: second.data, problems } : { values: undefined, problems };

@@ -84,15 +84,14 @@ describe("API reads", () => {
 
   it("lists the outbox by status, a page at a time", async () => {
     const conversation = newConversation();
-    const response = await api(`${pathOf(conversation, "deliveries")}?status=failed`);
-    expect(await response.json()).toEqual({ conversation, deliveries: [] });
-
     const stub = stubFor(conversation);
     await runInDurableObject(stub, async (instance, state) => {
       for (let n = 1; n <= 5; n++) await instance.accept(makeReceipt(conversation, n));
       // Parked far in the future, so that the page is stable while the test reads it.
       state.storage.sql.exec("UPDATE outbox SET next_attempt_at = ?", Date.now() + 3600_000);
     });
+    const response = await api(`${pathOf(conversation, "deliveries")}?status=failed`);
+    expect(await response.json()).toEqual({ conversation, deliveries: [] });
     type Page = { deliveries: { receiptId: string; seq: number; status: string }[]; after?: number };
     const first = await (await api(`${pathOf(conversation, "deliveries")}?status=pending&limit=2`)).json<Page>();
     expect(first.deliveries.map((delivery) => delivery.receiptId)).toEqual([1, 2].map((n) => `test:${conversation}:${n}`));
@@ -105,8 +104,47 @@ describe("API reads", () => {
 
   it("re-queues nothing when there are no dead letters", async () => {
     const conversation = newConversation();
+    await runInDurableObject(stubFor(conversation), async (instance, state) => {
+      await instance.accept(makeReceipt(conversation, 1));
+      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = ?", Date.now() + 3600_000);
+    });
     const response = await api(pathOf(conversation, "deliveries/retry"), { method: "POST" });
     expect(await response.json()).toEqual({ conversation, requeued: 0 });
+  });
+
+  it.each(["receipts", "receipts?consistent=true", "reads", "reads?consistent=true", "deliveries"])(
+    "404 conversation_not_found for a conversation never seen (%s), creating no storage",
+    async (rest) => {
+      const conversation = newConversation();
+      const response = await api(pathOf(conversation, rest));
+      expect(response.status).toBe(404);
+      expect(await response.json()).toMatchObject({ error: { code: "conversation_not_found" } });
+      const tables = await runInDurableObject(stubFor(conversation), (_, state) => state.storage.sql.exec("SELECT name FROM sqlite_master").toArray());
+      expect(tables).toEqual([]);
+    },
+  );
+
+  it("404 for a replay of a conversation never seen", async () => {
+    const response = await api(pathOf(newConversation(), "deliveries/retry"), { method: "POST" });
+    expect(response.status).toBe(404);
+  });
+
+  it("400 invalid_conversation for a key over 4,096 characters", async () => {
+    const response = await api(pathOf("x".repeat(4097), "receipts"));
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: "invalid_conversation" } });
+  });
+
+  it("answers 429 with Retry-After after 20 wrong admin tokens from one address; the right token still works", async () => {
+    const headers = { "cf-connecting-ip": `203.0.113.${Math.floor(Math.random() * 250)}` };
+    const statuses: number[] = [];
+    for (let i = 0; i < 22; i++) statuses.push((await api("/v1/dead-letters", { headers }, "wrong-token-0123456789")).status);
+    expect(statuses.slice(0, 20).every((status) => status === 401)).toBe(true);
+    const limited = await api("/v1/dead-letters", { headers }, "wrong-token-0123456789");
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("60");
+    expect(await limited.json()).toMatchObject({ error: { code: "too_many_failures" } });
+    expect((await api("/v1/dead-letters", { headers })).status).toBe(200);
   });
 
   it("answers unknown API routes with a 404 in the error shape", async () => {

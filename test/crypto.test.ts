@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { md5Hex, md5Portable } from "../src/crypto/md5";
 import { fromBase64, toBase64, toHex, utf8 } from "../src/crypto/encoding";
-import { sha256Hex } from "../src/crypto/hash";
 import { timingSafeEqual, timingSafeEqualAny, xorEqual, type TimingSafeSubtle } from "../src/crypto/timing-safe";
 
 // RFC 1321, appendix A.5 ("test suite").
@@ -41,12 +40,6 @@ describe("md5Hex", () => {
       const text = "x".repeat(length);
       expect(await md5Hex(text, noMd5)).toBe(await md5Hex(text));
     }
-  });
-});
-
-describe("sha256Hex", () => {
-  it("matches the Tencent callback-signature vector from providers.md", async () => {
-    expect(await sha256Hex("xxxxyyyy1669872112")).toBe("17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061");
   });
 });
 

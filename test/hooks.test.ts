@@ -1,6 +1,8 @@
 // Every endpoint through the worker, with real signatures, a real Durable Object and KV.
 import { describe, expect, it } from "vitest";
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { app } from "../src/app";
 import { groupConversationKey, readerConversationKey, singleConversationKey } from "../src/receipt";
 import { testSettings } from "./support/settings";
 import { api, TENCENT_APP, copy, EASEMOB_SECRETS, OPENIM_TOKEN, openimPath, samples, send, signedEasemob, tencentPath, unique } from "./support/callbacks";
@@ -103,51 +105,89 @@ describe("each provider's sample callback, end to end", () => {
 });
 
 describe("refusals, in each provider's answer shape", () => {
-  it("easemob: bad signature 401, expired 401, not JSON 400, missing field 400", async () => {
+  // One per provider here; the provider tests own every other refusal.
+  it("easemob: a bad signature is 401", async () => {
     const body = await signedEasemob(copy(samples.easemob.single, { callId: unique("a#b_") }));
     const forged = await send("/v1/hooks/easemob", { json: { ...body, security: "0".repeat(32) } });
     expect(forged.status).toBe(401);
     expect(await forged.json()).toMatchObject({ status: "error", code: "bad_signature" });
-    const old = await signedEasemob(copy(samples.easemob.single), { timestamp: Date.now() - 3601_000 });
-    expect((await send("/v1/hooks/easemob", { json: old })).status).toBe(401);
-    const notJson = await send("/v1/hooks/easemob", { body: "callId=1&security=2" });
-    expect(notJson.status).toBe(400);
-    expect(await notJson.json()).toMatchObject({ code: "invalid_json" });
-    const noFrom = await signedEasemob(copy(samples.easemob.single, { from: undefined }));
-    const missing = await send("/v1/hooks/easemob", { json: noFrom });
-    expect(missing.status).toBe(400);
-    expect(await missing.json()).toMatchObject({ message: expect.stringContaining("field from") });
   });
 
-  it("tencent: SdkAppid not allowed 403, bad Sign 401, missing field 400", async () => {
+  it("tencent: an SdkAppid not allowed is 403", async () => {
     const notAllowed = await send(await tencentPath("C2C.CallbackAfterMsgReport", { sdkAppId: "1400009999" }), { json: samples.tencent.report });
     expect(notAllowed.status).toBe(403);
     expect(await notAllowed.json()).toEqual({ ActionStatus: "FAIL", ErrorInfo: expect.stringContaining("SdkAppid"), ErrorCode: 1 });
-    const badSign = await send(await tencentPath("C2C.CallbackAfterMsgReport", { token: "guess" }), { json: samples.tencent.report });
-    expect(badSign.status).toBe(401);
-    const unsigned = await send(await tencentPath("C2C.CallbackAfterMsgReport", { token: null }), { json: samples.tencent.report });
-    expect(unsigned.status).toBe(401);
-    const missing = await send(await tencentPath("C2C.CallbackAfterMsgReport"), { json: copy(samples.tencent.report, { Peer_Account: undefined }) });
-    expect(missing.status).toBe(400);
-    expect(await missing.json()).toMatchObject({ ActionStatus: "FAIL", ErrorInfo: expect.stringContaining("field Peer_Account") });
   });
 
-  it("openim: wrong or missing token 401, shape 400", async () => {
+  it("openim: a wrong token is 401, and the answer never holds the real one", async () => {
     const wrong = await send(openimPath("callbackAfterSingleMsgReadCommand", "not-the-token-0123456789"), { json: samples.openim.single });
     expect(wrong.status).toBe(401);
     const body = await wrong.json();
     expect(body).toMatchObject({ actionCode: 1, errCode: 20401, errMsg: "bad_token" });
     expect(JSON.stringify(body)).not.toContain(OPENIM_TOKEN);
-    expect((await send("/v1/hooks/openim", { json: samples.openim.single })).status).toBe(401);
-    const bad = await send(openimPath("callbackAfterSingleMsgReadCommand"), { json: { userID: "u1" } });
-    expect(bad.status).toBe(400);
+  });
+
+  it("easemob: a captured signature replayed with another body into another conversation is 401 replayed", async () => {
+    const reader = unique("r-");
+    const original = await signedEasemob(copy(samples.easemob.single, { callId: unique("XXXX#XXXX_"), from: reader }));
+    expect(await (await send("/v1/hooks/easemob", { json: original })).json()).toEqual({ status: "ok", result: "accepted" });
+    // Same callId, timestamp and security; another reader, peer and message.
+    const forged = { ...original, from: unique("mallory-"), to: reader, payload: { ack_message_id: "999" } };
+    const refused = await send("/v1/hooks/easemob", { json: forged });
+    expect(refused.status).toBe(401);
+    expect(await refused.json()).toMatchObject({ status: "error", code: "replayed" });
+    const forgedConversation = singleConversationKey("easemob", "XXXX#XXXX", String(forged.from), reader);
+    const response = await api(`/v1/conversations/${encodeURIComponent(forgedConversation)}/receipts?consistent=true`);
+    expect(response.status).toBe(404);
+    // Easemob's own retry of the real callback is still a duplicate, not a replay.
+    expect(await (await send("/v1/hooks/easemob", { json: original })).json()).toEqual({ status: "ok", result: "duplicate" });
+  });
+
+  it("limits failed authentications per client address with 429 and Retry-After, never a valid callback", async () => {
+    const address = `198.51.100.${Math.floor(Math.random() * 250)}`;
+    const headers = { "cf-connecting-ip": address };
+    const wrongToken = openimPath("callbackAfterSingleMsgReadCommand", "not-the-token-0123456789");
+    const statuses: number[] = [];
+    for (let i = 0; i < 25; i++) statuses.push((await send(wrongToken, { json: samples.openim.single, headers })).status);
+    expect(statuses.slice(0, 20).every((status) => status === 401)).toBe(true);
+    expect(statuses.slice(20).every((status) => status === 429)).toBe(true);
+    const limited = await send(wrongToken, { json: samples.openim.single, headers });
+    expect(limited.headers.get("retry-after")).toBe("60");
+    expect(await limited.json()).toMatchObject({ actionCode: 1, errCode: 20429, errMsg: "too_many_failures" });
+    // The same address with the right token is served.
+    const reader = unique("o-");
+    const valid = await send(openimPath("callbackAfterSingleMsgReadCommand"), {
+      json: copy(samples.openim.single, { userID: reader, conversationID: `si_${reader}_u2` }),
+      headers: { ...headers, operationID: unique("op-") },
+    });
+    expect(valid.status).toBe(200);
+    // Another address is not affected.
+    expect((await send(wrongToken, { json: samples.openim.single, headers: { "cf-connecting-ip": "203.0.113.7" } })).status).toBe(401);
+  });
+
+  it("400 naming the field for a lone surrogate in an id, not a crash", async () => {
+    const body = await signedEasemob(copy(samples.easemob.single, { callId: unique("s#t_") }));
+    const text = JSON.stringify(body).replace('"from":"1111"', '"from":"\\ud800"');
+    expect(text).toContain('"from":"\\ud800"');
+    const response = await send("/v1/hooks/easemob", { body: text });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ status: "error", code: "invalid_body", message: expect.stringContaining("field from") });
+  });
+
+  it("400, not 503, for a correctly signed body nested 6,000 levels deep", async () => {
+    const body = await signedEasemob(copy(samples.easemob.single, { callId: unique("d#e_") }));
+    const deep = `${"[".repeat(6000)}${"]".repeat(6000)}`;
+    const response = await send("/v1/hooks/easemob", { body: JSON.stringify({ ...body, payload: "PLACEHOLDER" }).replace('"PLACEHOLDER"', deep) });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ status: "error", code: "too_deep" });
   });
 
   it("authentic callbacks that are not read receipts are answered OK and not stored", async () => {
     const from = unique("ignored-");
     const chat = await signedEasemob(copy(samples.easemob.single, { chat_type: "delivery_ack", callId: unique("x#y_"), from }));
     expect(await (await send("/v1/hooks/easemob", { json: chat })).json()).toEqual({ status: "ok", result: "ignored" });
-    expect(await stored(singleConversationKey("easemob", "XXXX#XXXX", from, "2222"))).toEqual([]);
+    const never = await api(`/v1/conversations/${encodeURIComponent(singleConversationKey("easemob", "XXXX#XXXX", from, "2222"))}/receipts?consistent=true`);
+    expect(never.status).toBe(404);
     const sendMsg = await send(await tencentPath("C2C.CallbackAfterSendMsg"), { json: { CallbackCommand: "C2C.CallbackAfterSendMsg" } });
     expect(await sendMsg.json()).toEqual(TENCENT_OK);
     const health = await (await exports.default.fetch("http://relay.test/healthz")).json();
@@ -184,6 +224,12 @@ describe("refusals, in each provider's answer shape", () => {
       expect(response.status).toBe(404);
       expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
     }
+    // A malformed percent-escape below a provider's URL is that provider's unknown path.
+    const malformed = await send("/v1/hooks/easemob/%zz", { json: {} });
+    expect(malformed.status).toBe(404);
+    expect(await malformed.json()).toMatchObject({ status: "error", code: "unknown_path" });
+    const malformedOpenim = await send("/v1/hooks/openim/%zz/callbackAfterSingleMsgReadCommand", { json: {} });
+    expect(await malformedOpenim.json()).toMatchObject({ actionCode: 1, errCode: 20404, errMsg: "unknown_path" });
     // A provider's URL takes nothing after it (OpenIM: only token and command).
     const deeper = await send("/v1/hooks/easemob/extra", { json: await signedEasemob(copy(samples.easemob.single, { callId: unique("p#q_") })) });
     expect(deeper.status).toBe(404);
@@ -201,12 +247,80 @@ describe("/healthz", () => {
     const text = await response.text();
     expect(JSON.parse(text)).toMatchObject({
       status: "ok",
-      providers: { easemob: { enabled: true }, tencent: { enabled: true }, openim: { enabled: true } },
-      forwarding: { enabled: true },
-      api: { enabled: true },
+      providers: { easemob: { state: "enabled" }, tencent: { state: "enabled" }, openim: { state: "enabled" } },
+      forwarding: { state: "on" },
+      api: { state: "on" },
+      problems: [],
     });
     for (const secret of [...EASEMOB_SECRETS, OPENIM_TOKEN, testSettings.TENCENT_TOKEN, testSettings.ADMIN_TOKEN, testSettings.FORWARD_SECRET]) {
       expect(text).not.toContain(secret);
     }
+  });
+});
+
+describe("a malformed setting turns off only what it configures", () => {
+  const withEnv = async (overrides: Record<string, string>, request: Request) => {
+    const context = createExecutionContext();
+    const response = await app.fetch(request, { ...env, ...overrides }, context);
+    await waitOnExecutionContext(context);
+    return response;
+  };
+
+  it("/healthz is degraded (200) and lists every problem, naming settings and never values", async () => {
+    const response = await withEnv(
+      { FORWARD_SECRET: "whsec_not-base64-sekrit", OPENIM_TOKEN: "sekrit", ADMIN_TOKEN: "short" },
+      new Request("http://relay.test/healthz"),
+    );
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).not.toContain("sekrit");
+    const health = JSON.parse(text);
+    expect(health).toMatchObject({
+      status: "degraded",
+      providers: { easemob: { state: "enabled" }, tencent: { state: "enabled" }, openim: { state: "misconfigured" } },
+      forwarding: { state: "held", reason: expect.stringContaining("setting FORWARD_SECRET") },
+      api: { state: "off", reason: expect.stringContaining("setting ADMIN_TOKEN") },
+    });
+    expect(health.problems.map((problem: { setting: string; feature: string }) => `${problem.feature}:${problem.setting}`).sort()).toEqual([
+      "api:ADMIN_TOKEN",
+      "forwarding:FORWARD_SECRET",
+      "openim:OPENIM_TOKEN",
+    ]);
+  });
+
+  it("/healthz is down (503) when no provider can take receipts", async () => {
+    const response = await withEnv({ EASEMOB_SECRET: "", TENCENT_SDKAPPID: "", TENCENT_TOKEN: "", OPENIM_TOKEN: "" }, new Request("http://relay.test/healthz"));
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({ status: "down" });
+  });
+
+  it("a broken forward secret still accepts and stores receipts; a broken provider setting refuses only that provider", async () => {
+    const broken = { FORWARD_SECRET: "whsec_typo", TENCENT_SDKAPPID: "not-a-number" };
+    const reader = unique("u-");
+    const body = await signedEasemob(copy(samples.easemob.single, { callId: unique("XXXX#XXXX_"), from: reader }));
+    const accepted = await withEnv(broken, new Request("http://relay.test/v1/hooks/easemob", { method: "POST", body: JSON.stringify(body) }));
+    expect(accepted.status).toBe(200);
+    expect(await stored(singleConversationKey("easemob", "XXXX#XXXX", reader, "2222"))).toHaveLength(1);
+    const tencent = await withEnv(broken, new Request(`http://relay.test${await tencentPath("C2C.CallbackAfterMsgReport")}`, { method: "POST", body: "{}" }));
+    expect(tencent.status).toBe(503);
+    expect(await tencent.json()).toMatchObject({ ActionStatus: "FAIL", ErrorInfo: expect.stringContaining("provider_misconfigured") });
+  });
+
+  it("a malformed ADMIN_TOKEN turns off the API with 503 naming it", async () => {
+    const response = await withEnv({ ADMIN_TOKEN: "short" }, new Request("http://relay.test/v1/dead-letters", { headers: { authorization: "Bearer short" } }));
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ error: { code: "api_disabled", message: "the API is off: setting ADMIN_TOKEN must be at least 16 characters" } });
+  });
+
+  it("an error escaping a route is a 500 in the API's shape (app.onError)", async () => {
+    const throwingKv = { ...env, RECEIPTS_KV: { list: () => Promise.reject(new Error("kv exploded")) } };
+    const context = createExecutionContext();
+    const response = await app.fetch(
+      new Request("http://relay.test/v1/dead-letters", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
+      throwingKv,
+      context,
+    );
+    expect(response.status).toBe(500);
+    expect(await response.json()).toEqual({ error: { code: "internal_error", message: "the relay failed to handle this request" } });
   });
 });

@@ -1,69 +1,122 @@
-// The pipeline with plain values: settings states and store outcomes, no bindings.
+// The pipeline with plain values: settings states, claims, the failure limit and store outcomes, no bindings.
 import { describe, expect, it } from "vitest";
-import { ignoredEvents } from "../src/ingest";
-import { hooks } from "../src/providers";
+import { ignoredEvents, type ClaimResult, type IngestDeps } from "../src/ingest";
+import { providers } from "../src/providers";
+import type { Claim } from "../src/providers/provider";
 import type { Receipt } from "../src/receipt";
-import { parseSettings, type SettingsResult } from "../src/settings";
 import { copy, samples, signedEasemob } from "./support/callbacks";
 import { rawCallback } from "./support/pipeline";
 
-const easemobHook = hooks.get("easemob")!;
-const configured = parseSettings({ EASEMOB_SECRET: "test-easemob-secret-1" });
+const SECRET = "test-easemob-secret-1";
+const easemobIngestor = providers.get("easemob")!;
+const configured = { EASEMOB_SECRET: SECRET };
 
-async function signedRaw() {
-  const body = await signedEasemob(copy(samples.easemob.single), { secret: "test-easemob-secret-1" });
+async function signedRaw(overrides: Record<string, unknown> = {}, secret = SECRET) {
+  const body = await signedEasemob(copy(samples.easemob.single, overrides), { secret });
   return rawCallback(body, { url: "https://relay.test/v1/hooks/easemob" });
 }
 
-async function handle(settings: SettingsResult, store: (receipt: Receipt) => Promise<"accepted" | "duplicate">) {
-  return easemobHook.handle(await signedRaw(), { settings, now: Date.now(), store });
+/** Deps with an in-memory claims table and store, and a failure limit of `limit` per run. */
+function deps(env: object, overrides: Partial<IngestDeps> = {}, limit = 1000) {
+  const claims = new Map<string, string>();
+  const stored: Receipt[] = [];
+  let failures = 0;
+  const base: IngestDeps = {
+    env,
+    now: Date.now(),
+    store: async (receipt) => {
+      if (stored.some((known) => known.id === receipt.id)) return "duplicate";
+      stored.push(receipt);
+      return "accepted";
+    },
+    claim: async (claim: Claim, conversation: string): Promise<ClaimResult> => {
+      const held = claims.get(claim.key);
+      if (held === undefined) {
+        claims.set(claim.key, conversation);
+        return "claimed";
+      }
+      return held === conversation ? "same" : "conflict";
+    },
+    countAuthFailure: async () => (++failures > limit ? { limited: true, retryAfterSeconds: 60 } : { limited: false }),
+  };
+  return { deps: { ...base, ...overrides }, stored, claims };
 }
 
 describe("ingest pipeline", () => {
   it("stores the normalized receipt and answers with what the store did", async () => {
-    const stored: Receipt[] = [];
-    const accepted = await handle(configured, async (receipt) => (stored.push(receipt), "accepted"));
-    expect(accepted).toEqual({ status: 200, body: { status: "ok", result: "accepted" } });
+    const { deps: run, stored } = deps(configured);
+    const raw = await signedRaw();
+    expect(await easemobIngestor.handle(raw, run)).toEqual({ status: 200, body: { status: "ok", result: "accepted" } });
     expect(stored).toHaveLength(1);
     expect(stored[0]).toMatchObject({ provider: "easemob", event: "read_ack", readers: ["1111"] });
-    const duplicate = await handle(configured, async () => "duplicate");
-    expect(duplicate.body).toEqual({ status: "ok", result: "duplicate" });
+    // Easemob's own retry: the same callId for the same conversation is a duplicate, not a replay.
+    expect((await easemobIngestor.handle(raw, run)).body).toEqual({ status: "ok", result: "duplicate" });
+  });
+
+  it("refuses a captured Easemob signature carrying another body into another conversation", async () => {
+    const { deps: run, stored } = deps(configured);
+    const original = await signedRaw();
+    expect((await easemobIngestor.handle(original, run)).status).toBe(200);
+    // The forger keeps callId, timestamp and security, and changes who read what.
+    const forged = JSON.parse(original.body);
+    const answer = await easemobIngestor.handle(rawCallback({ ...forged, from: "mallory", to: "victim" }), run);
+    expect(answer).toMatchObject({ status: 401, body: { status: "error", code: "replayed" } });
+    expect(stored).toHaveLength(1);
+  });
+
+  it("answers 503 when the claim cannot be made, and stores nothing", async () => {
+    const { deps: run, stored } = deps(configured, { claim: () => Promise.reject(new Error("claims object unreachable")) });
+    const answer = await easemobIngestor.handle(await signedRaw(), run);
+    expect(answer).toMatchObject({ status: 503, body: { code: "store_unavailable" }, headers: { "retry-after": "1" } });
+    expect(stored).toHaveLength(0);
   });
 
   it("answers 503 when the store cannot commit, so the provider may retry", async () => {
-    const answer = await handle(configured, () => Promise.reject(new Error("object unreachable")));
-    expect(answer).toMatchObject({ status: 503, body: { code: "store_unavailable" } });
+    const { deps: run } = deps(configured, { store: () => Promise.reject(new Error("object unreachable")) });
+    expect(await easemobIngestor.handle(await signedRaw(), run)).toMatchObject({ status: 503, body: { code: "store_unavailable" } });
+  });
+
+  it("answers 429 with Retry-After once a client has failed too often; a valid callback is never counted", async () => {
+    let counted = 0;
+    const { deps: run } = deps(configured, {}, 2);
+    const counting = { ...run, countAuthFailure: () => (counted++, run.countAuthFailure()) };
+    const forged = await signedRaw({}, "not-the-secret");
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await easemobIngestor.handle(forged, counting)).status);
+    expect(statuses).toEqual([401, 401, 429, 429]);
+    const limited = await easemobIngestor.handle(forged, counting);
+    expect(limited).toMatchObject({ status: 429, body: { code: "too_many_failures" }, headers: { "retry-after": "60" } });
+    const countedBefore = counted;
+    expect((await easemobIngestor.handle(await signedRaw(), counting)).status).toBe(200);
+    expect(counted).toBe(countedBefore);
   });
 
   it("says clearly that a provider without settings is disabled", async () => {
-    const answer = await handle(parseSettings({}), async () => "accepted");
+    const answer = await easemobIngestor.handle(await signedRaw(), deps({}).deps);
     expect(answer).toEqual({ status: 503, body: { status: "error", code: "provider_disabled", message: "easemob is not configured: set EASEMOB_SECRET" } });
-    if (!configured.ok) throw new Error("test settings are invalid");
-    expect(hooks.get("tencent")!.status(configured.settings)).toEqual({ enabled: false, missing: "TENCENT_SDKAPPID" });
-    expect(hooks.get("easemob")!.status(configured.settings)).toEqual({ enabled: true });
+    expect(providers.get("tencent")!.status(configured)).toEqual({ state: "disabled", missing: "TENCENT_SDKAPPID" });
+    expect(easemobIngestor.status(configured)).toEqual({ state: "enabled" });
   });
 
-  it("fails every request on a malformed setting, naming it and not its value", async () => {
-    const broken = parseSettings({ EASEMOB_SECRET: "test-easemob-secret-1", RECENT_LIMIT: "lots", FORWARD_SECRET: "whsec_sekrit" });
-    for (const name of ["easemob", "tencent", "openim"]) {
-      const answer = await hooks.get(name)!.handle(await signedRaw(), { settings: broken, now: Date.now(), store: async () => "accepted" });
-      expect(answer.status).toBe(500);
-      const text = JSON.stringify(answer.body);
-      expect(text).toContain("RECENT_LIMIT");
-      expect(text).toContain("FORWARD_SECRET");
-      expect(text).not.toContain("sekrit");
-    }
+  it("a malformed setting turns off only the provider it belongs to, naming it and not its value", async () => {
+    const env = { EASEMOB_SECRET: SECRET, TENCENT_SDKAPPID: "1400000001", TENCENT_TOKEN: "sekrit-token", OPENIM_TOKEN: "sekrit", RECENT_LIMIT: "lots" };
+    const openimAnswer = await providers.get("openim")!.handle(rawCallback("{}", { path: ["sekrit", "callbackAfterSingleMsgReadCommand"] }), deps(env).deps);
+    expect(openimAnswer.status).toBe(503);
+    expect(openimAnswer.body).toMatchObject({ errMsg: "provider_misconfigured" });
+    expect(JSON.stringify(openimAnswer.body)).toContain("setting OPENIM_TOKEN must be at least 16 characters");
+    expect(JSON.stringify(openimAnswer.body)).not.toContain("sekrit");
+    // Easemob's settings are fine: a malformed OPENIM_TOKEN or RECENT_LIMIT costs it nothing.
+    expect((await easemobIngestor.handle(await signedRaw(), deps(env).deps)).status).toBe(200);
   });
 
   it("counts ignored events under bounded names", async () => {
-    const settings = parseSettings({ TENCENT_SDKAPPID: "1400000001" });
-    const tencentHook = hooks.get("tencent")!;
+    const tencentIngestor = providers.get("tencent")!;
+    const { deps: run } = deps({ TENCENT_SDKAPPID: "1400000001" });
     const call = (command: string) =>
-      tencentHook.handle(rawCallback("{}", { url: `https://relay.test/v1/hooks/tencent?SdkAppid=1400000001&CallbackCommand=${encodeURIComponent(command)}` }), {
-        settings,
-        now: Date.now(),
-        store: async () => "accepted",
-      });
+      tencentIngestor.handle(
+        rawCallback("{}", { url: `https://relay.test/v1/hooks/tencent?SdkAppid=1400000001&CallbackCommand=${encodeURIComponent(command)}` }),
+        run,
+      );
     for (let i = 0; i < 80; i++) expect((await call(`Fake.Command${i}`)).status).toBe(200);
     await call("<script>".repeat(20));
     expect(ignoredEvents.size).toBeLessThanOrEqual(52);
@@ -72,9 +125,22 @@ describe("ingest pipeline", () => {
   });
 
   it("never crashes: a store that throws synchronously still gets an answer", async () => {
-    const answer = await handle(configured, () => {
-      throw new TypeError("boom");
+    const { deps: run } = deps(configured, {
+      store: () => {
+        throw new TypeError("boom");
+      },
     });
-    expect(answer.status).toBe(503);
+    expect((await easemobIngestor.handle(await signedRaw(), run)).status).toBe(503);
+  });
+
+  it("answers 500 in the provider's shape when a step throws (the pipeline's outer catch)", async () => {
+    const { deps: run } = deps(configured);
+    const throwingEnv = {
+      get EASEMOB_SECRET(): string {
+        throw new Error("settings exploded");
+      },
+    };
+    const answer = await easemobIngestor.handle(await signedRaw(), { ...run, env: throwingEnv });
+    expect(answer).toEqual({ status: 500, body: { status: "error", code: "internal_error", message: "the relay failed to handle this callback" } });
   });
 });

@@ -1,75 +1,104 @@
+// Settings, parsed per feature: a malformed one is reported (never its value) and turns off only what it configures.
 import { describe, expect, it } from "vitest";
-import { DEFAULT_RETRY_SCHEDULE, describeProblems, parseSettings } from "../src/settings";
+import { DEFAULT_RETRY_SCHEDULE, describeProblems, parseGroup, parseSettings } from "../src/settings";
+import { easemob } from "../src/providers/easemob";
+import { openim } from "../src/providers/openim";
+import { tencent } from "../src/providers/tencent";
 
-describe("parseSettings", () => {
-  it("gives every default when nothing is set", () => {
-    const result = parseSettings({});
-    expect(result).toEqual({
-      ok: true,
-      settings: {
-        MAX_EVENT_AGE_SECONDS: 3600,
-        RECENT_LIMIT: 100,
-        FORWARD_RETRY_SCHEDULE: DEFAULT_RETRY_SCHEDULE,
-        FORWARD_TIMEOUT_MS: 10000,
-      },
+const FORWARD_KEY_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const FORWARD_KEY_B = "whsec_ZGVtby1mb3J3YXJkLXNlY3JldC0zMi1ieXRlcyEhIQ==";
+
+describe("the relay's own settings", () => {
+  it("gives every default when nothing is set, and holds deliveries until ORIGIN_URL is set", () => {
+    expect(parseSettings({})).toEqual({
+      settings: { RECENT_LIMIT: 100, FORWARD_RETRY_SCHEDULE: DEFAULT_RETRY_SCHEDULE, FORWARD_TIMEOUT_MS: 10000 },
+      problems: [],
+      forwarding: { state: "held", reason: "ORIGIN_URL is not set" },
     });
   });
 
-  it("reads lists, numbers, the forward secret, and treats empty as unset", () => {
-    const result = parseSettings({
-      EASEMOB_SECRET: " one , two ",
-      TENCENT_SDKAPPID: "1400000001,1400000002",
-      TENCENT_TOKEN: "",
-      OPENIM_TOKEN: "0123456789abcdef",
-      MAX_EVENT_AGE_SECONDS: "60",
+  it("reads numbers, several forward secrets, and treats empty as unset", () => {
+    const { settings, problems, forwarding } = parseSettings({
       RECENT_LIMIT: "5",
       ORIGIN_URL: "https://app.example/receipts",
-      FORWARD_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      FORWARD_SECRET: ` ${FORWARD_KEY_A} , ${FORWARD_KEY_B}`,
       FORWARD_RETRY_SCHEDULE: "1, 2.5,3",
       FORWARD_TIMEOUT_MS: "2500",
+      ADMIN_TOKEN: "",
       UNRELATED_BINDING: { not: "a setting" },
     });
-    if (!result.ok) throw new Error(describeProblems(result.problems));
-    expect(result.settings).toMatchObject({
-      EASEMOB_SECRET: ["one", "two"],
-      TENCENT_SDKAPPID: ["1400000001", "1400000002"],
-      OPENIM_TOKEN: "0123456789abcdef",
-      MAX_EVENT_AGE_SECONDS: 60,
+    expect(problems).toEqual([]);
+    expect(settings).toMatchObject({
       RECENT_LIMIT: 5,
       ORIGIN_URL: "https://app.example/receipts",
       FORWARD_RETRY_SCHEDULE: [1, 2.5, 3],
       FORWARD_TIMEOUT_MS: 2500,
     });
-    expect(result.settings.TENCENT_TOKEN).toBeUndefined();
-    expect(result.settings.FORWARD_SECRET?.length).toBe(24);
+    expect(settings.ADMIN_TOKEN).toBeUndefined();
+    expect(settings.FORWARD_SECRET?.map((key) => key.length)).toEqual([24, 31]);
+    expect(forwarding).toMatchObject({ state: "on", origin: "https://app.example/receipts", schedule: [1, 2.5, 3], timeoutMs: 2500 });
   });
 
   const secret = "s3cr3t-value-that-must-not-leak";
   it.each([
-    [{ EASEMOB_SECRET: `${secret},,other` }, "EASEMOB_SECRET"],
-    [{ TENCENT_SDKAPPID: `abc${secret}` }, "TENCENT_SDKAPPID"],
-    [{ TENCENT_TOKEN: secret }, "TENCENT_SDKAPPID"],
-    [{ OPENIM_TOKEN: "short" }, "OPENIM_TOKEN"],
-    [{ OPENIM_TOKEN: `${secret}/with/slashes` }, "OPENIM_TOKEN"],
-    [{ MAX_EVENT_AGE_SECONDS: "ten" }, "MAX_EVENT_AGE_SECONDS"],
-    [{ RECENT_LIMIT: "0" }, "RECENT_LIMIT"],
-    [{ RECENT_LIMIT: "100000" }, "RECENT_LIMIT"],
-    [{ ORIGIN_URL: "ftp://origin" }, "ORIGIN_URL"],
-    [{ ORIGIN_URL: "http://127.0.0.1:8788/receipts" }, "FORWARD_SECRET"],
-    [{ FORWARD_SECRET: secret }, "FORWARD_SECRET"],
-    [{ FORWARD_SECRET: `whsec_${secret}` }, "FORWARD_SECRET"],
-    [{ FORWARD_SECRET: "whsec_c2hvcnQ=" }, "FORWARD_SECRET"],
-    [{ FORWARD_RETRY_SCHEDULE: "5,soon" }, "FORWARD_RETRY_SCHEDULE"],
-    [{ FORWARD_RETRY_SCHEDULE: "100000" }, "FORWARD_RETRY_SCHEDULE"],
-    [{ FORWARD_TIMEOUT_MS: "5" }, "FORWARD_TIMEOUT_MS"],
-    [{ ADMIN_TOKEN: "short" }, "ADMIN_TOKEN"],
-  ])("%j is refused, naming %s and never the value", (env, setting) => {
-    const result = parseSettings(env);
-    expect(result.ok).toBe(false);
-    if (result.ok) return;
-    expect(result.problems.map((problem) => problem.setting)).toContain(setting);
-    const message = describeProblems(result.problems);
+    [{ RECENT_LIMIT: "0" }, "RECENT_LIMIT", "store"],
+    [{ RECENT_LIMIT: "100000" }, "RECENT_LIMIT", "store"],
+    [{ ORIGIN_URL: "ftp://origin", FORWARD_SECRET: FORWARD_KEY_A }, "ORIGIN_URL", "forwarding"],
+    [{ ORIGIN_URL: "http://127.0.0.1:8788/receipts" }, "FORWARD_SECRET", "forwarding"],
+    [{ FORWARD_SECRET: secret }, "FORWARD_SECRET", "forwarding"],
+    [{ FORWARD_SECRET: `whsec_${secret}` }, "FORWARD_SECRET", "forwarding"],
+    [{ FORWARD_SECRET: "whsec_c2hvcnQ=" }, "FORWARD_SECRET", "forwarding"],
+    [{ FORWARD_SECRET: `${FORWARD_KEY_A},,${FORWARD_KEY_B}` }, "FORWARD_SECRET", "forwarding"],
+    [{ FORWARD_RETRY_SCHEDULE: "5,soon" }, "FORWARD_RETRY_SCHEDULE", "forwarding"],
+    [{ FORWARD_RETRY_SCHEDULE: "100000" }, "FORWARD_RETRY_SCHEDULE", "forwarding"],
+    [{ FORWARD_TIMEOUT_MS: "5" }, "FORWARD_TIMEOUT_MS", "forwarding"],
+    [{ ADMIN_TOKEN: "short" }, "ADMIN_TOKEN", "api"],
+  ])("%j is reported as a problem of %s (%s), never with its value", (env, setting, feature) => {
+    const { problems } = parseSettings(env);
+    expect(problems.map((problem) => [problem.setting, problem.feature])).toContainEqual([setting, feature]);
+    const message = describeProblems(problems);
     expect(message).toContain(`setting ${setting}`);
     expect(message).not.toContain(secret);
+  });
+
+  it("uses the default for a malformed setting and keeps the valid ones", () => {
+    const { settings, problems } = parseSettings({ RECENT_LIMIT: "lots", FORWARD_TIMEOUT_MS: "2500", ADMIN_TOKEN: "an-admin-token-0123456789" });
+    expect(problems.map((problem) => problem.setting)).toEqual(["RECENT_LIMIT"]);
+    expect(settings).toMatchObject({ RECENT_LIMIT: 100, FORWARD_TIMEOUT_MS: 2500, ADMIN_TOKEN: "an-admin-token-0123456789" });
+  });
+
+  it("holds deliveries, naming the setting, when a forwarding setting is malformed", () => {
+    const { forwarding } = parseSettings({ ORIGIN_URL: "https://app.example/receipts", FORWARD_SECRET: "whsec_typo!" });
+    expect(forwarding).toEqual({ state: "held", reason: expect.stringContaining("setting FORWARD_SECRET") });
+  });
+});
+
+describe("each provider's own settings", () => {
+  it("turn the provider on, off, or report what is malformed", () => {
+    const enabled = parseGroup(easemob.settings, { EASEMOB_SECRET: " one , two " });
+    expect(enabled).toEqual({ values: { EASEMOB_SECRET: ["one", "two"], MAX_EVENT_AGE_SECONDS: 300 }, problems: [] });
+    expect(easemob.configure(enabled.values!)).toEqual({ state: "enabled", config: { secrets: ["one", "two"], maxEventAgeSeconds: 300 } });
+    expect(easemob.configure(parseGroup(easemob.settings, {}).values!)).toEqual({ state: "disabled", missing: "EASEMOB_SECRET" });
+  });
+
+  const secret = "s3cr3t-value-that-must-not-leak";
+  it.each([
+    [easemob.settings, { EASEMOB_SECRET: `${secret},,other` }, "EASEMOB_SECRET"],
+    [easemob.settings, { EASEMOB_SECRET: secret, MAX_EVENT_AGE_SECONDS: "ten" }, "MAX_EVENT_AGE_SECONDS"],
+    [tencent.settings, { TENCENT_SDKAPPID: `abc${secret}` }, "TENCENT_SDKAPPID"],
+    [openim.settings, { OPENIM_TOKEN: "short" }, "OPENIM_TOKEN"],
+    [openim.settings, { OPENIM_TOKEN: `${secret}/with/slashes` }, "OPENIM_TOKEN"],
+  ])("%#: a malformed %j names %s and never the value", (schema, env, setting) => {
+    const { problems } = parseGroup(schema, env);
+    expect(problems.map((problem) => problem.setting)).toEqual([setting]);
+    expect(describeProblems(problems)).not.toContain(secret);
+  });
+
+  it("a Tencent token without SdkAppid is a misconfiguration, not merely off", () => {
+    const { values } = parseGroup(tencent.settings, { TENCENT_TOKEN: "a-token" });
+    expect(tencent.configure(values!)).toEqual({
+      state: "misconfigured",
+      problems: [{ setting: "TENCENT_SDKAPPID", problem: "must be set when TENCENT_TOKEN is set" }],
+    });
   });
 });
