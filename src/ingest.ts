@@ -46,6 +46,9 @@ function countIgnored(provider: ProviderName, event: string): void {
   ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + 1);
 }
 
+/** What an authentic callback that is not a read receipt binds its nonce to (conversation keys start with a provider's name). */
+const NOT_A_RECEIPT = "(not a receipt)";
+
 /** The 401/403 refusals of authentication, counted per client by the rate limiter. */
 const isAuthFailure = (rejection: Rejection) => rejection.status === 401 || rejection.status === 403;
 
@@ -104,24 +107,26 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     if (refused) return isAuthFailure(refused) ? refuseAuth(refused, deps) : settle({ ok: false, ...refused });
     const normalized = await provider.normalize(parsed.value, { receivedAt: new Date(deps.now).toISOString() });
     if (!normalized.ok) return settle({ ok: false, ...normalized.rejection });
-    if (normalized.value.kind === "ignored") {
-      countIgnored(provider.name, normalized.value.event);
-      return settle({ ok: true, result: "ignored", event: normalized.value.event.slice(0, 64) });
-    }
-    const receipt = normalized.value.receipt;
-    const details = { receiptId: receipt.id, conversation: receipt.conversation };
+    const normal = normalized.value;
+    const receipt = normal.kind === "receipt" ? normal.receipt : undefined;
+    const details = receipt
+      ? { receiptId: receipt.id, conversation: receipt.conversation }
+      : { event: normal.kind === "ignored" ? normal.event.slice(0, 64) : "" };
+    // Every authentic callback claims its nonce, events that are not receipts included: otherwise
+    // a captured chat callback's signature could carry a forged read receipt.
     try {
       const claim = provider.claim?.(parsed.value, configured.config);
-      if (claim && (await deps.claim(claim, receipt.conversation)) === "conflict") {
-        return refuseAuth(
-          { status: 401, code: "replayed", message: "this signed callback was already used for another conversation: a replay with an altered body" },
-          deps,
-          details,
-        );
+      if (claim && (await deps.claim(claim, receipt?.conversation ?? NOT_A_RECEIPT)) === "conflict") {
+        return refuseAuth({ status: 401, code: "replayed", message: "this signed callback was already used with another body: a replay" }, deps, details);
       }
     } catch (error) {
       log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });
       return settle(unavailable);
+    }
+    if (!receipt) {
+      const event = normal.kind === "ignored" ? normal.event : "";
+      countIgnored(provider.name, event);
+      return settle({ ok: true, result: "ignored", event: event.slice(0, 64) });
     }
     let stored: "accepted" | "duplicate";
     try {

@@ -64,6 +64,17 @@ describe("ingest pipeline", () => {
     expect(stored).toHaveLength(1);
   });
 
+  it("refuses a read receipt forged from a captured callback that was not a receipt", async () => {
+    const { deps: run, stored } = deps(configured);
+    const chat = await signedRaw({ chat_type: "chat" });
+    expect((await easemobIngestor.handle(chat, run)).body).toEqual({ status: "ok", result: "ignored" });
+    const forged = { ...JSON.parse(chat.body), chat_type: "read_ack" };
+    expect(await easemobIngestor.handle(rawCallback(forged), run)).toMatchObject({ status: 401, body: { code: "replayed" } });
+    expect(stored).toHaveLength(0);
+    // The chat callback itself, sent again, is still just ignored.
+    expect((await easemobIngestor.handle(chat, run)).body).toEqual({ status: "ok", result: "ignored" });
+  });
+
   it("answers 503 when the claim cannot be made, and stores nothing", async () => {
     const { deps: run, stored } = deps(configured, { claim: () => Promise.reject(new Error("claims object unreachable")) });
     const answer = await easemobIngestor.handle(await signedRaw(), run);

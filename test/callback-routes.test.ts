@@ -1,4 +1,4 @@
-// Every endpoint through the worker, with real signatures, a real Durable Object and KV.
+// Every callback URL through the worker, with real signatures, a real Durable Object and KV; /healthz; settings problems.
 import { describe, expect, it } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
