@@ -1,7 +1,7 @@
 /** The one normalized receipt every provider's callback becomes: stored, snapshotted and forwarded. */
 import { z } from "zod";
 
-export const providerNames = ["easemob", "tencent", "openim"] as const;
+export const providerNames = ["easemob", "tencent", "openim", "stream", "sendbird"] as const;
 export const ProviderName = z.enum(providerNames);
 export type ProviderName = z.infer<typeof ProviderName>;
 

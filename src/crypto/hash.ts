@@ -9,3 +9,10 @@ export async function hmacSha256Base64(key: Uint8Array, message: string): Promis
   const cryptoKey = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return toBase64(await crypto.subtle.sign("HMAC", cryptoKey, utf8(message)));
 }
+
+/** Lower-case hex HMAC-SHA256 of `message` (text as UTF-8, or bytes as they are) under `key` (text as UTF-8, or bytes). */
+export async function hmacSha256Hex(key: string | Uint8Array, message: Uint8Array | string): Promise<string> {
+  const keyBytes = typeof key === "string" ? utf8(key) : key;
+  const cryptoKey = await crypto.subtle.importKey("raw", keyBytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return toHex(await crypto.subtle.sign("HMAC", cryptoKey, typeof message === "string" ? utf8(message) : message));
+}

@@ -36,7 +36,7 @@ const ReadEvent = z.object({
   content_type: z.string().optional(),
   payload: z.looseObject({
     // Message ids are 18-digit numbers: as a JSON number they would already have lost digits.
-    ack_message_id: z.union([z.string().min(1).max(128), z.number().int().max(Number.MAX_SAFE_INTEGER).transform(String)]).optional(),
+    ack_message_id: z.union([Identifier, z.number().int().max(Number.MAX_SAFE_INTEGER).transform(String)]).optional(),
     type: z.string().optional(),
     msg_config: z.looseObject({ allow_group_ack: z.boolean().optional() }).optional(),
   }),

@@ -2,9 +2,11 @@
 import { ingestor, type Ingestor } from "../ingest";
 import { easemob } from "./easemob";
 import { openim } from "./openim";
+import { sendbird } from "./sendbird";
+import { stream } from "./stream";
 import { tencent } from "./tencent";
 
-const registered: Ingestor[] = [ingestor(easemob), ingestor(tencent), ingestor(openim)];
+const registered: Ingestor[] = [ingestor(easemob), ingestor(tencent), ingestor(openim), ingestor(stream), ingestor(sendbird)];
 
 /** Ingestors by provider name, as it appears in the callback URL `/v1/hooks/<name>`. */
 export const providers: ReadonlyMap<string, Ingestor> = new Map(registered.map((entry) => [entry.name, entry]));

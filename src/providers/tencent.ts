@@ -17,6 +17,7 @@ import {
   parseCommandBody,
   reject,
   rejectExtraPath,
+  wellFormed,
   type Answer,
   type Normalized,
   type Outcome,
@@ -99,8 +100,8 @@ const MsgReadReceipt = z.object({
       z.object({
         From_Account: Account.optional(),
         To_Account: Account.optional(),
-        MsgKey: z.string().min(1).max(256),
-        MsgId: z.string().max(256).optional(),
+        MsgKey: z.string().min(1).max(256).refine(wellFormed, "must be valid Unicode (it holds a lone surrogate)"),
+        MsgId: z.string().max(256).refine(wellFormed, "must be valid Unicode (it holds a lone surrogate)").optional(),
       }),
     )
     .min(1),

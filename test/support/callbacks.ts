@@ -52,14 +52,24 @@ export async function tencentPath(
 
 export const openimPath = (command: string, token: string = OPENIM_TOKEN) => `/v1/hooks/openim/${token}/${command}`;
 
+/**
+ * A fresh client address per request unless a test sets one: failed authentications are limited
+ * per address (CF-Connecting-IP), and tests must not share one another's budget.
+ */
+function withClientAddress(defaults: Record<string, string>, given: HeadersInit | undefined): Headers {
+  const headers = new Headers({ "cf-connecting-ip": `2001:db8::${crypto.randomUUID().slice(0, 4)}:${crypto.randomUUID().slice(0, 4)}`, ...defaults });
+  for (const [name, value] of new Headers(given)) headers.set(name, value);
+  return headers;
+}
+
 export function send(path: string, init: RequestInit & { json?: unknown } = {}): Promise<Response> {
-  const { json, ...rest } = init;
+  const { json, headers, ...rest } = init;
   const body = json === undefined ? rest.body : JSON.stringify(json);
   return exports.default.fetch(
     new Request(`http://relay.test${path}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
       ...rest,
+      headers: withClientAddress({ "content-type": "application/json" }, headers),
       ...(body !== undefined ? { body } : {}),
     }),
   );
@@ -69,7 +79,7 @@ export function api(path: string, init: RequestInit = {}, token: string | null =
   return exports.default.fetch(
     new Request(`http://relay.test${path}`, {
       ...init,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers ?? {}) },
+      headers: withClientAddress(token ? { authorization: `Bearer ${token}` } : {}, init.headers),
     }),
   );
 }
@@ -77,4 +87,71 @@ export function api(path: string, init: RequestInit = {}, token: string | null =
 /** A unique string per call, to keep tests' conversations apart. */
 export function unique(prefix: string): string {
   return `${prefix}${crypto.randomUUID().slice(0, 8)}`;
+}
+
+// Stream Chat and Sendbird: their samples, and requests signed as each provider signs them.
+import sendbirdMessageRead from "../fixtures/sendbird-group_channel-message_read.json";
+import sendbirdMessageSend from "../fixtures/sendbird-group_channel-message_send.json";
+import streamMessageNew from "../fixtures/stream-message.new.json";
+import streamMessageRead from "../fixtures/stream-message.read.json";
+import { signSendbird } from "../../src/providers/sendbird";
+import { signStream } from "../../src/providers/stream";
+
+export const streamSamples = { read: streamMessageRead, other: streamMessageNew };
+export const sendbirdSamples = { read: sendbirdMessageRead, other: sendbirdMessageSend };
+export const STREAM_SECRETS = testSettings.STREAM_API_SECRET.split(",");
+export const STREAM_API_KEY = testSettings.STREAM_API_KEY;
+export const SENDBIRD_TOKENS = testSettings.SENDBIRD_API_TOKEN.split(",");
+export const SENDBIRD_APP = testSettings.SENDBIRD_APP_ID.split(",")[0]!;
+
+const utf8Bytes = (text: string) => new TextEncoder().encode(text);
+
+/** The gzip of a body, as Stream sends it when the app turns compression on. */
+export async function gzip(body: string | Uint8Array): Promise<Uint8Array> {
+  const input = typeof body === "string" ? utf8Bytes(body) : body;
+  const compressed = new Response(input).body;
+  if (!compressed) throw new Error("no body to compress");
+  return new Uint8Array(await new Response(compressed.pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
+}
+
+export interface StreamRequestOptions {
+  secret?: string;
+  /** null: no X-Api-Key header. */
+  apiKey?: string | null;
+  /** null: no X-Webhook-Id header. */
+  webhookId?: string | null;
+  attempt?: number;
+  /** Send the body gzipped (signed over the uncompressed text, as Stream does). */
+  compress?: boolean;
+}
+
+/** A Stream webhook request for this body text: signed over the text, gzipped on request. */
+export async function streamRequest(
+  text: string,
+  { secret = STREAM_SECRETS[0]!, apiKey = STREAM_API_KEY, webhookId = crypto.randomUUID(), attempt = 1, compress = false }: StreamRequestOptions = {},
+): Promise<{ headers: Record<string, string>; body: Uint8Array }> {
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "x-signature": await signStream(secret, text),
+    "x-webhook-attempt": String(attempt),
+  };
+  if (apiKey !== null) headers["x-api-key"] = apiKey;
+  if (webhookId !== null) headers["x-webhook-id"] = webhookId;
+  if (compress) headers["content-encoding"] = "gzip";
+  return { headers, body: compress ? await gzip(text) : utf8Bytes(text) };
+}
+
+export async function sendStream(body: unknown, options: StreamRequestOptions = {}): Promise<Response> {
+  const request = await streamRequest(typeof body === "string" ? body : JSON.stringify(body), options);
+  return send("/v1/hooks/stream", { headers: request.headers, body: request.body });
+}
+
+/** A Sendbird webhook request: signed over the body text's bytes exactly as they are sent. */
+export async function sendbirdHeaders(text: string, token: string = SENDBIRD_TOKENS[0]!): Promise<Record<string, string>> {
+  return { "content-type": "application/json", "user-agent": "SendBird", "x-sendbird-signature": await signSendbird(token, text) };
+}
+
+export async function sendSendbird(body: unknown, token?: string): Promise<Response> {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  return send("/v1/hooks/sendbird", { headers: await sendbirdHeaders(text, token), body: text });
 }

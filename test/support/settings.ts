@@ -6,12 +6,18 @@ export const testSettings = {
   TENCENT_SDKAPPID: "1400000001,1400000002",
   TENCENT_TOKEN: "test-tencent-token",
   OPENIM_TOKEN: "test-openim-token-0123456789",
+  STREAM_API_SECRET: "test-stream-secret-1,test-stream-secret-2",
+  STREAM_API_KEY: "teststreamkey1",
+  SENDBIRD_API_TOKEN: "test-sendbird-token-1,test-sendbird-token-2",
+  SENDBIRD_APP_ID: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx,test-sendbird-app-2",
   MAX_EVENT_AGE_SECONDS: "3600",
   RECENT_LIMIT: "20",
   FORWARD_SECRET: TEST_FORWARD_SECRET,
-  // Short steps so that retries and dead letters happen within a test.
-  FORWARD_RETRY_SCHEDULE: "0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
-  FORWARD_TIMEOUT_MS: "500",
+  // Steps of a minute (48 to 72 s with jitter): no retry fires on its own during a test; tests make
+  // the head due and run the alarm themselves (test/support/conversation-object.ts).
+  FORWARD_RETRY_SCHEDULE: "60,60,60,60,60,60,60,60,60,60",
+  // Generous, so that a slow machine never turns an answer into a timeout; timeout tests lower it.
+  FORWARD_TIMEOUT_MS: "5000",
   // Characters outside RFC 6750's token68 on purpose: any token an operator pastes in must work.
   ADMIN_TOKEN: "test-admin!token#0123456789",
 } as const;
