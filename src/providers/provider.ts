@@ -52,6 +52,16 @@ export interface NormalizeContext {
   receivedAt: string;
 }
 
+/**
+ * The provider's state while the setting that enables it is unset: disabled, or misconfigured
+ * when settings that only make sense beside it are set (a half-done setup says so).
+ */
+export function unconfigured(required: string, dependents: Record<string, unknown>): Exclude<ProviderConfig<never>, { state: "enabled" }> {
+  const set = Object.keys(dependents).filter((name) => dependents[name] !== undefined);
+  if (set.length === 0) return { state: "disabled", missing: required };
+  return { state: "misconfigured", problems: [{ setting: required, problem: `must be set when ${set.join(" or ")} is set` }] };
+}
+
 /** A signed nonce that may be used for one conversation only (see `Provider.claim`). */
 export interface Claim {
   /** Unique relay-wide, e.g. `easemob:<callId>`. */

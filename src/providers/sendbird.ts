@@ -17,6 +17,7 @@ import {
   parseJsonObject,
   reject,
   rejectExtraPath,
+  unconfigured,
   type Answer,
   type Normalized,
   type Outcome,
@@ -90,12 +91,7 @@ export const sendbird: Provider<SendbirdConfig, Envelope, typeof Settings> = {
   settings: Settings,
 
   configure(settings) {
-    if (!settings.SENDBIRD_API_TOKEN) {
-      // An app id alone is a half-done setup: say so rather than look merely unconfigured.
-      if (settings.SENDBIRD_APP_ID)
-        return { state: "misconfigured", problems: [{ setting: "SENDBIRD_API_TOKEN", problem: "must be set when SENDBIRD_APP_ID is set" }] };
-      return { state: "disabled", missing: "SENDBIRD_API_TOKEN" };
-    }
+    if (!settings.SENDBIRD_API_TOKEN) return unconfigured("SENDBIRD_API_TOKEN", { SENDBIRD_APP_ID: settings.SENDBIRD_APP_ID });
     return {
       state: "enabled",
       config: { tokens: settings.SENDBIRD_API_TOKEN, ...(settings.SENDBIRD_APP_ID ? { appIds: settings.SENDBIRD_APP_ID } : {}) },

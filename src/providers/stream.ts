@@ -17,6 +17,7 @@ import {
   parseJsonObject,
   reject,
   rejectExtraPath,
+  unconfigured,
   type Answer,
   type Normalized,
   type Outcome,
@@ -158,12 +159,7 @@ export const stream: Provider<StreamConfig, Envelope, typeof Settings> = {
   settings: Settings,
 
   configure(settings) {
-    if (!settings.STREAM_API_SECRET) {
-      // A key alone is a half-done setup: say so rather than look merely unconfigured.
-      if (settings.STREAM_API_KEY)
-        return { state: "misconfigured", problems: [{ setting: "STREAM_API_SECRET", problem: "must be set when STREAM_API_KEY is set" }] };
-      return { state: "disabled", missing: "STREAM_API_SECRET" };
-    }
+    if (!settings.STREAM_API_SECRET) return unconfigured("STREAM_API_SECRET", { STREAM_API_KEY: settings.STREAM_API_KEY });
     return { state: "enabled", config: { secrets: settings.STREAM_API_SECRET, ...(settings.STREAM_API_KEY ? { apiKeys: settings.STREAM_API_KEY } : {}) } };
   },
 

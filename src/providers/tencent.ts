@@ -17,6 +17,7 @@ import {
   parseCommandBody,
   reject,
   rejectExtraPath,
+  unconfigured,
   wellFormed,
   type Answer,
   type Normalized,
@@ -120,12 +121,7 @@ export const tencent: Provider<TencentConfig, Envelope, typeof Settings> = {
   settings: Settings,
 
   configure(settings) {
-    if (!settings.TENCENT_SDKAPPID) {
-      // A token alone is a half-done setup: say so rather than look merely unconfigured.
-      if (settings.TENCENT_TOKEN)
-        return { state: "misconfigured", problems: [{ setting: "TENCENT_SDKAPPID", problem: "must be set when TENCENT_TOKEN is set" }] };
-      return { state: "disabled", missing: "TENCENT_SDKAPPID" };
-    }
+    if (!settings.TENCENT_SDKAPPID) return unconfigured("TENCENT_SDKAPPID", { TENCENT_TOKEN: settings.TENCENT_TOKEN });
     return { state: "enabled", config: { sdkAppIds: settings.TENCENT_SDKAPPID, token: settings.TENCENT_TOKEN } };
   },
 
