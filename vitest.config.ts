@@ -14,8 +14,9 @@ export default defineConfig({
   ],
   test: {
     globalSetup: ["./test/support/global-setup.ts"],
-    // One origin serves the run and one test takes its listener down: files run one at a time.
-    fileParallelism: false,
+    // Files run in parallel: the one origin answers each conversation as its test scripted it, and
+    // no test changes it for others. Two workers keep the pool lean (each runs its own workerd).
+    maxWorkers: 2,
     testTimeout: 30_000,
     // The relay logs a JSON line per event; show them only for failing tests.
     silent: "passed-only",

@@ -24,10 +24,15 @@ try {
   process.exit(0);
 }
 // FORWARD_SECRET may list several secrets (rotation): the origin needs any one of them.
-const secrets = (setting("FORWARD_SECRET") ?? "").split(",").map((item) => item.trim()).filter(Boolean);
+const secrets = (setting("FORWARD_SECRET") ?? "")
+  .split(",")
+  .map((item) => item.trim())
+  .filter(Boolean);
 const secret = secrets.find((item) => /^whsec_[A-Za-z0-9+/]+={0,2}$/.test(item) && item.length % 4 === 2);
 if (!secret) {
-  console.error("[origin] setting FORWARD_SECRET must list secrets of the form whsec_ followed by base64; the demo origin is not started (the relay holds deliveries too)");
+  console.error(
+    "[origin] setting FORWARD_SECRET must list secrets of the form whsec_ followed by base64; the demo origin is not started (the relay holds deliveries too)",
+  );
   process.exit(0);
 }
 const failIndex = process.argv.indexOf("--fail");

@@ -289,7 +289,19 @@ describe("a malformed setting turns off only what it configures", () => {
   });
 
   it("/healthz is down (503) when no provider can take receipts", async () => {
-    const response = await withEnv({ EASEMOB_SECRET: "", TENCENT_SDKAPPID: "", TENCENT_TOKEN: "", OPENIM_TOKEN: "" }, new Request("http://relay.test/healthz"));
+    const unset = Object.fromEntries(
+      [
+        "EASEMOB_SECRET",
+        "TENCENT_SDKAPPID",
+        "TENCENT_TOKEN",
+        "OPENIM_TOKEN",
+        "STREAM_API_SECRET",
+        "STREAM_API_KEY",
+        "SENDBIRD_API_TOKEN",
+        "SENDBIRD_APP_ID",
+      ].map((name) => [name, ""]),
+    );
+    const response = await withEnv(unset, new Request("http://relay.test/healthz"));
     expect(response.status).toBe(503);
     expect(await response.json()).toMatchObject({ status: "down" });
   });

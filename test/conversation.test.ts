@@ -7,6 +7,7 @@ import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
 import { Receipt, singleConversationKey } from "../src/receipt";
 import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, MAX_SNAPSHOT_BYTES, SNAPSHOT_INTERVAL_MS } from "../src/conversation/object";
 import { testSettings } from "./support/settings";
+import { runAlarm, setMeta, useSettings } from "./support/conversation-object";
 import { waitFor } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
 
@@ -59,6 +60,9 @@ describe("Conversation object", () => {
   it("keeps at most DEDUP_MAX_IDS seen ids (plus those still in the outbox)", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
+    // Held, so that every receipt stays in the outbox; the first receipt creates the tables.
+    await useSettings(stub, { ORIGIN_URL: "" });
+    await stub.accept(makeReceipt(conversation, 1));
     const { before, after, queued } = await runInDurableObject(stub, async (instance, state) => {
       const sql = state.storage.sql;
       sql.exec(
@@ -68,14 +72,15 @@ describe("Conversation object", () => {
       );
       const before = Number(sql.exec("SELECT COUNT(*) AS n FROM seen").one().n);
       // The cap is enforced every 100th receipt.
-      for (let n = 1; n <= 100; n++) await instance.accept(makeReceipt(conversation, n));
+      for (let n = 2; n <= 100; n++) await instance.accept(makeReceipt(conversation, n));
       return {
         before,
         after: Number(sql.exec("SELECT COUNT(*) AS n FROM seen").one().n),
         queued: Number(sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n),
       };
     });
-    expect(before).toBe(DEDUP_MAX_IDS);
+    expect(before).toBe(DEDUP_MAX_IDS + 1);
+    expect(queued).toBe(100);
     expect(after).toBe(DEDUP_MAX_IDS + queued);
     // The newest are the ones kept: receipt 100 is still known.
     expect(await stub.accept(makeReceipt(conversation, 100))).toBe("duplicate");
@@ -163,7 +168,10 @@ describe("Conversation object", () => {
   it("publishes a snapshot to KV, at most once a second", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
+    // Held, so that no delivery runs alongside and only publication is at stake.
+    await useSettings(stub, { ORIGIN_URL: "" });
     await stub.accept(makeReceipt(conversation, 1));
+    // The alarm set at acceptance publishes at once.
     const first = await waitFor("the first snapshot", async () => {
       const stored = await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json");
       return stored === null ? undefined : Snapshot.parse(stored);
@@ -171,13 +179,38 @@ describe("Conversation object", () => {
     expect(first.receipts.map((receipt) => receipt.id)).toEqual([`test:${conversation}:1`]);
     expect(first.reads).toHaveLength(1);
 
-    // A change right after a publication waits for the interval before it is published.
-    await stub.accept(makeReceipt(conversation, 2));
-    const second = await waitFor("the second snapshot", async () => {
-      const snapshot = Snapshot.parse(await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json"));
-      return snapshot.receipts.length === 2 ? snapshot : undefined;
+    const seen = await runInDurableObject(stub, async (instance, state) => {
+      const receiptsInKv = async () => Snapshot.parse(await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json")).receipts.length;
+      await instance.alarm();
+      await instance.accept(makeReceipt(conversation, 2));
+      // A change right after a publication waits for the interval: a run now publishes nothing,
+      // and leaves the alarm set for the interval's end.
+      const publishedAt = Date.now();
+      setMeta(state.storage, "published_at", publishedAt);
+      await instance.alarm();
+      const alarm = await state.storage.getAlarm();
+      const early = { receipts: await receiptsInKv(), alarm };
+      // The interval has passed.
+      setMeta(state.storage, "published_at", publishedAt - SNAPSHOT_INTERVAL_MS);
+      await instance.alarm();
+      return { publishedAt, early, late: { receipts: await receiptsInKv() } };
     });
-    expect(Date.parse(second.updatedAt) - Date.parse(first.updatedAt)).toBeGreaterThanOrEqual(SNAPSHOT_INTERVAL_MS);
-    expect(second.receipts[0]!.id).toBe(`test:${conversation}:2`);
+    expect(seen.early).toEqual({ receipts: 1, alarm: seen.publishedAt + SNAPSHOT_INTERVAL_MS });
+    expect(seen.late).toEqual({ receipts: 2 });
+  });
+
+  it("creates nothing for a conversation never stored: its reads answer null", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    expect(await stub.recent(10)).toBeNull();
+    expect(await stub.readStates()).toBeNull();
+    expect(await stub.deliveries()).toBeNull();
+    expect(await stub.retryDeadLetters()).toBeNull();
+    await runAlarm(stub);
+    const stored = await runInDurableObject(stub, async (_, state) => ({
+      tables: state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'").toArray(),
+      alarm: await state.storage.getAlarm(),
+    }));
+    expect(stored).toEqual({ tables: [], alarm: null });
   });
 });

@@ -1,18 +1,28 @@
 // Delivery to a real local origin (test/support/origin.ts) that verifies every signature with the
-// standardwebhooks package. Retry steps are 0.2 s and FORWARD_TIMEOUT_MS is 500 in tests.
+// standardwebhooks package and answers as each test scripts it, per conversation. Retry steps are
+// a minute in tests, so nothing retries on its own: each test makes the head due and runs the
+// alarm itself (test/support/conversation-object.ts), and judges waits from the stored times.
 import { describe, expect, it } from "vitest";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { z } from "zod";
+import { RETRY_JITTER } from "../src/delivery/attempt";
+import { singleConversationKey } from "../src/receipt";
 import { api, copy, samples, send, tencentPath, unique } from "./support/callbacks";
-import { attempts, delivered, originDown, originUp, script, waitFor } from "./support/origin-control";
+import { metaNumber, outboxRows, publishNow, retryNow, runAlarm, scheduledAlarm, setMeta, useSettings } from "./support/conversation-object";
+import { attempts, delivered, script, waitFor } from "./support/origin-control";
+import { ROTATED_FORWARD_SECRET } from "./support/origin-types";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
-import { testSettings } from "./support/settings";
+import { TEST_FORWARD_SECRET, testSettings } from "./support/settings";
 
-const ATTEMPTS_BEFORE_DEAD_LETTER = testSettings.FORWARD_RETRY_SCHEDULE.split(",").length + 1;
+const RETRY_STEPS_MS = testSettings.FORWARD_RETRY_SCHEDULE.split(",").map((seconds) => Number(seconds) * 1000);
+const ATTEMPTS_BEFORE_DEAD_LETTER = RETRY_STEPS_MS.length + 1;
+const TIMEOUT_MS = Number(testSettings.FORWARD_TIMEOUT_MS);
 
-async function acceptAll(conversation: string, count: number): Promise<string[]> {
+async function acceptAll(conversation: string, from: number, count: number): Promise<string[]> {
   const stub = stubFor(conversation);
   const ids: string[] = [];
-  for (let n = 1; n <= count; n++) {
+  for (let n = from; n < from + count; n++) {
     const receipt = makeReceipt(conversation, n);
     expect(await stub.accept(receipt)).toBe("accepted");
     ids.push(receipt.id);
@@ -20,159 +30,374 @@ async function acceptAll(conversation: string, count: number): Promise<string[]>
   return ids;
 }
 
-const allDelivered = (conversation: string, ids: string[]) =>
-  waitFor(
-    `${ids.length} deliveries`,
-    async () => {
-      const arrived = await delivered(conversation);
-      return arrived.length >= ids.length ? arrived : undefined;
-    },
-    30_000,
-  );
+async function pending(conversation: string) {
+  return z
+    .array(z.object({ receiptId: z.string(), attempts: z.number(), lastError: z.string().optional() }).loose())
+    .parse(await stubFor(conversation).deliveries("pending"));
+}
+
+const DeadLetterPage = z.object({
+  conversations: z.array(z.object({ conversation: z.string(), failed: z.number().optional() })),
+  cursor: z.string().optional(),
+});
+
+/** Every entry of the dead-letter index, read `limit` at a time. */
+async function listDeadLetters(limit: number): Promise<z.infer<typeof DeadLetterPage>["conversations"]> {
+  const entries: z.infer<typeof DeadLetterPage>["conversations"] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 1000; page++) {
+    const query = new URLSearchParams({ limit: String(limit), ...(cursor ? { cursor } : {}) });
+    const response = await api(`/v1/dead-letters?${query}`);
+    expect(response.status).toBe(200);
+    const body = DeadLetterPage.parse(await response.json());
+    entries.push(...body.conversations);
+    cursor = body.cursor;
+    if (!cursor) return entries;
+  }
+  throw new Error("the dead-letter index did not end");
+}
 
 describe("forwarding to the origin", () => {
   it("delivers a provider's callback signed, normalized and once", async () => {
     const reader = unique("fw-");
     const body = copy(samples.tencent.report, { Report_Account: reader });
     expect((await send(await tencentPath("C2C.CallbackAfterMsgReport"), { json: body })).status).toBe(200);
-    const conversation = `tencent:1400000001:u:${[reader, "Jonh"].sort().join(":")}`;
-    const [id] = await allDelivered(conversation, ["one"]);
+    const conversation = singleConversationKey("tencent", "1400000001", reader, "Jonh");
+    // The alarm set at acceptance makes the first attempt at once.
+    const [id] = await waitFor("the delivery", async () => {
+      const arrived = await delivered(conversation);
+      return arrived.length > 0 ? arrived : undefined;
+    });
     expect(id).toMatch(/^tencent:[0-9a-f]{32}$/);
-    // A repeat of the callback is not forwarded again.
+    // A repeat of the callback is a duplicate: nothing is queued, so nothing can go out again.
     await send(await tencentPath("C2C.CallbackAfterMsgReport"), { json: body });
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const stub = stubFor(conversation);
+    expect(await stub.deliveries()).toEqual([]);
+    await runAlarm(stub);
     const seen = await attempts(conversation);
     expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatchObject({ verified: true, status: 200, method: "POST", path: "/receipts" });
-    expect((await stubFor(conversation).deliveries()).length).toBe(0);
+    expect(seen[0]).toMatchObject({ verified: true, status: 200, method: "POST", path: "/receipts", signatures: 1 });
     // What arrived is the normalized receipt the relay stored.
-    const [stored] = await stubFor(conversation).recent(1);
+    const [stored] = (await stub.recent(1)) ?? [];
     expect(seen[0]!.data).toEqual(JSON.parse(JSON.stringify(stored)));
     expect(seen[0]!.data).toMatchObject({ provider: "tencent", event: "C2C.CallbackAfterMsgReport", readers: [reader], peer: "Jonh", unreadTotal: 7 });
   });
 
-  it("delivers 50 receipts of one conversation in the order accepted, each once, through 503s", async () => {
+  it("delivers receipts in the order accepted, each once, through 503s and 500s", async () => {
     const conversation = newConversation();
+    const stub = stubFor(conversation);
     await script(conversation, [{ status: 503 }, { status: 503 }, { status: 500 }]);
-    const ids = await acceptAll(conversation, 50);
-    const arrived = await allDelivered(conversation, ids);
-    expect(arrived).toEqual(ids);
-    expect((await attempts(conversation)).every((attempt) => attempt.verified)).toBe(true);
+    const ids = await acceptAll(conversation, 1, 5);
+    await runAlarm(stub);
+    await retryNow(stub);
+    await retryNow(stub);
+    expect(await pending(conversation)).toMatchObject([
+      { receiptId: ids[0], attempts: 3, lastError: 'origin answered 500: {"ok":false}' },
+      ...ids.slice(1).map(() => ({ attempts: 0 })),
+    ]);
+    await retryNow(stub);
+    const seen = await attempts(conversation);
+    expect(seen.map((attempt) => [attempt.id, attempt.status])).toEqual([[ids[0], 503], [ids[0], 503], [ids[0], 500], ...ids.map((id) => [id, 200])]);
+    expect(seen.every((attempt) => attempt.verified)).toBe(true);
+    expect(await stub.deliveries()).toEqual([]);
+  });
+
+  it("makes at most 50 deliveries per alarm run and re-arms at once for the rest", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    // Held while the 60 are accepted, so that no alarm delivers any of them before the run below.
+    await useSettings(stub, { ORIGIN_URL: "" });
+    const ids = await acceptAll(conversation, 1, 60);
+    const firstRun = await runInDurableObject(stub, async (instance, state) => {
+      // No alarm of the platform's may deliver between the change of settings and this run.
+      await state.storage.deleteAlarm();
+      await instance.alarm();
+      Object.assign(instance, { env });
+      await instance.alarm();
+      return {
+        left: state.storage.sql
+          .exec("SELECT receipt_id FROM outbox ORDER BY seq")
+          .toArray()
+          .map((row) => String(row.receipt_id)),
+        alarm: await state.storage.getAlarm(),
+        ranAt: Date.now(),
+      };
+    });
+    expect(firstRun.left).toEqual(ids.slice(50));
+    expect(firstRun.alarm).not.toBeNull();
+    expect(firstRun.alarm).toBeLessThanOrEqual(firstRun.ranAt);
+    await runAlarm(stub);
+    expect(await delivered(conversation)).toEqual(ids);
+    expect(await stub.deliveries()).toEqual([]);
   });
 
   it("rides out an origin that answers 503, times out, then refuses connections, losing nothing", async () => {
     const conversation = newConversation();
-    // 503, an answer slower than FORWARD_TIMEOUT_MS, 502, then 503s that outlast the test's wait.
-    await script(conversation, [{ status: 503 }, { status: 200, delayMs: 1500 }, { status: 502 }, { status: 503 }, { status: 503 }]);
-    const firstBatch = await acceptAll(conversation, 3);
-    await waitFor("three failed attempts", async () => ((await attempts(conversation)).length >= 3 ? true : undefined));
-
-    await originDown();
-    try {
-      const stub = stubFor(conversation);
-      const more = [makeReceipt(conversation, 4), makeReceipt(conversation, 5)];
-      for (const receipt of more) await stub.accept(receipt);
-      const refused = await waitFor("a refused connection", async () => {
-        const [head] = await stub.deliveries("pending");
-        return head?.lastError?.startsWith("network error") ? head : undefined;
-      });
-      expect(refused.receiptId).toBe(firstBatch[0]);
-      firstBatch.push(...more.map((receipt) => receipt.id));
-    } finally {
-      await originUp();
-    }
-    const arrived = await allDelivered(conversation, firstBatch);
-    expect(arrived).toEqual(firstBatch);
-    expect(new Set(arrived).size).toBe(arrived.length);
+    const stub = stubFor(conversation);
+    const shortTimeout = 200;
+    await script(conversation, [{ status: 503 }, { status: 200, delayMs: 1000 }, { status: 502 }, { refuse: true }, { refuse: true }]);
+    const ids = await acceptAll(conversation, 1, 3);
+    await runAlarm(stub);
+    await retryNow(stub, { FORWARD_TIMEOUT_MS: String(shortTimeout) });
+    expect((await pending(conversation))[0]).toMatchObject({ receiptId: ids[0], attempts: 2, lastError: `no answer within ${shortTimeout} ms` });
+    await retryNow(stub);
+    ids.push(...(await acceptAll(conversation, 4, 2)));
+    await retryNow(stub);
+    const [refused] = await pending(conversation);
+    expect(refused).toMatchObject({ receiptId: ids[0], attempts: 4 });
+    expect(refused!.lastError).toMatch(/^network error/);
+    await retryNow(stub);
+    expect((await pending(conversation)).map((delivery) => delivery.receiptId)).toEqual(ids);
+    await retryNow(stub);
+    expect(await delivered(conversation)).toEqual(ids);
+    expect((await attempts(conversation)).filter((attempt) => attempt.refused)).toHaveLength(2);
+    expect(await stub.deliveries()).toEqual([]);
   });
 
-  it("honours Retry-After", async () => {
+  it("waits as long as Retry-After asks when that is longer than the step, and never less than the step", async () => {
     const conversation = newConversation();
-    await script(conversation, [{ status: 429, retryAfter: "2" }]);
-    const ids = await acceptAll(conversation, 1);
-    await allDelivered(conversation, ids);
-    const [first, second] = await attempts(conversation);
-    expect(second!.at - first!.at).toBeGreaterThanOrEqual(1900);
+    const stub = stubFor(conversation);
+    // Longer than any step with jitter; the step itself (jitter cannot cut it); shorter than the step.
+    await script(conversation, [
+      { status: 429, retryAfter: "150" },
+      { status: 503, retryAfter: String(RETRY_STEPS_MS[1]! / 1000) },
+      { status: 503, retryAfter: "1" },
+    ]);
+    const ids = await acceptAll(conversation, 1, 1);
+    const waits: number[] = [];
+    const recordWait = async () => {
+      const [head] = await outboxRows(stub);
+      waits.push(head!.next_attempt_at - head!.last_attempt_at!);
+    };
+    await runAlarm(stub);
+    await recordWait();
+    // An alarm before the wait is over does not retry.
+    await runAlarm(stub);
+    expect(await attempts(conversation)).toHaveLength(1);
+    await retryNow(stub);
+    await recordWait();
+    await retryNow(stub);
+    await recordWait();
+    await retryNow(stub);
+    expect(await delivered(conversation)).toEqual(ids);
+    // Each wait counts from the end of the attempt, which took at most the timeout.
+    expect(waits[0]).toBeGreaterThanOrEqual(150_000);
+    expect(waits[0]).toBeLessThan(150_000 + TIMEOUT_MS);
+    expect(waits[1]).toBeGreaterThanOrEqual(RETRY_STEPS_MS[1]!);
+    expect(waits[1]).toBeLessThan(RETRY_STEPS_MS[1]! * (1 + RETRY_JITTER) + TIMEOUT_MS);
+    expect(waits[2]).toBeGreaterThanOrEqual(RETRY_STEPS_MS[2]! * (1 - RETRY_JITTER));
+    expect(waits[2]).toBeLessThan(RETRY_STEPS_MS[2]! * (1 + RETRY_JITTER) + TIMEOUT_MS);
   });
 
   it("gives up at once on a 400, keeps it as a dead letter, and moves on to the next", async () => {
     const conversation = newConversation();
-    await script(conversation, [{ status: 400 }]);
-    const ids = await acceptAll(conversation, 2);
-    await allDelivered(conversation, [ids[1]!]);
     const stub = stubFor(conversation);
-    const [dead] = await stub.deliveries("failed");
-    expect(dead).toMatchObject({ receiptId: ids[0], status: "failed", attempts: 1, lastStatus: 400 });
-    expect(dead!.lastError).toContain("origin answered 400");
+    await script(conversation, [{ status: 400 }]);
+    const ids = await acceptAll(conversation, 1, 2);
+    await runAlarm(stub);
+    expect(await delivered(conversation)).toEqual([ids[1]]);
+    const dead = await stub.deliveries("failed");
+    expect(dead).toMatchObject([{ receiptId: ids[0], status: "failed", attempts: 1, lastStatus: 400 }]);
+    expect(dead?.[0]?.lastError).toContain("origin answered 400");
     expect((await attempts(conversation)).filter((attempt) => attempt.id === ids[0])).toHaveLength(1);
   });
 
   it("dead-letters after the last retry, lists it, and delivers it on replay", async () => {
     const conversation = newConversation();
+    const stub = stubFor(conversation);
     await script(
       conversation,
       Array.from({ length: ATTEMPTS_BEFORE_DEAD_LETTER }, () => ({ status: 503 })),
     );
-    const [id] = await acceptAll(conversation, 1);
+    const [id] = await acceptAll(conversation, 1, 1);
+    await runAlarm(stub);
+    for (let retry = 1; retry < ATTEMPTS_BEFORE_DEAD_LETTER; retry++) await retryNow(stub);
     const path = `/v1/conversations/${encodeURIComponent(conversation)}`;
-    const failed = await waitFor(
-      "a dead letter",
-      async () => {
-        const body: { deliveries: { attempts: number; lastError: string }[] } = await (await api(`${path}/deliveries?status=failed`)).json();
-        return body.deliveries[0];
-      },
-      30_000,
-    );
-    expect(failed).toMatchObject({ attempts: ATTEMPTS_BEFORE_DEAD_LETTER, lastError: 'origin answered 503: {"ok":false}' });
+    const failed = z
+      .object({ deliveries: z.array(z.object({ attempts: z.number(), lastError: z.string() }).loose()) })
+      .parse(await (await api(`${path}/deliveries?status=failed`)).json());
+    expect(failed.deliveries).toMatchObject([{ attempts: ATTEMPTS_BEFORE_DEAD_LETTER, lastError: 'origin answered 503: {"ok":false}' }]);
 
-    const listed = await waitFor("the dead-letter index", async () => {
-      const body: { conversations: { conversation: string; failed: number }[] } = await (await api("/v1/dead-letters")).json();
-      return body.conversations.find((entry) => entry.conversation === conversation);
-    });
-    expect(listed).toMatchObject({ failed: 1, oldestFailedAt: expect.any(String) });
+    await publishNow(stub);
+    expect((await listDeadLetters(1000)).filter((entry) => entry.conversation === conversation)).toMatchObject([{ failed: 1 }]);
 
     const replay = await api(`${path}/deliveries/retry`, { method: "POST" });
     expect(await replay.json()).toEqual({ conversation, requeued: 1 });
-    expect(await allDelivered(conversation, [id!])).toEqual([id]);
-    await waitFor("the index entry to go", async () => {
-      const body: { conversations: { conversation: string }[] } = await (await api("/v1/dead-letters")).json();
-      return body.conversations.some((entry) => entry.conversation === conversation) ? undefined : true;
-    });
+    await runAlarm(stub);
+    expect(await delivered(conversation)).toEqual([id]);
+    await publishNow(stub);
+    expect((await listDeadLetters(1000)).some((entry) => entry.conversation === conversation)).toBe(false);
+  });
+
+  it("replays several dead letters in their original order, ahead of later receipts", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await script(conversation, [{ status: 400 }, { status: 410 }, { status: 503 }]);
+    const ids = await acceptAll(conversation, 1, 4);
+    await runAlarm(stub);
+    expect((await stub.deliveries("failed"))?.map((delivery) => delivery.receiptId)).toEqual(ids.slice(0, 2));
+    expect(await stub.retryDeadLetters()).toEqual({ requeued: 2 });
+    // The replayed two are due at once; the third still waits for its retry, and the fourth behind it.
+    await runAlarm(stub);
+    expect(await delivered(conversation)).toEqual(ids.slice(0, 2));
+    await retryNow(stub);
+    expect(await delivered(conversation)).toEqual(ids);
+  });
+
+  it("lists dead letters of a conversation with a hashed key by its real key, each once across pages", async () => {
+    // Tencent allows 32-byte user ids; percent-encoded, non-ASCII ones grow past KV's key limit.
+    const hashed = singleConversationKey("tencent", "1400000001", `${unique("读")}${"读".repeat(30)}`, "者".repeat(30));
+    const conversations = [newConversation(), hashed, newConversation()];
+    for (const conversation of conversations) {
+      const stub = stubFor(conversation);
+      await script(conversation, [{ status: 400 }]);
+      await acceptAll(conversation, 1, 1);
+      await runAlarm(stub);
+      await publishNow(stub);
+    }
+    const listed = await listDeadLetters(1);
+    expect(new Set(listed.map((entry) => entry.conversation)).size).toBe(listed.length);
+    for (const conversation of conversations) {
+      expect(listed.filter((entry) => entry.conversation === conversation)).toMatchObject([{ conversation, failed: 1 }]);
+    }
   });
 
   it("resumes pending deliveries after the object is evicted", async () => {
     const conversation = newConversation();
-    await script(conversation, [{ status: 503 }, { status: 503, retryAfter: "1" }]);
-    const ids = await acceptAll(conversation, 5);
-    await waitFor("two failures", async () => ((await attempts(conversation)).length >= 2 ? true : undefined));
-    const pending = await stubFor(conversation).deliveries("pending");
-    expect(pending.map((delivery) => delivery.receiptId)).toEqual(ids);
-    await evictDurableObject(stubFor(conversation));
-    expect(await allDelivered(conversation, ids)).toEqual(ids);
+    const stub = stubFor(conversation);
+    await script(conversation, [{ status: 503 }]);
+    const ids = await acceptAll(conversation, 1, 3);
+    await runAlarm(stub);
+    await evictDurableObject(stub);
+    expect((await pending(conversation)).map((delivery) => [delivery.receiptId, delivery.attempts])).toEqual([
+      [ids[0], 1],
+      [ids[1], 0],
+      [ids[2], 0],
+    ]);
+    await retryNow(stub);
+    expect(await delivered(conversation)).toEqual(ids);
   });
 
   it("re-arms a lost alarm when the object is next loaded", async () => {
     const conversation = newConversation();
-    await script(conversation, [{ status: 503, retryAfter: "1" }]);
-    const ids = await acceptAll(conversation, 3);
     const stub = stubFor(conversation);
-    await waitFor("a first failure", async () => ((await attempts(conversation)).length >= 1 ? true : undefined));
+    await script(conversation, [{ status: 503 }]);
+    const ids = await acceptAll(conversation, 1, 3);
+    await runAlarm(stub);
+    // Published, so that the head's retry is the only thing due.
+    await publishNow(stub);
     // As if the platform had given up on the alarm: none is set, and the object leaves memory.
     await runInDurableObject(stub, (_, state) => state.storage.deleteAlarm());
     await evictDurableObject(stub);
-    expect(await stub.deliveries("pending")).toHaveLength(3);
-    expect(await allDelivered(conversation, ids)).toEqual(ids);
+    const [head] = await outboxRows(stub);
+    expect(await scheduledAlarm(stub)).toBe(head!.next_attempt_at);
+    await retryNow(stub);
+    expect(await delivered(conversation)).toEqual(ids);
+  });
+
+  it("counts an attempt before making it (the lease), and sets its retry past the timeout", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await script(conversation, [{ status: 200, delayMs: 1000 }]);
+    const [id] = await acceptAll(conversation, 1, 1);
+    await waitFor("the attempt to reach the origin", async () => ((await attempts(conversation)).length > 0 ? true : undefined));
+    // What a deploy or a crash right now would leave behind.
+    const [leased] = await outboxRows(stub);
+    expect(leased).toMatchObject({ receipt_id: id, status: "pending", attempts: 1, last_status: null });
+    expect(leased!.next_attempt_at - leased!.last_attempt_at!).toBe(TIMEOUT_MS + RETRY_STEPS_MS[0]!);
+    await waitFor("the delivery", async () => ((await delivered(conversation)).length > 0 ? true : undefined));
+    expect(await stub.deliveries()).toEqual([]);
+  });
+
+  it("after a run cut short mid-attempt, neither repeats the attempt at once nor forgets it", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await useSettings(stub, { ORIGIN_URL: "" });
+    const [id] = await acceptAll(conversation, 1, 1);
+    await publishNow(stub);
+    // The lease as the run left it (see the test above): counted, no answer recorded.
+    const leaseEnd = await runInDurableObject(stub, (_, state) => {
+      const startedAt = Date.now();
+      state.storage.sql.exec(
+        "UPDATE outbox SET attempts = 1, last_attempt_at = ?, next_attempt_at = ?",
+        startedAt,
+        startedAt + TIMEOUT_MS + RETRY_STEPS_MS[0]!,
+      );
+      return startedAt + TIMEOUT_MS + RETRY_STEPS_MS[0]!;
+    });
+    // The restart: the object comes back with the bound settings (forwarding on).
+    await evictDurableObject(stub);
+    expect(await scheduledAlarm(stub)).toBeLessThanOrEqual(leaseEnd);
+    await runAlarm(stub);
+    expect(await attempts(conversation)).toEqual([]);
+    expect(await scheduledAlarm(stub)).toBe(leaseEnd);
+    expect(await stub.deliveries()).toMatchObject([{ receiptId: id, attempts: 1 }]);
+    await retryNow(stub);
+    expect(await delivered(conversation)).toEqual([id]);
+    expect(await stub.deliveries()).toEqual([]);
+  });
+
+  it("keeps the delivery back-off through runs that return before it expires", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await useSettings(stub, { ORIGIN_URL: "" });
+    const [id] = await acceptAll(conversation, 1, 1);
+    const backOff = await runInDurableObject(stub, async (instance, state) => {
+      await state.storage.deleteAlarm();
+      await instance.alarm();
+      // A row the delivery job cannot read: every run past the back-off fails.
+      state.storage.sql.exec("UPDATE outbox SET attempts = 'unreadable'");
+      Object.assign(instance, { env });
+      const seen: { failures: number; waitMs: number }[] = [];
+      const record = () =>
+        seen.push({ failures: metaNumber(state.storage, "delivery_failures"), waitMs: metaNumber(state.storage, "delivery_retry_at") - Date.now() });
+      await instance.alarm();
+      record();
+      // Before the back-off expires: this run returns early and must leave the back-off alone.
+      await instance.alarm();
+      record();
+      // Expired, still failing: the wait doubles.
+      setMeta(state.storage, "delivery_retry_at", 0);
+      await instance.alarm();
+      record();
+      // Expired, and the row readable again: the run goes through and the back-off is reset.
+      state.storage.sql.exec("UPDATE outbox SET attempts = 0");
+      setMeta(state.storage, "delivery_retry_at", 0);
+      await instance.alarm();
+      record();
+      return seen;
+    });
+    expect(backOff.map((entry) => entry.failures)).toEqual([1, 1, 2, 0]);
+    expect(backOff[0]!.waitMs).toBeGreaterThan(25_000);
+    expect(backOff[0]!.waitMs).toBeLessThanOrEqual(30_000);
+    expect(backOff[1]!.waitMs).toBeLessThanOrEqual(backOff[0]!.waitMs);
+    expect(backOff[2]!.waitMs).toBeGreaterThan(55_000);
+    expect(backOff[2]!.waitMs).toBeLessThanOrEqual(60_000);
+    expect(await delivered(conversation)).toEqual([id]);
+  });
+
+  it("signs with every FORWARD_SECRET: the origin verifies with either", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await useSettings(stub, { FORWARD_SECRET: `${ROTATED_FORWARD_SECRET},${TEST_FORWARD_SECRET}` });
+    const ids = await acceptAll(conversation, 1, 1);
+    await runAlarm(stub);
+    const [attempt] = await attempts(conversation);
+    expect(attempt).toMatchObject({ id: ids[0], status: 200, verified: true, signatures: 2 });
+    expect([...attempt!.verifiedWith].sort()).toEqual([ROTATED_FORWARD_SECRET, TEST_FORWARD_SECRET].sort());
   });
 
   it("never follows a redirect: the receipt is a dead letter that says why", async () => {
     const conversation = newConversation();
+    const stub = stubFor(conversation);
     await script(conversation, [
       { status: 301, location: "/moved" },
       { status: 307, location: "http://127.0.0.1:9/elsewhere" },
     ]);
-    const ids = await acceptAll(conversation, 3);
-    await allDelivered(conversation, [ids[2]!]);
-    const dead = await stubFor(conversation).deliveries("failed");
+    const ids = await acceptAll(conversation, 1, 3);
+    await runAlarm(stub);
+    expect(await delivered(conversation)).toEqual([ids[2]]);
+    const dead = (await stub.deliveries("failed")) ?? [];
     expect(dead.map((delivery) => [delivery.receiptId, delivery.lastStatus])).toEqual([
       [ids[0], 301],
       [ids[1], 307],

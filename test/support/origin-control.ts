@@ -1,6 +1,7 @@
 /** Talks to the local test origin's control server from inside workerd. */
 import { inject } from "vitest";
-import type { Attempt, Step } from "./origin-types";
+import { z } from "zod";
+import { Attempt, type Step } from "./origin-types";
 import "./provided-context";
 
 const control = (path: string) => `http://127.0.0.1:${inject("controlPort")}${path}`;
@@ -11,22 +12,15 @@ export async function script(conversation: string, steps: Step[]): Promise<void>
   if (!response.ok) throw new Error(`script failed: ${response.status}`);
 }
 
+/** Every delivery of this conversation that reached the origin, in arrival order. */
 export async function attempts(conversation: string): Promise<Attempt[]> {
   const response = await fetch(control(`/attempts?conversation=${encodeURIComponent(conversation)}`));
-  return response.json();
+  return z.array(Attempt).parse(await response.json());
 }
 
 /** Ids the origin answered 2xx for, in arrival order. */
 export async function delivered(conversation: string): Promise<string[]> {
   return (await attempts(conversation)).filter((attempt) => attempt.status >= 200 && attempt.status < 300).map((attempt) => attempt.id);
-}
-
-/** Stops the origin's listener (connections refused) or starts it again on the same port. */
-export async function originDown(): Promise<void> {
-  await fetch(control("/down"), { method: "POST" });
-}
-export async function originUp(): Promise<void> {
-  await fetch(control("/up"), { method: "POST" });
 }
 
 /** Polls until `check` returns a value that is not undefined, or fails after `timeoutMs`. */

@@ -1,14 +1,14 @@
 /**
  * A real local origin for the tests (runs in Node, started by global-setup.ts). It verifies every
- * delivery with the `standardwebhooks` package, answers per conversation as a test scripts it, and
- * records what arrived. A separate control server (always up) lets tests in workerd script it,
- * read its log, and close or reopen the origin's listener to make connections be refused.
+ * delivery with the `standardwebhooks` package, answers per conversation as a test scripts it
+ * (including hanging up without an answer), and records what arrived. A separate control server
+ * lets tests in workerd script it and read its log.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { z } from "zod";
-import { Step, type Attempt } from "./origin-types";
+import { ROTATED_FORWARD_SECRET, Step, type Attempt } from "./origin-types";
 
 const Payload = z.object({ type: z.literal("receipt.read"), timestamp: z.string(), data: z.looseObject({ conversation: z.string() }) });
 
@@ -29,10 +29,10 @@ function send(response: ServerResponse, status: number, body: unknown, headers: 
   response.end(JSON.stringify(body));
 }
 
-function listen(server: Server, port = 0): Promise<number> {
+function listen(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => {
+    server.listen(0, "127.0.0.1", () => {
       const address = server.address();
       if (address && typeof address === "object") resolve(address.port);
       else reject(new Error("the server has no port"));
@@ -40,49 +40,64 @@ function listen(server: Server, port = 0): Promise<number> {
   });
 }
 
+const header = (request: IncomingMessage, name: string) => String(request.headers[name] ?? "");
+
+/** The verified payload, or undefined when the signature (or the timestamp) does not hold. */
+function verifyWith(webhook: Webhook, body: string, request: IncomingMessage): z.infer<typeof Payload> | undefined {
+  try {
+    // Throws on a bad signature or a timestamp more than 5 minutes off.
+    const payload = webhook.verify(body, {
+      "webhook-id": header(request, "webhook-id"),
+      "webhook-timestamp": header(request, "webhook-timestamp"),
+      "webhook-signature": header(request, "webhook-signature"),
+    });
+    return Payload.parse(payload);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts the origin; it verifies with `secret` (the relay's FORWARD_SECRET in tests) and with ROTATED_FORWARD_SECRET. */
 export async function startOrigin(secret: string): Promise<OriginHandle> {
-  const webhook = new Webhook(secret);
+  const verifiers = [secret, ROTATED_FORWARD_SECRET].map((known) => ({ secret: known, webhook: new Webhook(known) }));
   const scripts = new Map<string, Step[]>();
   const attempts: Attempt[] = [];
   const sockets = new Set<Socket>();
 
   const origin = createServer(async (request, response) => {
     const body = await readBody(request);
-    let conversation = "";
-    let verified = false;
-    let data: unknown;
-    try {
-      // Throws on a bad signature or a timestamp more than 5 minutes off.
-      const payload = webhook.verify(body, {
-        "webhook-id": String(request.headers["webhook-id"] ?? ""),
-        "webhook-timestamp": String(request.headers["webhook-timestamp"] ?? ""),
-        "webhook-signature": String(request.headers["webhook-signature"] ?? ""),
-      });
-      data = Payload.parse(payload).data;
-      conversation = Payload.parse(payload).data.conversation;
-      verified = true;
-    } catch {
-      verified = false;
-    }
-    const step: Step = verified ? (scripts.get(conversation)?.shift() ?? { status: 200 }) : { status: 401 };
-    if (step.delayMs) await new Promise((resolve) => setTimeout(resolve, step.delayMs));
-    // The relay gave up waiting (its timeout): nothing it could see was answered.
-    const answered = !response.destroyed && !request.socket.destroyed;
-    attempts.push({
-      id: String(request.headers["webhook-id"] ?? ""),
+    const verifiedBy = verifiers.map((verifier) => ({ secret: verifier.secret, payload: verifyWith(verifier.webhook, body, request) }));
+    const payload = verifiedBy.find((result) => result.payload)?.payload;
+    const conversation = payload?.data.conversation ?? "";
+    const step: Step = payload ? (scripts.get(conversation)?.shift() ?? { status: 200 }) : { status: 401 };
+    // Logged on arrival, so that a test sees an attempt the relay is still waiting on.
+    const attempt: Attempt = {
+      id: header(request, "webhook-id"),
       conversation,
-      status: answered ? step.status : 0,
-      verified,
+      status: 0,
+      refused: "refuse" in step,
+      verified: payload !== undefined,
+      verifiedWith: verifiedBy.filter((result) => result.payload).map((result) => result.secret),
+      signatures: header(request, "webhook-signature").split(" ").filter(Boolean).length,
       at: Date.now(),
       method: request.method ?? "",
       path: request.url ?? "",
-      data,
-    });
-    if (!answered) return;
+      data: payload?.data,
+    };
+    attempts.push(attempt);
+    if ("refuse" in step) {
+      request.socket.destroy();
+      return;
+    }
+    if (step.delayMs) await new Promise((resolve) => setTimeout(resolve, step.delayMs));
+    // The relay gave up waiting (its timeout): nothing it could see was answered.
+    if (response.destroyed || request.socket.destroyed) return;
+    attempt.status = step.status;
     const headers: Record<string, string> = {};
     if (step.retryAfter) headers["retry-after"] = step.retryAfter;
     if (step.location) headers.location = step.location;
-    send(response, step.status, { ok: step.status < 300 }, headers);
+    // No keep-alive: an idle connection would hold up the eviction of the object that opened it.
+    send(response, step.status, { ok: step.status < 300 }, { ...headers, connection: "close" });
   });
   origin.on("connection", (socket) => {
     sockets.add(socket);
@@ -103,18 +118,6 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
         200,
         attempts.filter((attempt) => attempt.conversation === conversation),
       );
-    }
-    if (request.method === "POST" && url.pathname === "/down") {
-      // Stop listening and drop open connections: new connections are refused.
-      await new Promise<void>((resolve) => {
-        origin.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
-      return send(response, 200, { ok: true });
-    }
-    if (request.method === "POST" && url.pathname === "/up") {
-      if (!origin.listening) await listen(origin, originPort);
-      return send(response, 200, { ok: true });
     }
     return send(response, 404, { error: "unknown control route" });
   });
