@@ -5,7 +5,7 @@
  * A malformed setting disables only the feature it configures (docs/operations.md, "Settings
  * problems"): a provider's own settings (declared in its file) that provider; the forwarding
  * settings hold deliveries (receipts are still accepted and queued); ADMIN_TOKEN the API; a
- * malformed RECENT_LIMIT falls back to its default. Receipts are never refused for a setting
+ * malformed RECENT_LIMIT or SNAPSHOT_INTERVAL_SECONDS falls back to its default. Receipts are never refused for a setting
  * that does not concern the provider that sent them.
  */
 import { z } from "zod";
@@ -71,6 +71,10 @@ const RelaySettings = z.object({
   FORWARD_SECRET: optional(list(z.string(), "secret").pipe(z.array(forwardKey).max(5, "must list at most 5 secrets"))),
   FORWARD_RETRY_SCHEDULE: optional(retrySchedule).default(DEFAULT_RETRY_SCHEDULE),
   FORWARD_TIMEOUT_MS: optional(integer(100, 120_000)).default(10_000),
+  // Above 1, up to this many due receipts of a conversation go out in one request (opt-in).
+  FORWARD_BATCH_MAX: optional(integer(1, 1000)).default(1),
+  // The KV snapshot of a conversation at most this often; 0 turns the KV read model off.
+  SNAPSHOT_INTERVAL_SECONDS: optional(integer(0, 86_400)).default(60),
   ADMIN_TOKEN: optional(z.string().trim().min(16, "must be at least 16 characters")),
 });
 export type Settings = z.infer<typeof RelaySettings>;
@@ -81,6 +85,8 @@ const RELAY_FEATURES: Record<keyof Settings, Feature> = {
   FORWARD_SECRET: "forwarding",
   FORWARD_RETRY_SCHEDULE: "forwarding",
   FORWARD_TIMEOUT_MS: "forwarding",
+  FORWARD_BATCH_MAX: "forwarding",
+  SNAPSHOT_INTERVAL_SECONDS: "read model",
   ADMIN_TOKEN: "api",
 };
 
@@ -115,7 +121,8 @@ export function parseGroup<T extends z.ZodObject>(
 }
 
 /** Where deliveries stand: sent, or held (accepted receipts wait in the outbox) and why. */
-export type Forwarding = { state: "on"; origin: string; keys: Uint8Array[]; schedule: number[]; timeoutMs: number } | { state: "held"; reason: string };
+export type Forwarding =
+  { state: "on"; origin: string; keys: Uint8Array[]; schedule: number[]; timeoutMs: number; batchMax: number } | { state: "held"; reason: string };
 
 export interface RelaySettingsResult {
   settings: Settings;
@@ -152,6 +159,7 @@ function forwardingOf(settings: Settings, problems: SettingProblem[]): Forwardin
     keys: settings.FORWARD_SECRET,
     schedule: settings.FORWARD_RETRY_SCHEDULE,
     timeoutMs: settings.FORWARD_TIMEOUT_MS,
+    batchMax: settings.FORWARD_BATCH_MAX,
   };
 }
 

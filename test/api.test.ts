@@ -88,7 +88,7 @@ describe("API reads", () => {
     await runInDurableObject(stub, async (instance, state) => {
       for (let n = 1; n <= 5; n++) await instance.accept(makeReceipt(conversation, n));
       // Parked far in the future, so that the page is stable while the test reads it.
-      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = ?", Date.now() + 3600_000);
+      state.storage.sql.exec("UPDATE receipts SET next_attempt_at = ?", Date.now() + 3600_000);
     });
     const response = await api(`${pathOf(conversation, "deliveries")}?status=failed`);
     expect(await response.json()).toEqual({ conversation, deliveries: [] });
@@ -106,7 +106,7 @@ describe("API reads", () => {
     const conversation = newConversation();
     await runInDurableObject(stubFor(conversation), async (instance, state) => {
       await instance.accept(makeReceipt(conversation, 1));
-      state.storage.sql.exec("UPDATE outbox SET next_attempt_at = ?", Date.now() + 3600_000);
+      state.storage.sql.exec("UPDATE receipts SET next_attempt_at = ?", Date.now() + 3600_000);
     });
     const response = await api(pathOf(conversation, "deliveries/retry"), { method: "POST" });
     expect(await response.json()).toEqual({ conversation, requeued: 0 });

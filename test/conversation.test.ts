@@ -1,17 +1,19 @@
 // The conversation object: dedup, order, pruning, read state, and the KV snapshot, in workerd.
 import { describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
-import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { z } from "zod";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
 import { Receipt, singleConversationKey } from "../src/receipt";
-import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, MAX_SNAPSHOT_BYTES, SNAPSHOT_INTERVAL_MS } from "../src/conversation/object";
+import { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, MAX_SNAPSHOT_BYTES } from "../src/conversation/object";
+import { DELIVERED, FAILED } from "../src/conversation/schema";
 import { testSettings } from "./support/settings";
-import { runAlarm, setMeta, useSettings } from "./support/conversation-object";
+import { runAlarm, setState, stateNumber, useSettings } from "./support/conversation-object";
 import { waitFor } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
 
 const RECENT_LIMIT = Number(testSettings.RECENT_LIMIT);
+const SNAPSHOT_INTERVAL_MS = Number(testSettings.SNAPSHOT_INTERVAL_SECONDS) * 1000;
 
 describe("Conversation object", () => {
   it("stores a receipt once: a repeat is a duplicate, not stored or queued again", async () => {
@@ -21,11 +23,8 @@ describe("Conversation object", () => {
     expect(await stub.accept(receipt)).toBe("accepted");
     expect(await stub.accept(receipt)).toBe("duplicate");
     expect(await stub.recent(10)).toHaveLength(1);
-    const rows = await runInDurableObject(stub, (_, state) => ({
-      receipts: state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n,
-      seen: state.storage.sql.exec("SELECT COUNT(*) AS n FROM seen").one().n,
-    }));
-    expect(rows).toEqual({ receipts: 1, seen: 1 });
+    const rows = await runInDurableObject(stub, (_, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n);
+    expect(rows).toBe(1);
   });
 
   it("keeps the newest RECENT_LIMIT receipts, newest first, and still knows older ids", async () => {
@@ -39,58 +38,55 @@ describe("Conversation object", () => {
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
   });
 
-  it("forgets seen ids after the dedup window, except those still in the outbox", async () => {
+  it("forgets delivered receipts past RECENT_LIMIT and the dedup window, never those still in the outbox", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
-    await stub.accept(makeReceipt(conversation, 1));
-    const hour = 3600_000;
-    const kept = await runInDurableObject(stub, async (instance, state) => {
-      const sql = state.storage.sql;
-      const now = Date.now();
-      sql.exec("INSERT INTO seen (id, seen_at) VALUES ('old', ?), ('day-old', ?)", now - DEDUP_WINDOW_MS - hour, now - 25 * hour);
-      await instance.accept(makeReceipt(conversation, 2));
-      return sql
-        .exec("SELECT id FROM seen WHERE id IN ('old', 'day-old')")
-        .toArray()
-        .map((row) => row.id);
+    // Held, so that the test alone decides which receipts are delivered.
+    await useSettings(stub, { ORIGIN_URL: "" });
+    for (let n = 1; n <= 99; n++) await stub.accept(makeReceipt(conversation, n));
+    await runInDurableObject(stub, (_, state) => {
+      const old = Date.now() - DEDUP_WINDOW_MS - 3600_000;
+      // 2..50 delivered and older than the window; 1 as old but still pending; 51..99 young.
+      state.storage.sql.exec("UPDATE receipts SET status = ?, accepted_at = ? WHERE seq BETWEEN 2 AND 50", DELIVERED, old);
+      state.storage.sql.exec("UPDATE receipts SET accepted_at = ? WHERE seq = 1", old);
     });
-    expect(kept).toEqual(["day-old"]);
+    // Pruning runs at every 100th receipt.
+    await stub.accept(makeReceipt(conversation, 100));
+    const left = await runInDurableObject(stub, (_, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n));
+    expect(left).toBe(100 - 49);
+    expect(await stub.accept(makeReceipt(conversation, 2))).toBe("accepted");
+    expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
+    expect(await stub.accept(makeReceipt(conversation, 51))).toBe("duplicate");
   });
 
-  it("keeps at most DEDUP_MAX_IDS seen ids (plus those still in the outbox)", async () => {
+  it("keeps at most DEDUP_MAX_IDS receipts (plus those still in the outbox), and knows them after a restart", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
-    // Held, so that every receipt stays in the outbox; the first receipt creates the tables.
     await useSettings(stub, { ORIGIN_URL: "" });
     await stub.accept(makeReceipt(conversation, 1));
-    const { before, after, queued } = await runInDurableObject(stub, async (instance, state) => {
-      const sql = state.storage.sql;
-      sql.exec(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) INSERT INTO seen (id, seen_at) SELECT 'bulk-' || i, ? - i FROM n",
+    await runInDurableObject(stub, (_, state) => {
+      // As many delivered receipts as the cap, all within the window, written behind the object's back...
+      state.storage.sql.exec(
+        `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+         INSERT INTO receipts (seq, id, read_at, body, status, accepted_at) SELECT i + 1, 'bulk-' || i, '', '{}', ?, ? FROM n`,
         DEDUP_MAX_IDS,
+        DELIVERED,
         Date.now() - 3600_000,
       );
-      const before = Number(sql.exec("SELECT COUNT(*) AS n FROM seen").one().n);
-      // The cap is enforced every 100th receipt.
-      for (let n = 2; n <= 100; n++) await instance.accept(makeReceipt(conversation, n));
-      return {
-        before,
-        after: Number(sql.exec("SELECT COUNT(*) AS n FROM seen").one().n),
-        queued: Number(sql.exec("SELECT COUNT(*) AS n FROM outbox").one().n),
-      };
+      // The first receipt a dead letter: neither delivered by a restart's alarm nor ever pruned.
+      state.storage.sql.exec("UPDATE receipts SET status = ? WHERE seq = 1", FAILED);
     });
-    expect(before).toBe(DEDUP_MAX_IDS + 1);
-    expect(queued).toBe(100);
-    expect(after).toBe(DEDUP_MAX_IDS + queued);
-    // The newest are the ones kept: receipt 100 is still known.
-    expect(await stub.accept(makeReceipt(conversation, 100))).toBe("duplicate");
-  });
-
-  it("answers duplicate for a receipt still among the recent ones after its seen id expired", async () => {
-    const conversation = newConversation();
-    const stub = stubFor(conversation);
-    await stub.accept(makeReceipt(conversation, 1));
-    await runInDurableObject(stub, (_, state) => state.storage.sql.exec("DELETE FROM seen"));
+    // ...so a restart must load them.
+    await evictDurableObject(stub);
+    expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-7" }))).toBe("duplicate");
+    await useSettings(stub, { ORIGIN_URL: "" });
+    // Up to the next multiple of 100: 20,001 stored, so 99 more, and pruning runs.
+    for (let n = 2; n <= 100; n++) await stub.accept(makeReceipt(conversation, n));
+    const left = await runInDurableObject(stub, (_, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n));
+    // The oldest delivered beyond the cap are gone (seq 2..100, that is bulk-1..bulk-99); the dead letter stays.
+    expect(left).toBe(DEDUP_MAX_IDS + 100 - 99);
+    expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-1" }))).toBe("accepted");
+    expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-100" }))).toBe("duplicate");
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
   });
 
@@ -146,11 +142,11 @@ describe("Conversation object", () => {
       const refusing = { ...env, RECEIPTS_KV: { put: () => Promise.reject(new Error("KV put() limit exceeded for the day.")) } };
       Object.assign(instance, { env: refusing });
       await instance.accept(makeReceipt(conversation, 1));
-      const meta = (key: string) => Number(state.storage.sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? 0);
+      const meta = (key: string) => stateNumber(state.storage, key);
       const seen: { failures: number; waitMs: number }[] = [];
       for (let round = 0; round < 3; round++) {
         // Due now, as if the back-off had elapsed.
-        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('publish_retry_at', '0')");
+        setState(state.storage, "publish_retry_at", 0);
         await instance.alarm();
         seen.push({ failures: meta("publish_failures"), waitMs: meta("publish_retry_at") - Date.now() });
       }
@@ -186,12 +182,12 @@ describe("Conversation object", () => {
       // A change right after a publication waits for the interval: a run now publishes nothing,
       // and leaves the alarm set for the interval's end.
       const publishedAt = Date.now();
-      setMeta(state.storage, "published_at", publishedAt);
+      setState(state.storage, "published_at", publishedAt);
       await instance.alarm();
       const alarm = await state.storage.getAlarm();
       const early = { receipts: await receiptsInKv(), alarm };
       // The interval has passed.
-      setMeta(state.storage, "published_at", publishedAt - SNAPSHOT_INTERVAL_MS);
+      setState(state.storage, "published_at", publishedAt - SNAPSHOT_INTERVAL_MS);
       await instance.alarm();
       return { publishedAt, early, late: { receipts: await receiptsInKv() } };
     });

@@ -3,13 +3,14 @@
 // a minute in tests, so nothing retries on its own: each test makes the head due and runs the
 // alarm itself (test/support/conversation-object.ts), and judges waits from the stored times.
 import { describe, expect, it } from "vitest";
+import { PENDING } from "../src/conversation/schema";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { RETRY_JITTER } from "../src/delivery/attempt";
 import { singleConversationKey } from "../src/receipt";
 import { api, copy, samples, send, tencentPath, unique } from "./support/callbacks";
-import { metaNumber, outboxRows, publishNow, retryNow, runAlarm, scheduledAlarm, setMeta, useSettings } from "./support/conversation-object";
+import { stateNumber, outboxRows, publishNow, retryNow, runAlarm, scheduledAlarm, setState, useSettings } from "./support/conversation-object";
 import { attempts, delivered, script, waitFor } from "./support/origin-control";
 import { ROTATED_FORWARD_SECRET } from "./support/origin-types";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
@@ -116,9 +117,9 @@ describe("forwarding to the origin", () => {
       await instance.alarm();
       return {
         left: state.storage.sql
-          .exec("SELECT receipt_id FROM outbox ORDER BY seq")
+          .exec("SELECT id FROM receipts WHERE status = 0 ORDER BY seq")
           .toArray()
-          .map((row) => String(row.receipt_id)),
+          .map((row) => String(row.id)),
         alarm: await state.storage.getAlarm(),
         ranAt: Date.now(),
       };
@@ -303,7 +304,7 @@ describe("forwarding to the origin", () => {
     await waitFor("the attempt to reach the origin", async () => ((await attempts(conversation)).length > 0 ? true : undefined));
     // What a deploy or a crash right now would leave behind.
     const [leased] = await outboxRows(stub);
-    expect(leased).toMatchObject({ receipt_id: id, status: "pending", attempts: 1, last_status: null });
+    expect(leased).toMatchObject({ id, status: PENDING, attempts: 1, last_status: null });
     expect(leased!.next_attempt_at - leased!.last_attempt_at!).toBe(TIMEOUT_MS + RETRY_STEPS_MS[0]!);
     await waitFor("the delivery", async () => ((await delivered(conversation)).length > 0 ? true : undefined));
     expect(await stub.deliveries()).toEqual([]);
@@ -319,7 +320,7 @@ describe("forwarding to the origin", () => {
     const leaseEnd = await runInDurableObject(stub, (_, state) => {
       const startedAt = Date.now();
       state.storage.sql.exec(
-        "UPDATE outbox SET attempts = 1, last_attempt_at = ?, next_attempt_at = ?",
+        "UPDATE receipts SET attempts = 1, last_attempt_at = ?, next_attempt_at = ?",
         startedAt,
         startedAt + TIMEOUT_MS + RETRY_STEPS_MS[0]!,
       );
@@ -346,23 +347,23 @@ describe("forwarding to the origin", () => {
       await state.storage.deleteAlarm();
       await instance.alarm();
       // A row the delivery job cannot read: every run past the back-off fails.
-      state.storage.sql.exec("UPDATE outbox SET attempts = 'unreadable'");
+      state.storage.sql.exec("UPDATE receipts SET attempts = 'unreadable'");
       Object.assign(instance, { env });
       const seen: { failures: number; waitMs: number }[] = [];
       const record = () =>
-        seen.push({ failures: metaNumber(state.storage, "delivery_failures"), waitMs: metaNumber(state.storage, "delivery_retry_at") - Date.now() });
+        seen.push({ failures: stateNumber(state.storage, "delivery_failures"), waitMs: stateNumber(state.storage, "delivery_retry_at") - Date.now() });
       await instance.alarm();
       record();
       // Before the back-off expires: this run returns early and must leave the back-off alone.
       await instance.alarm();
       record();
       // Expired, still failing: the wait doubles.
-      setMeta(state.storage, "delivery_retry_at", 0);
+      setState(state.storage, "delivery_retry_at", 0);
       await instance.alarm();
       record();
       // Expired, and the row readable again: the run goes through and the back-off is reset.
-      state.storage.sql.exec("UPDATE outbox SET attempts = 0");
-      setMeta(state.storage, "delivery_retry_at", 0);
+      state.storage.sql.exec("UPDATE receipts SET attempts = 0");
+      setState(state.storage, "delivery_retry_at", 0);
       await instance.alarm();
       record();
       return seen;

@@ -11,7 +11,13 @@ const FORWARD_KEY_B = "whsec_ZGVtby1mb3J3YXJkLXNlY3JldC0zMi1ieXRlcyEhIQ==";
 describe("the relay's own settings", () => {
   it("gives every default when nothing is set, and holds deliveries until ORIGIN_URL is set", () => {
     expect(parseSettings({})).toEqual({
-      settings: { RECENT_LIMIT: 100, FORWARD_RETRY_SCHEDULE: DEFAULT_RETRY_SCHEDULE, FORWARD_TIMEOUT_MS: 10000 },
+      settings: {
+        RECENT_LIMIT: 100,
+        FORWARD_RETRY_SCHEDULE: DEFAULT_RETRY_SCHEDULE,
+        FORWARD_TIMEOUT_MS: 10000,
+        FORWARD_BATCH_MAX: 1,
+        SNAPSHOT_INTERVAL_SECONDS: 60,
+      },
       problems: [],
       forwarding: { state: "held", reason: "ORIGIN_URL is not set" },
     });
@@ -52,6 +58,9 @@ describe("the relay's own settings", () => {
     [{ FORWARD_RETRY_SCHEDULE: "5,soon" }, "FORWARD_RETRY_SCHEDULE", "forwarding"],
     [{ FORWARD_RETRY_SCHEDULE: "100000" }, "FORWARD_RETRY_SCHEDULE", "forwarding"],
     [{ FORWARD_TIMEOUT_MS: "5" }, "FORWARD_TIMEOUT_MS", "forwarding"],
+    [{ FORWARD_BATCH_MAX: "0" }, "FORWARD_BATCH_MAX", "forwarding"],
+    [{ FORWARD_BATCH_MAX: "1001" }, "FORWARD_BATCH_MAX", "forwarding"],
+    [{ SNAPSHOT_INTERVAL_SECONDS: "soon" }, "SNAPSHOT_INTERVAL_SECONDS", "read model"],
     [{ ADMIN_TOKEN: "short" }, "ADMIN_TOKEN", "api"],
   ])("%j is reported as a problem of %s (%s), never with its value", (env, setting, feature) => {
     const { problems } = parseSettings(env);

@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
-import { DeliveryStatus, MAX_DELIVERIES_PAGE } from "../conversation/object";
+import { DeliveryFilter, MAX_DELIVERIES_PAGE } from "../conversation/object";
 import { DEAD_LETTER_PREFIX, DeadLetterEntry, DeadLetterMetadata, isHashedKey, Snapshot, snapshotKey } from "../conversation/snapshot";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
@@ -100,7 +100,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional(), consistent: Consistent }, c.req.query());
     if (!params.ok) return params.response;
     const limit = params.value.limit ?? recentLimit;
-    if (params.value.consistent) {
+    if (params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0) {
       const receipts = await conversationStub(c.env, conversation).recent(limit);
       if (!receipts) return neverSeen();
       return jsonResponse(200, { conversation: conversation, consistent: true, receipts });
@@ -113,7 +113,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     const conversation = c.var.conversation;
     const params = query({ consistent: Consistent }, c.req.query());
     if (!params.ok) return params.response;
-    if (params.value.consistent) {
+    if (params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0) {
       const reads = await conversationStub(c.env, conversation).readStates();
       if (!reads) return neverSeen();
       return jsonResponse(200, { conversation: conversation, consistent: true, reads });
@@ -126,7 +126,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     const conversation = c.var.conversation;
     const params = query(
       {
-        status: DeliveryStatus.optional(),
+        status: DeliveryFilter.optional(),
         limit: z.coerce.number().int().min(1).max(MAX_DELIVERIES_PAGE).optional(),
         after: z.coerce.number().int().min(0).optional(),
       },

@@ -7,17 +7,22 @@ import { toHex, utf8 } from "./encoding";
 
 export type DigestSubtle = Pick<SubtleCrypto, "digest">;
 
-/** Lower-case hex MD5 of the UTF-8 bytes of `text`. */
-export async function md5Hex(text: string, subtle: DigestSubtle | undefined = typeof crypto === "undefined" ? undefined : crypto.subtle): Promise<string> {
+/** MD5 of the UTF-8 bytes of `text`, as 16 bytes. */
+export async function md5(text: string, subtle: DigestSubtle | undefined = typeof crypto === "undefined" ? undefined : crypto.subtle): Promise<Uint8Array> {
   const bytes = utf8(text);
   if (subtle) {
     try {
-      return toHex(await subtle.digest("MD5", bytes));
+      return new Uint8Array(await subtle.digest("MD5", bytes));
     } catch {
       // NotSupportedError and the like: fall through to the portable implementation.
     }
   }
-  return toHex(md5Portable(bytes));
+  return md5Portable(bytes);
+}
+
+/** Lower-case hex MD5 of the UTF-8 bytes of `text`. */
+export async function md5Hex(text: string, subtle: DigestSubtle | undefined = typeof crypto === "undefined" ? undefined : crypto.subtle): Promise<string> {
+  return toHex(await md5(text, subtle));
 }
 
 // Per-round shift amounts and the sine-derived constants of RFC 1321, section 3.4.

@@ -18,6 +18,15 @@ export async function timingSafeEqual(given: string, expected: string, subtle: T
   return typeof subtle.timingSafeEqual === "function" ? subtle.timingSafeEqual(left, right) : xorEqual(left, right);
 }
 
+/**
+ * Constant-time equality of two byte strings of a public length (digests): compared as they are,
+ * with no hashing first. Different lengths are unequal at once (the length is not secret).
+ */
+export function timingSafeEqualBytes(given: Uint8Array, expected: Uint8Array, subtle: TimingSafeSubtle = crypto.subtle): boolean {
+  if (given.length !== expected.length) return false;
+  return typeof subtle.timingSafeEqual === "function" ? subtle.timingSafeEqual(given, expected) : xorEqual(given, expected);
+}
+
 /** True when `given` equals any of `candidates`; always compares against every candidate. */
 export async function timingSafeEqualAny(given: string, candidates: readonly string[]): Promise<boolean> {
   const results = await Promise.all(candidates.map((candidate) => timingSafeEqual(given, candidate)));

@@ -6,12 +6,24 @@ import { hmacSha256Base64 } from "../crypto/hash";
 import type { Receipt } from "../receipt";
 
 /**
- * The body sent for a receipt; built once, at acceptance, so every attempt sends the same bytes.
- * Takes the receipt's JSON when the caller already has it, so it is not serialized twice.
+ * The body sent for a receipt; the same bytes on every attempt. Takes the receipt's stored JSON,
+ * so it is not serialized again.
  */
-export function webhookBody(receipt: Receipt, receiptJson: string = JSON.stringify(receipt)): string {
+export function webhookBody(receipt: Pick<Receipt, "readAt">, receiptJson: string = JSON.stringify(receipt)): string {
   return `{"type":"receipt.read","timestamp":${JSON.stringify(receipt.readAt)},"data":${receiptJson}}`;
 }
+
+/**
+ * The body of a batch (FORWARD_BATCH_MAX above 1): the receipts in order, timestamped with the
+ * last one's readAt. A retry sends the same receipts, so the same bytes.
+ */
+export function batchWebhookBody(receipts: readonly { readAt: string; json: string }[]): string {
+  const timestamp = receipts[receipts.length - 1]?.readAt ?? "";
+  return `{"type":"receipt.read.batch","timestamp":${JSON.stringify(timestamp)},"data":[${receipts.map((receipt) => receipt.json).join(",")}]}`;
+}
+
+/** A batch's webhook-id: stable across its retries, distinct from every single receipt's id. */
+export const batchWebhookId = (firstReceiptId: string, size: number) => `batch:${size}:${firstReceiptId}`;
 
 export async function signWebhook(key: Uint8Array, id: string, timestampSeconds: number, body: string): Promise<string> {
   return `v1,${await hmacSha256Base64(key, `${id}.${timestampSeconds}.${body}`)}`;

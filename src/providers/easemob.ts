@@ -6,8 +6,9 @@
  * Facts and sources: docs/providers/easemob.md.
  */
 import { z } from "zod";
-import { md5Hex } from "../crypto/md5";
-import { timingSafeEqualAny } from "../crypto/timing-safe";
+import { fromHex } from "../crypto/encoding";
+import { md5, md5Hex } from "../crypto/md5";
+import { timingSafeEqualBytes } from "../crypto/timing-safe";
 import { groupConversationKey, isoFromMillis, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
 import { integer, list, optional } from "../settings";
 import { Identifier, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Outcome, type Provider } from "./provider";
@@ -82,8 +83,10 @@ export const easemob: Provider<EasemobConfig, Envelope, typeof Settings> = {
   },
 
   async verify(envelope, config, now) {
-    const expected = await Promise.all(config.secrets.map((secret) => signEasemob(envelope.callId, secret, envelope.timestamp)));
-    if (!(await timingSafeEqualAny(envelope.security.toLowerCase(), expected))) {
+    // Digests compared as bytes, in constant time, against every configured secret.
+    const given = fromHex(envelope.security) ?? new Uint8Array();
+    const expected = await Promise.all(config.secrets.map((secret) => md5(`${envelope.callId}${secret}${envelope.timestamp}`)));
+    if (!expected.map((digest) => timingSafeEqualBytes(given, digest)).includes(true)) {
       return {
         status: 401,
         code: "bad_signature",

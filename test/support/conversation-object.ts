@@ -1,13 +1,14 @@
 /**
  * Drives a conversation's object from a test, without waiting for real time: its settings, its
- * alarm, its outbox and its bookkeeping. With the test settings' retry steps of a minute, no retry
+ * alarm, its outbox and its small state. With the test settings' retry steps of a minute, no retry
  * fires on its own during a test; a test makes the head due and runs the alarm itself. Alarm runs
  * are serialized in the object, so a run started here waits for a platform alarm in flight.
  */
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
-import { OutboxRow } from "../../src/conversation/object";
+import { ReceiptRow } from "../../src/conversation/outbox";
+import { DELIVERED, PENDING } from "../../src/conversation/schema";
 import type { stubFor } from "./receipts";
 
 export type ConversationStub = ReturnType<typeof stubFor>;
@@ -40,7 +41,7 @@ export async function retryNow(stub: ConversationStub, overrides?: SettingOverri
   await runInDurableObject(stub, async (instance, state) => {
     // A run in flight finishes first, so that it cannot record its attempt over the change below.
     await instance.alarm();
-    state.storage.sql.exec("UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending'");
+    state.storage.sql.exec("UPDATE receipts SET next_attempt_at = 0 WHERE status = ?", PENDING);
     if (!overrides) return instance.alarm();
     Object.assign(instance, { env: settingsWith(overrides) });
     try {
@@ -55,26 +56,31 @@ export async function retryNow(stub: ConversationStub, overrides?: SettingOverri
 export async function publishNow(stub: ConversationStub): Promise<void> {
   await runInDurableObject(stub, async (instance, state) => {
     await instance.alarm();
-    state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'published_at'");
+    const publishedAt = stateNumber(state.storage, "published_at");
+    setState(state.storage, "published_at", 0);
     await instance.alarm();
+    // Nothing was due: the last publication stands, as it would have.
+    if (stateNumber(state.storage, "published_at") === 0) setState(state.storage, "published_at", publishedAt);
   });
 }
 
-/** The outbox as stored (times in epoch ms), in acceptance order. */
-export async function outboxRows(stub: ConversationStub): Promise<z.infer<typeof OutboxRow>[]> {
-  return runInDurableObject(stub, (_, state) => z.array(OutboxRow).parse(state.storage.sql.exec("SELECT * FROM outbox ORDER BY seq").toArray()));
+/** The outbox as stored (pending and failed receipts; times in epoch ms), in acceptance order. */
+export async function outboxRows(stub: ConversationStub): Promise<ReceiptRow[]> {
+  return runInDurableObject(stub, (_, state) =>
+    z.array(ReceiptRow).parse(state.storage.sql.exec("SELECT * FROM receipts WHERE status != ? ORDER BY seq", DELIVERED).toArray()),
+  );
 }
 
-const MetaValue = z.object({ value: z.string() });
+const StateValue = z.object({ value: z.string() });
 
-/** A number from the object's bookkeeping (`meta`: back-offs, versions), 0 when absent. */
-export function metaNumber(storage: DurableObjectStorage, key: string): number {
-  const row = storage.sql.exec("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
-  return row ? Number(MetaValue.parse(row).value) : 0;
+/** A number from the object's small state (`state`: back-offs, publication), 0 when absent. */
+export function stateNumber(storage: DurableObjectStorage, key: string): number {
+  const row = storage.sql.exec("SELECT value FROM state WHERE key = ?", key).toArray()[0];
+  return row ? Number(StateValue.parse(row).value) : 0;
 }
 
-export function setMeta(storage: DurableObjectStorage, key: string, value: number): void {
-  storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, String(value));
+export function setState(storage: DurableObjectStorage, key: string, value: number): void {
+  storage.sql.exec("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", key, String(value));
 }
 
 /** When the object's alarm is set for (epoch ms), or null; reading it loads an evicted object. */

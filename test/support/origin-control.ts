@@ -23,6 +23,11 @@ export async function delivered(conversation: string): Promise<string[]> {
   return (await attempts(conversation)).filter((attempt) => attempt.status >= 200 && attempt.status < 300).map((attempt) => attempt.id);
 }
 
+/** Receipt ids the origin answered 2xx for, in arrival order, batches unpacked. */
+export async function deliveredReceipts(conversation: string): Promise<string[]> {
+  return (await attempts(conversation)).filter((attempt) => attempt.status >= 200 && attempt.status < 300).flatMap((attempt) => attempt.receiptIds);
+}
+
 /** Polls until `check` returns a value that is not undefined, or fails after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -38,7 +38,10 @@ export const Attempt = z.object({
   at: z.number(),
   method: z.string(),
   path: z.string(),
-  /** The verified body's `data`: the normalized receipt. */
+  /** The verified body's `data`: the normalized receipt (or, for a batch, the receipts). */
   data: z.unknown().optional(),
+  /** The receipts it carried, in order: one, or a batch's. */
+  receiptIds: z.array(z.string()),
+  batch: z.boolean(),
 });
 export type Attempt = z.infer<typeof Attempt>;

@@ -10,7 +10,13 @@ import { Webhook } from "standardwebhooks";
 import { z } from "zod";
 import { ROTATED_FORWARD_SECRET, Step, type Attempt } from "./origin-types";
 
-const Payload = z.object({ type: z.literal("receipt.read"), timestamp: z.string(), data: z.looseObject({ conversation: z.string() }) });
+const DeliveredReceipt = z.looseObject({ id: z.string(), conversation: z.string() });
+/** One receipt, or (FORWARD_BATCH_MAX above 1) several of one conversation, in order. */
+const Payload = z.union([
+  z.object({ type: z.literal("receipt.read"), timestamp: z.string(), data: DeliveredReceipt }),
+  z.object({ type: z.literal("receipt.read.batch"), timestamp: z.string(), data: z.array(DeliveredReceipt).min(1) }),
+]);
+const receiptsOf = (payload: z.infer<typeof Payload>) => (Array.isArray(payload.data) ? payload.data : [payload.data]);
 
 export interface OriginHandle {
   originPort: number;
@@ -68,7 +74,8 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
     const body = await readBody(request);
     const verifiedBy = verifiers.map((verifier) => ({ secret: verifier.secret, payload: verifyWith(verifier.webhook, body, request) }));
     const payload = verifiedBy.find((result) => result.payload)?.payload;
-    const conversation = payload?.data.conversation ?? "";
+    const receipts = payload ? receiptsOf(payload) : [];
+    const conversation = receipts[0]?.conversation ?? "";
     const step: Step = payload ? (scripts.get(conversation)?.shift() ?? { status: 200 }) : { status: 401 };
     // Logged on arrival, so that a test sees an attempt the relay is still waiting on.
     const attempt: Attempt = {
@@ -83,6 +90,8 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
       method: request.method ?? "",
       path: request.url ?? "",
       data: payload?.data,
+      receiptIds: receipts.map((receipt) => receipt.id),
+      batch: payload?.type === "receipt.read.batch",
     };
     attempts.push(attempt);
     if ("refuse" in step) {

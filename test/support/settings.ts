@@ -18,6 +18,8 @@ export const testSettings = {
   FORWARD_RETRY_SCHEDULE: "60,60,60,60,60,60,60,60,60,60",
   // Generous, so that a slow machine never turns an answer into a timeout; timeout tests lower it.
   FORWARD_TIMEOUT_MS: "5000",
+  // A snapshot a second at most (the default is a minute), so that read-model tests need not wait.
+  SNAPSHOT_INTERVAL_SECONDS: "1",
   // Characters outside RFC 6750's token68 on purpose: any token an operator pastes in must work.
   ADMIN_TOKEN: "test-admin!token#0123456789",
 } as const;

@@ -1,0 +1,316 @@
+/**
+ * A conversation's receipts, each row also its delivery state (docs/design.md, "Storage"): the
+ * outbox state machine over SQLite, without timers or network, so every transition is tested on
+ * its own. pending → (attempt) → delivered | pending (retry later) | failed (dead letter);
+ * failed → pending (replay). Delivery is in order: the head is the lowest pending sequence number.
+ *
+ * What it keeps in memory, loaded from the table when the object starts (storage stays the
+ * truth): the ids for deduplication (no index on `id`: an index costs a row written per insert
+ * and delete), the highest sequence number, and where the head may be.
+ */
+import { z } from "zod";
+import { DELIVERED, FAILED, PENDING } from "./schema";
+
+/** Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once)... */
+export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
+/** ...and no more than this many rows, so a busy conversation's table stays bounded. */
+export const DEDUP_MAX_IDS = 20_000;
+/** Pruning runs every this many receipts: it reads the rows it may delete, so not on every one. */
+export const PRUNE_EVERY = 100;
+/** The largest page of deliveries one call returns. */
+export const MAX_DELIVERIES_PAGE = 1000;
+
+export const DeliveryStatus = z.enum(["pending", "delivered", "failed"]);
+export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
+/** What the deliveries API lists: one status, or every kept receipt. */
+export const DeliveryFilter = z.union([DeliveryStatus, z.literal("all")]);
+export type DeliveryFilter = z.infer<typeof DeliveryFilter>;
+const STATUS_CODE: Record<DeliveryStatus, number> = { pending: PENDING, delivered: DELIVERED, failed: FAILED };
+const STATUS_NAME = ["pending", "delivered", "failed"] as const;
+
+export const ReceiptRow = z.object({
+  seq: z.number(),
+  id: z.string(),
+  read_at: z.string(),
+  body: z.string(),
+  status: z.number().int().min(0).max(2),
+  accepted_at: z.number(),
+  attempts: z.number(),
+  next_attempt_at: z.number(),
+  last_attempt_at: z.number().nullable(),
+  last_status: z.number().nullable(),
+  last_error: z.string().nullable(),
+  settled_at: z.number().nullable(),
+  batch: z.number().nullable(),
+});
+export type ReceiptRow = z.infer<typeof ReceiptRow>;
+const DELIVERY_COLUMNS = Object.keys(ReceiptRow.shape)
+  .filter((column) => column !== "body")
+  .join(", ");
+const DeliveryRow = ReceiptRow.omit({ body: true });
+type DeliveryRow = z.infer<typeof DeliveryRow>;
+
+/** A receipt's delivery history, as the API shows it. */
+export interface Delivery {
+  receiptId: string;
+  seq: number;
+  status: DeliveryStatus;
+  attempts: number;
+  acceptedAt: string;
+  nextAttemptAt?: string;
+  lastAttemptAt?: string;
+  lastStatus?: number;
+  lastError?: string;
+  deliveredAt?: string;
+  failedAt?: string;
+  /** From acceptance to the origin's 2xx. */
+  latencyMs?: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const LoadRow = z.object({ seq: z.number(), id: z.string(), status: z.number(), changed_at: z.number() });
+const IdRow = z.object({ id: z.string() });
+const SeqRow = z.object({ seq: z.number() });
+const CountRow = z.object({ status: z.number(), count: z.number() });
+const BodyRow = z.object({ body: z.string() });
+
+export class Outbox {
+  private readonly ids = new Set<string>();
+  /** The highest sequence number stored (0 when none). */
+  maxSeq = 0;
+  /** No pending row has a lower sequence number than this. */
+  private headFrom = Number.MAX_SAFE_INTEGER;
+  /** The latest acceptance or settlement stored, for knowing after a restart whether anything changed. */
+  lastChangeAt = 0;
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  /** Reads what is kept in memory. Tombstones (migrated ids without a body) count for dedup only. */
+  load(): void {
+    this.ids.clear();
+    this.maxSeq = 0;
+    this.headFrom = Number.MAX_SAFE_INTEGER;
+    for (const row of this.sql.exec("SELECT seq, id, status, max(accepted_at, coalesce(settled_at, 0)) AS changed_at FROM receipts")) {
+      const { seq, id, status, changed_at } = LoadRow.parse(row);
+      this.ids.add(id);
+      if (seq > this.maxSeq) this.maxSeq = seq;
+      if (status === PENDING && seq < this.headFrom) this.headFrom = seq;
+      if (changed_at > this.lastChangeAt) this.lastChangeAt = changed_at;
+    }
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  /**
+   * Stores a new pending receipt and returns its sequence number. Memory changes only through
+   * `committed`, called once the transaction holding this write has committed.
+   */
+  enqueue(id: string, readAt: string, body: string, now: number): number {
+    const seq = this.maxSeq + 1;
+    this.sql.exec(
+      "INSERT INTO receipts (seq, id, read_at, body, status, accepted_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      seq,
+      id,
+      readAt,
+      body,
+      PENDING,
+      now,
+      now,
+    );
+    return seq;
+  }
+
+  committed(seq: number, id: string, now: number): void {
+    this.ids.add(id);
+    this.maxSeq = Math.max(this.maxSeq, seq);
+    this.headFrom = Math.min(this.headFrom, seq);
+    this.lastChangeAt = now;
+  }
+
+  /** The first pending receipt, in order. */
+  head(): ReceiptRow | undefined {
+    if (this.headFrom === Number.MAX_SAFE_INTEGER) return undefined;
+    const row = this.sql.exec("SELECT * FROM receipts WHERE seq >= ? AND status = ? ORDER BY seq LIMIT 1", this.headFrom, PENDING).toArray()[0];
+    if (!row) {
+      this.headFrom = Number.MAX_SAFE_INTEGER;
+      return undefined;
+    }
+    const head = ReceiptRow.parse(row);
+    this.headFrom = head.seq;
+    return head;
+  }
+
+  /** The head and the pending receipts after it, in order, at most `count` in all. */
+  pendingFrom(head: ReceiptRow, count: number): ReceiptRow[] {
+    if (count <= 1) return [head];
+    return this.sql
+      .exec("SELECT * FROM receipts WHERE seq >= ? AND status = ? ORDER BY seq LIMIT ?", head.seq, PENDING, count)
+      .toArray()
+      .map((row) => ReceiptRow.parse(row));
+  }
+
+  /**
+   * Counts an attempt before it is made and leases the head until `leaseUntil`: a run cut short
+   * (deploy, eviction) neither repeats it at once nor forgets it. A batch's size is kept on its
+   * head, so that a retry sends the same receipts under the same webhook-id.
+   */
+  beginAttempt(head: ReceiptRow, at: number, leaseUntil: number, batch: number): number {
+    const attempts = head.attempts + 1;
+    this.sql.exec(
+      "UPDATE receipts SET attempts = ?, last_attempt_at = ?, next_attempt_at = ?, batch = ? WHERE seq = ?",
+      attempts,
+      at,
+      leaseUntil,
+      batch > 1 ? batch : null,
+      head.seq,
+    );
+    return attempts;
+  }
+
+  /** The attempt succeeded: every receipt it carried is delivered. */
+  delivered(rows: readonly ReceiptRow[], attempts: number, startedAt: number, at: number, status: number): void {
+    this.settle(rows, DELIVERED, attempts, startedAt, at, status, null);
+    const last = rows[rows.length - 1];
+    if (last) this.headFrom = Math.max(this.headFrom, last.seq + 1);
+  }
+
+  /** The attempt failed and may be retried at `nextAt`: only the head changes. */
+  retryLater(head: ReceiptRow, nextAt: number, status: number | null, error: string): void {
+    this.sql.exec("UPDATE receipts SET next_attempt_at = ?, last_status = ?, last_error = ? WHERE seq = ?", nextAt, status, error, head.seq);
+    this.lastChangeAt = Math.max(this.lastChangeAt, nextAt);
+  }
+
+  /** The attempt failed for good: every receipt it carried is a dead letter, and the next one is the head. */
+  failed(rows: readonly ReceiptRow[], attempts: number, startedAt: number, at: number, status: number | null, error: string): void {
+    this.settle(rows, FAILED, attempts, startedAt, at, status, error);
+    const last = rows[rows.length - 1];
+    if (last) this.headFrom = Math.max(this.headFrom, last.seq + 1);
+  }
+
+  private settle(rows: readonly ReceiptRow[], to: number, attempts: number, startedAt: number, at: number, status: number | null, error: string | null): void {
+    const first = rows[0];
+    const last = rows[rows.length - 1];
+    if (!first || !last) return;
+    // One statement for the whole batch: the rows are the pending ones in this range.
+    this.sql.exec(
+      `UPDATE receipts SET status = ?, attempts = ?, last_attempt_at = ?, last_status = ?, last_error = ?, settled_at = ?, batch = NULL, next_attempt_at = 0
+       WHERE seq BETWEEN ? AND ? AND status = ?`,
+      to,
+      attempts,
+      startedAt,
+      status,
+      error,
+      at,
+      first.seq,
+      last.seq,
+      PENDING,
+    );
+    this.lastChangeAt = Math.max(this.lastChangeAt, at);
+  }
+
+  /** Dead letters back to pending, in their original order, with a fresh retry schedule. */
+  requeueFailed(now: number): number {
+    const requeued = this.sql
+      .exec(
+        "UPDATE receipts SET status = ?, attempts = 0, next_attempt_at = ?, settled_at = NULL, batch = NULL WHERE status = ? RETURNING seq",
+        PENDING,
+        now,
+        FAILED,
+      )
+      .toArray()
+      .map((row) => SeqRow.parse(row).seq);
+    if (requeued.length > 0) {
+      this.headFrom = Math.min(this.headFrom, ...requeued);
+      this.lastChangeAt = Math.max(this.lastChangeAt, now);
+    }
+    return requeued.length;
+  }
+
+  counts(): { pending: number; failed: number } {
+    const counts = { pending: 0, failed: 0 };
+    for (const row of this.sql.exec("SELECT status, COUNT(*) AS count FROM receipts WHERE status != ? GROUP BY status", DELIVERED)) {
+      const { status, count } = CountRow.parse(row);
+      if (status === PENDING) counts.pending = count;
+      else if (status === FAILED) counts.failed = count;
+    }
+    return counts;
+  }
+
+  /**
+   * Delivery states in acceptance order, a page at a time (`after` is the last `seq` seen), without
+   * bodies: of one status, of every kept receipt ("all"), or by default the outbox (pending and failed).
+   */
+  page(filter: DeliveryFilter | undefined, limit: number, after: number): Delivery[] {
+    const size = Math.min(Math.max(1, limit), MAX_DELIVERIES_PAGE);
+    const condition = filter === undefined ? `status != ${DELIVERED}` : filter === "all" ? "1" : `status = ${STATUS_CODE[filter]}`;
+    return this.sql
+      .exec(`SELECT ${DELIVERY_COLUMNS} FROM receipts WHERE seq > ? AND body != '' AND ${condition} ORDER BY seq LIMIT ?`, after, size)
+      .toArray()
+      .map((row) => describe(DeliveryRow.parse(row)));
+  }
+
+  /** The oldest and the latest dead letter, for the dead-letter index. */
+  failedRange(): { oldestFailedAt: number; lastError: string } | undefined {
+    const rows = this.sql
+      .exec(`SELECT ${DELIVERY_COLUMNS} FROM receipts WHERE status = ? ORDER BY settled_at`, FAILED)
+      .toArray()
+      .map((row) => DeliveryRow.parse(row));
+    const oldest = rows[0];
+    const latest = rows[rows.length - 1];
+    if (!oldest || !latest) return undefined;
+    return { oldestFailedAt: oldest.settled_at ?? oldest.accepted_at, lastError: latest.last_error ?? "" };
+  }
+
+  /** The stored JSON of the newest receipts, newest first. */
+  recentBodies(limit: number): string[] {
+    return this.sql
+      .exec("SELECT body FROM receipts WHERE body != '' ORDER BY seq DESC LIMIT ?", limit)
+      .toArray()
+      .map((row) => BodyRow.parse(row).body);
+  }
+
+  /**
+   * Deletes delivered receipts that are neither among the `recentLimit` newest nor younger than the
+   * dedup window (and, past DEDUP_MAX_IDS rows, the oldest delivered whatever their age). Pending
+   * and failed receipts are the outbox: never deleted. The object runs it every PRUNE_EVERY receipts (`pruneDue`).
+   */
+  pruneDue(): boolean {
+    return this.maxSeq % PRUNE_EVERY === 0;
+  }
+
+  prune(recentLimit: number, now: number): number {
+    const keepFrom = this.maxSeq - recentLimit + 1;
+    const capFrom = this.maxSeq - DEDUP_MAX_IDS + 1;
+    const deleted = this.sql
+      .exec(
+        "DELETE FROM receipts WHERE seq < ? AND status = ? AND (seq < ? OR accepted_at < ?) RETURNING id",
+        keepFrom,
+        DELIVERED,
+        capFrom,
+        now - DEDUP_WINDOW_MS,
+      )
+      .toArray()
+      .map((row) => IdRow.parse(row).id);
+    for (const id of deleted) this.ids.delete(id);
+    return deleted.length;
+  }
+}
+
+function describe(row: DeliveryRow): Delivery {
+  const status = STATUS_NAME[row.status] ?? "pending";
+  return {
+    receiptId: row.id,
+    seq: row.seq,
+    status,
+    attempts: row.attempts,
+    acceptedAt: iso(row.accepted_at),
+    ...(status === "pending" ? { nextAttemptAt: iso(row.next_attempt_at) } : {}),
+    ...(row.last_attempt_at !== null ? { lastAttemptAt: iso(row.last_attempt_at) } : {}),
+    ...(row.last_status !== null ? { lastStatus: row.last_status } : {}),
+    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+    ...(status === "delivered" && row.settled_at !== null ? { deliveredAt: iso(row.settled_at), latencyMs: row.settled_at - row.accepted_at } : {}),
+    ...(status === "failed" && row.settled_at !== null ? { failedAt: iso(row.settled_at) } : {}),
+  };
+}

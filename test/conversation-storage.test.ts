@@ -1,0 +1,267 @@
+// The conversation object's storage: the outbox state machine on its own (no origin, no timers),
+// schema migrations from the previous version, batched delivery, and the read model's interval.
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { Receipt } from "../src/receipt";
+import { env } from "cloudflare:workers";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { Outbox } from "../src/conversation/outbox";
+import { createLatest, DELIVERED, FAILED, PENDING, SCHEMA_V1, SCHEMA_VERSION } from "../src/conversation/schema";
+import { snapshotKey } from "../src/conversation/snapshot";
+import { webhookBody } from "../src/delivery/webhook";
+import { retryNow, runAlarm, useSettings } from "./support/conversation-object";
+import { attempts, deliveredReceipts, script } from "./support/origin-control";
+import { makeReceipt, newConversation, stubFor } from "./support/receipts";
+
+/** Runs `body` with an Outbox over a fresh object's storage, created at the latest schema. */
+function withOutbox<T>(body: (outbox: Outbox, sql: SqlStorage) => T): Promise<T> {
+  return runInDurableObject(stubFor(newConversation()), (_, state) => {
+    createLatest(state.storage.sql);
+    const outbox = new Outbox(state.storage.sql);
+    outbox.load();
+    return body(outbox, state.storage.sql);
+  });
+}
+
+function enqueue(outbox: Outbox, conversation: string, n: number, now: number): void {
+  const receipt = makeReceipt(conversation, n);
+  const seq = outbox.enqueue(receipt.id, receipt.readAt, JSON.stringify(receipt), now);
+  outbox.committed(seq, receipt.id, now);
+}
+
+describe("the outbox state machine", () => {
+  it("delivers in order: head, attempt, delivered with its latency, then the next", () =>
+    withOutbox((outbox) => {
+      const t0 = 1_000_000;
+      for (let n = 1; n <= 3; n++) enqueue(outbox, "c", n, t0 + n);
+      const head = outbox.head()!;
+      expect(head).toMatchObject({ seq: 1, id: "test:c:1", status: PENDING, attempts: 0 });
+      const attemptsMade = outbox.beginAttempt(head, t0 + 10, t0 + 10 + 5000, 1);
+      expect(attemptsMade).toBe(1);
+      // The lease: counted, and not due again before it ends.
+      expect(outbox.head()).toMatchObject({ seq: 1, attempts: 1, next_attempt_at: t0 + 5010, last_attempt_at: t0 + 10 });
+      outbox.delivered([head], attemptsMade, t0 + 10, t0 + 30, 204);
+      expect(outbox.head()).toMatchObject({ seq: 2 });
+      expect(outbox.page("delivered", 10, 0)).toEqual([
+        {
+          receiptId: "test:c:1",
+          seq: 1,
+          status: "delivered",
+          attempts: 1,
+          acceptedAt: new Date(t0 + 1).toISOString(),
+          lastAttemptAt: new Date(t0 + 10).toISOString(),
+          lastStatus: 204,
+          deliveredAt: new Date(t0 + 30).toISOString(),
+          latencyMs: 29,
+        },
+      ]);
+      expect(outbox.counts()).toEqual({ pending: 2, failed: 0 });
+    }));
+
+  it("a retry changes only the head; a dead letter lets the next one through; a replay puts it first again", () =>
+    withOutbox((outbox) => {
+      const t0 = 2_000_000;
+      for (let n = 1; n <= 3; n++) enqueue(outbox, "c", n, t0);
+      const head = outbox.head()!;
+      outbox.beginAttempt(head, t0, t0 + 100, 1);
+      outbox.retryLater(head, t0 + 30_000, 503, "origin answered 503");
+      expect(outbox.head()).toMatchObject({ seq: 1, next_attempt_at: t0 + 30_000, last_status: 503, last_error: "origin answered 503" });
+      const again = outbox.head()!;
+      outbox.beginAttempt(again, t0 + 30_000, t0 + 30_100, 1);
+      outbox.failed([again], 2, t0 + 30_000, t0 + 30_050, 400, "origin answered 400");
+      expect(outbox.head()).toMatchObject({ seq: 2 });
+      expect(outbox.page("failed", 10, 0)).toMatchObject([
+        { receiptId: "test:c:1", attempts: 2, lastStatus: 400, failedAt: new Date(t0 + 30_050).toISOString() },
+      ]);
+      expect(outbox.failedRange()).toEqual({ oldestFailedAt: t0 + 30_050, lastError: "origin answered 400" });
+      // Receipt 2 goes out meanwhile; then the replay.
+      const second = outbox.head()!;
+      outbox.delivered([second], 1, t0 + 31_000, t0 + 31_010, 200);
+      expect(outbox.requeueFailed(t0 + 40_000)).toBe(1);
+      expect(outbox.head()).toMatchObject({ seq: 1, attempts: 0, next_attempt_at: t0 + 40_000 });
+      expect(outbox.page(undefined, 10, 0).map((delivery) => [delivery.seq, delivery.status])).toEqual([
+        [1, "pending"],
+        [3, "pending"],
+      ]);
+    }));
+
+  it("a batch keeps its size on its head, and settles every receipt it carried", () =>
+    withOutbox((outbox) => {
+      const t0 = 3_000_000;
+      for (let n = 1; n <= 5; n++) enqueue(outbox, "c", n, t0);
+      const head = outbox.head()!;
+      const rows = outbox.pendingFrom(head, 3);
+      expect(rows.map((row) => row.seq)).toEqual([1, 2, 3]);
+      outbox.beginAttempt(head, t0, t0 + 100, rows.length);
+      outbox.retryLater(head, t0 + 1000, 500, "origin answered 500");
+      // A retry reforms the same batch from the head's stored size, whatever is due by then.
+      const retried = outbox.head()!;
+      expect(retried.batch).toBe(3);
+      expect(outbox.pendingFrom(retried, retried.batch!).map((row) => row.seq)).toEqual([1, 2, 3]);
+      outbox.delivered(rows, 2, t0 + 1000, t0 + 1020, 200);
+      expect(outbox.page("delivered", 10, 0).map((delivery) => [delivery.seq, delivery.attempts, delivery.latencyMs])).toEqual([
+        [1, 2, 1020],
+        [2, 2, 1020],
+        [3, 2, 1020],
+      ]);
+      expect(outbox.head()).toMatchObject({ seq: 4, batch: null });
+    }));
+
+  it("writes one row per receipt accepted and one per delivery (no index, no bookkeeping rows)", () =>
+    withOutbox((outbox, sql) => {
+      const exec = sql.exec.bind(sql);
+      const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
+      sql.exec = function counted<T extends Record<string, SqlStorageValue>>(query: string, ...bindings: unknown[]): SqlStorageCursor<T> {
+        const cursor = exec<T>(query, ...bindings);
+        cursors.push(cursor);
+        return cursor;
+      };
+      const written = () => cursors.reduce((sum, cursor) => sum + cursor.rowsWritten, 0);
+      enqueue(outbox, "c", 1, 1);
+      const accepted = written();
+      const head = outbox.head()!;
+      outbox.beginAttempt(head, 2, 3, 1);
+      outbox.delivered([head], 1, 2, 4, 200);
+      sql.exec = exec;
+      expect({ accepted, delivered: written() - accepted }).toEqual({ accepted: 1, delivered: 2 });
+    }));
+});
+
+describe("schema migrations", () => {
+  it("loads an object written with schema v1: receipts, outbox, seen ids and meta carried over", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    const now = Date.now();
+    const receipts = [1, 2, 3, 4].map((n) => makeReceipt(conversation, n));
+    await runInDurableObject(stub, (_, state) => {
+      // What a v1 object held: receipt 1 delivered; 2 pending after one attempt; 3 a dead letter;
+      // 4 pending and already pruned from `receipts` (only its outbox row and webhook body left);
+      // one seen id whose receipt was pruned long ago.
+      const sql = state.storage.sql;
+      sql.exec(SCHEMA_V1);
+      for (const receipt of receipts.slice(0, 3)) sql.exec("INSERT INTO receipts (id, body) VALUES (?, ?)", receipt.id, JSON.stringify(receipt));
+      const outbox = (seq: number, status: string, attemptsMade: number, lastStatus: number | null) =>
+        sql.exec(
+          "INSERT INTO outbox (seq, receipt_id, body, status, attempts, next_attempt_at, created_at, last_status, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          seq,
+          receipts[seq - 1]!.id,
+          webhookBody(receipts[seq - 1]!),
+          status,
+          attemptsMade,
+          now,
+          now - 1000,
+          lastStatus,
+          status === "failed" ? now - 500 : null,
+        );
+      outbox(2, "pending", 1, 503);
+      outbox(3, "failed", 11, 500);
+      outbox(4, "pending", 0, null);
+      sql.exec(
+        "INSERT INTO seen (id, seen_at) VALUES (?, ?), (?, ?), ('long-gone', ?)",
+        receipts[0]!.id,
+        now - 2000,
+        receipts[1]!.id,
+        now - 1500,
+        now - 3600_000,
+      );
+      sql.exec(
+        "INSERT INTO reads (reader, state) VALUES ('alice', ?)",
+        JSON.stringify({ reader: "alice", lastReadAt: receipts[2]!.readAt, receiptId: receipts[2]!.id, seq: 3 }),
+      );
+      sql.exec(
+        "INSERT INTO meta (key, value) VALUES ('conversation', ?), ('version', '7'), ('published_version', '7'), ('published_at', ?)",
+        conversation,
+        String(now),
+      );
+    });
+    // Loaded again, as after a deploy of this version.
+    await evictDurableObject(stub);
+    const stored = await runInDurableObject(stub, (_, state) => ({
+      tables: state.storage.sql
+        .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name")
+        .toArray()
+        .map((row) => row.name),
+      version: state.storage.sql.exec("SELECT value FROM state WHERE key = 'schema_version'").one().value,
+      conversationKey: state.storage.sql.exec("SELECT value FROM state WHERE key = 'conversation'").one().value,
+      rows: state.storage.sql
+        .exec("SELECT seq, id, status, attempts, last_status FROM receipts ORDER BY seq")
+        .toArray()
+        .map((row) => [row.seq, row.id, row.status, row.attempts, row.last_status]),
+    }));
+    expect(stored.tables).toEqual(["reads", "receipts", "state"]);
+    expect(stored.version).toBe(String(SCHEMA_VERSION));
+    expect(stored.conversationKey).toBe(conversation);
+    expect(stored.rows).toEqual([
+      [-1, "long-gone", DELIVERED, 0, null],
+      [1, receipts[0]!.id, DELIVERED, 0, null],
+      [2, receipts[1]!.id, PENDING, 1, 503],
+      [3, receipts[2]!.id, FAILED, 11, 500],
+      [4, receipts[3]!.id, PENDING, 0, null],
+    ]);
+    // Dedup knows every id, the tombstone included; the API shows real receipts only.
+    expect(await stub.accept(makeReceipt(conversation, 9, { id: "long-gone" }))).toBe("duplicate");
+    expect(await stub.accept(receipts[3]!)).toBe("duplicate");
+    const recent = z.array(Receipt).parse(await stub.recent(10));
+    expect(recent.map((receipt) => receipt.id)).toEqual([4, 3, 2, 1].map((n) => receipts[n - 1]!.id));
+    expect(await stub.readStates()).toMatchObject([{ reader: "alice", seq: 3 }]);
+    // The pending ones go out in their order, with the same bytes v1 would have sent.
+    await retryNow(stub);
+    expect(await deliveredReceipts(conversation)).toEqual([receipts[1]!.id, receipts[3]!.id]);
+    const [first] = await attempts(conversation);
+    expect(first!.data).toEqual(JSON.parse(JSON.stringify(receipts[1])));
+  });
+});
+
+describe("batched delivery (FORWARD_BATCH_MAX)", () => {
+  it("sends what is due in batches of at most FORWARD_BATCH_MAX, in order, one request each", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await useSettings(stub, { ORIGIN_URL: "", FORWARD_BATCH_MAX: "10" });
+    const ids: string[] = [];
+    for (let n = 1; n <= 25; n++) {
+      const receipt = makeReceipt(conversation, n);
+      await stub.accept(receipt);
+      ids.push(receipt.id);
+    }
+    await useSettings(stub, { FORWARD_BATCH_MAX: "10" });
+    await script(conversation, [{ status: 503 }]);
+    await runAlarm(stub);
+    // The first batch failed: nothing after it went, order is kept.
+    expect((await attempts(conversation)).map((attempt) => [attempt.batch, attempt.receiptIds.length, attempt.status])).toEqual([[true, 10, 503]]);
+    await retryNow(stub, { FORWARD_BATCH_MAX: "10" });
+    const made = await attempts(conversation);
+    expect(made.map((attempt) => [attempt.receiptIds.length, attempt.status])).toEqual([
+      [10, 503],
+      [10, 200],
+      [10, 200],
+      [5, 200],
+    ]);
+    // The retry was the same batch under the same webhook-id.
+    expect(made[1]!.id).toBe(made[0]!.id);
+    expect(made[1]!.receiptIds).toEqual(made[0]!.receiptIds);
+    expect(await deliveredReceipts(conversation)).toEqual(ids);
+    expect(await stub.deliveries()).toEqual([]);
+    expect((await stub.deliveries("delivered"))!.map((delivery) => delivery.attempts)).toEqual([...Array(10).fill(2), ...Array(15).fill(1)]);
+  });
+
+  it("sends a lone due receipt as a single receipt.read, even with batching on", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await useSettings(stub, { FORWARD_BATCH_MAX: "10" });
+    await stub.accept(makeReceipt(conversation, 1));
+    await runAlarm(stub);
+    expect((await attempts(conversation)).map((attempt) => [attempt.batch, attempt.status])).toEqual([[false, 200]]);
+  });
+});
+
+describe("the read model's interval (SNAPSHOT_INTERVAL_SECONDS)", () => {
+  it("0 turns the KV snapshot off: nothing is written, and the API answers from the object", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await useSettings(stub, { SNAPSHOT_INTERVAL_SECONDS: "0" });
+    await stub.accept(makeReceipt(conversation, 1));
+    await runAlarm(stub);
+    await runAlarm(stub);
+    expect(await env.RECEIPTS_KV.get(await snapshotKey(conversation))).toBeNull();
+  });
+});
