@@ -6,12 +6,28 @@ import { clientAddress, countAuthFailure } from "./auth-limit";
 import { claimsStub } from "./claims/stub";
 import { conversationStub } from "./conversation/stub";
 import { answerResponse, apiError } from "./http";
-import type { Ingestor } from "./ingest";
+import { outcomeOf, type Ingestor } from "./ingest";
+import { recordCallback } from "./ops/metrics";
+import type { Answer } from "./providers/provider";
 import { providers } from "./providers";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
 type CallbackEnv = { Bindings: Env; Variables: { ingestor: Ingestor; path: string[] } };
+
+/** One metrics point per answered callback (docs/metrics.md); `ms` is 0 for refusals made before the pipeline. */
+function answered(env: Env, provider: string, answer: Answer, ms = 0, headers: Record<string, string> = {}): Response {
+  const outcome = outcomeOf(answer);
+  recordCallback(env.METRICS, {
+    provider,
+    event: outcome?.event ?? "",
+    outcome: outcome?.code ?? "unknown",
+    refused: outcome?.refused ?? answer.status >= 400,
+    status: answer.status,
+    ms,
+  });
+  return answerResponse(answer, headers);
+}
 
 const decode = (segment: string): string | undefined => {
   try {
@@ -26,12 +42,14 @@ const resolveProvider = createMiddleware<CallbackEnv>(async function resolveProv
   const [name = "", ...rest] = new URL(c.req.url).pathname.split("/").slice(3);
   const ingestor = providers.get(decode(name) ?? "");
   if (!ingestor) {
+    // The name is the caller's: recorded as "unknown", never as sent.
+    recordCallback(c.env.METRICS, { provider: "unknown", outcome: "not_found", refused: true, status: 404, ms: 0 });
     return apiError(404, "not_found", `no callback URL for provider "${name.slice(0, 40)}": use ${[...providers.keys()].join(", ")}`);
   }
   const path = rest.filter((segment) => segment !== "").map(decode);
   // A malformed percent-escape below a provider's URL is that provider's unknown path.
   if (path.some((segment) => segment === undefined)) {
-    return answerResponse(ingestor.refuse({ status: 404, code: "unknown_path", message: "the URL holds a malformed percent-escape" }));
+    return answered(c.env, ingestor.name, ingestor.refuse({ status: 404, code: "unknown_path", message: "the URL holds a malformed percent-escape" }));
   }
   c.set("ingestor", ingestor);
   c.set(
@@ -43,18 +61,22 @@ const resolveProvider = createMiddleware<CallbackEnv>(async function resolveProv
 
 const requirePost = createMiddleware<CallbackEnv>(async function requirePost(c, next) {
   if (c.req.method !== "POST") {
-    return answerResponse(c.var.ingestor.refuse({ status: 405, code: "method_not_allowed", message: "callbacks are POST requests" }), { allow: "POST" });
+    const answer = c.var.ingestor.refuse({ status: 405, code: "method_not_allowed", message: "callbacks are POST requests" });
+    return answered(c.env, c.var.ingestor.name, answer, 0, { allow: "POST" });
   }
   await next();
 });
 
 const limitBody = bodyLimit({
   maxSize: MAX_BODY_BYTES,
-  onError: (c) => answerResponse(c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${MAX_BODY_BYTES} bytes` })),
+  onError: (c) =>
+    answered(c.env, c.var.ingestor.name, c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${MAX_BODY_BYTES} bytes` })),
 });
 
 export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider, requirePost, limitBody, async (c) => {
   const bytes = new Uint8Array(await c.req.arrayBuffer());
+  // Workers' clock moves only across I/O: this measures the pipeline's waits (claim, store), not CPU alone.
+  const started = Date.now();
   const answer = await c.var.ingestor.handle(
     { url: new URL(c.req.url), path: c.var.path, body: new TextDecoder().decode(bytes), bytes, headers: c.req.raw.headers },
     {
@@ -65,5 +87,5 @@ export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider,
       countAuthFailure: () => countAuthFailure(c.env.AUTH_FAILURES, clientAddress(c.req.raw.headers)),
     },
   );
-  return answerResponse(answer);
+  return answered(c.env, c.var.ingestor.name, answer, Date.now() - started);
 });

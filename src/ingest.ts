@@ -46,6 +46,26 @@ function countIgnored(provider: ProviderName, event: string): void {
   ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + 1);
 }
 
+/** What the relay made of a callback, for metrics: the result or the refusal's code, and the event when known. */
+export interface SettledOutcome {
+  refused: boolean;
+  code: string;
+  event: string;
+}
+
+/** Beside each answer rather than in it: answers stay the providers' plain `{ status, body, headers }`. */
+const outcomes = new WeakMap<Answer, SettledOutcome>();
+
+/** A copy of the answer, so that a provider's shared answer object can never carry another callback's outcome. */
+function settled(answer: Answer, outcome: Outcome): Answer {
+  const own = { ...answer };
+  outcomes.set(own, outcome.ok ? { refused: false, code: outcome.result, event: outcome.event } : { refused: true, code: outcome.code, event: "" });
+  return own;
+}
+
+/** The outcome behind an answer an ingestor returned (`handle` or `refuse`); undefined for any other object. */
+export const outcomeOf = (answer: Answer): SettledOutcome | undefined => outcomes.get(answer);
+
 /** What an authentic callback that is not a read receipt binds its nonce to (conversation keys start with a provider's name). */
 const NOT_A_RECEIPT = "(not a receipt)";
 
@@ -71,10 +91,13 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     const answer = provider.answer(outcome);
     if (outcome.ok) {
       log("info", "callback", { provider: provider.name, result: outcome.result, event: outcome.event, receiptId: outcome.receiptId, ...details });
-      return answer;
+      return settled(answer, outcome);
     }
     log("warn", "callback_refused", { provider: provider.name, status: outcome.status, code: outcome.code, reason: outcome.message, ...details });
-    return outcome.retryAfterSeconds === undefined ? answer : { ...answer, headers: { ...answer.headers, "retry-after": String(outcome.retryAfterSeconds) } };
+    return settled(
+      outcome.retryAfterSeconds === undefined ? answer : { ...answer, headers: { ...answer.headers, "retry-after": String(outcome.retryAfterSeconds) } },
+      outcome,
+    );
   };
 
   /** A refused authentication: answered as is, or 429 once the caller has failed too often. */

@@ -265,3 +265,25 @@ describe("the read model's interval (SNAPSHOT_INTERVAL_SECONDS)", () => {
     expect(await env.RECEIPTS_KV.get(await snapshotKey(conversation))).toBeNull();
   });
 });
+
+describe("delivery metrics", () => {
+  it("records one data point per attempt with its outcome, status and attempt number", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await script(conversation, [{ status: 503 }]);
+    const points = await runInDurableObject(stub, async (instance) => {
+      const written: AnalyticsEngineDataPoint[] = [];
+      const metrics: AnalyticsEngineDataset = { writeDataPoint: (point) => void written.push(point ?? {}) };
+      Object.assign(instance, { env: { ...env, METRICS: metrics } });
+      await instance.accept(makeReceipt(conversation, 1));
+      await instance.alarm();
+      return written;
+    });
+    // The object keeps the metered env while in memory: the retry is recorded too.
+    await retryNow(stub);
+    expect(points.map((point) => [point.blobs?.[0], point.blobs?.[1], point.blobs?.[3], point.doubles?.[0], point.doubles?.[2]])).toEqual([
+      ["delivery", "tencent", "retry", 503, 1],
+      ["delivery", "tencent", "delivered", 200, 2],
+    ]);
+  });
+});

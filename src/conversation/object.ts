@@ -11,6 +11,7 @@ import { z } from "zod";
 import { attemptDelivery, nextAttemptDelay, type AttemptResult } from "../delivery/attempt";
 import { batchWebhookBody, batchWebhookId, webhookBody } from "../delivery/webhook";
 import { log } from "../log";
+import { recordDelivery, type DeliveryOutcome } from "../ops/metrics";
 import { Receipt } from "../receipt";
 import { settingsOf, type Forwarding } from "../settings";
 import { Outbox, type Delivery, type DeliveryFilter, type ReceiptRow } from "./outbox";
@@ -209,21 +210,33 @@ export class Conversation extends DurableObject<Env> {
   private record(rows: ReceiptRow[], attempts: number, startedAt: number, result: AttemptResult, schedule: readonly number[], at: number): "next" | "wait" {
     const head = rows[0];
     if (!head) return "next";
-    const fields = { conversation: this.conversation(), receiptId: head.id, ...(rows.length > 1 ? { batch: rows.length } : {}), attempt: attempts };
+    const conversation = this.conversation() ?? "";
+    const fields = { conversation, receiptId: head.id, ...(rows.length > 1 ? { batch: rows.length } : {}), attempt: attempts };
+    const measure = (outcome: DeliveryOutcome) =>
+      recordDelivery(this.env.METRICS, {
+        conversation,
+        outcome,
+        ...(result.status !== undefined ? { status: result.status } : {}),
+        ms: at - startedAt,
+        attempt: attempts,
+      });
     if (result.kind === "delivered") {
       this.version++;
       this.outbox.delivered(rows, attempts, startedAt, at, result.status);
+      measure("delivered");
       log("info", "delivered", { ...fields, status: result.status, ms: at - startedAt });
       return "next";
     }
     const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempts, result.retryAfterMs, Math.random()) : undefined;
     if (delay !== undefined) {
       this.outbox.retryLater(head, at + delay, result.status ?? null, result.error);
+      measure("retry");
       log("warn", "delivery_retry", { ...fields, error: result.error, retryInMs: delay });
       return "wait";
     }
     this.version++;
     this.outbox.failed(rows, attempts, startedAt, at, result.status ?? null, result.error);
+    measure(result.kind === "give_up" ? "give_up" : "dead_letter");
     log("error", "dead_letter", { ...fields, error: result.error, reason: result.kind === "give_up" ? "rejected" : "retries exhausted" });
     return "next";
   }

@@ -283,11 +283,15 @@ export class Outbox {
   prune(recentLimit: number, now: number): number {
     const keepFrom = this.maxSeq - recentLimit + 1;
     const capFrom = this.maxSeq - DEDUP_MAX_IDS + 1;
+    // Only the oldest delivered rows are looked at (twice as many as arrived since the last prune,
+    // so pruning keeps pace): the scan does not grow with the table.
     const deleted = this.sql
       .exec(
-        "DELETE FROM receipts WHERE seq < ? AND status = ? AND (seq < ? OR accepted_at < ?) RETURNING id",
+        `DELETE FROM receipts WHERE seq IN (SELECT seq FROM receipts WHERE seq < ? AND status = ? ORDER BY seq LIMIT ?)
+         AND (seq < ? OR accepted_at < ?) RETURNING id`,
         keepFrom,
         DELIVERED,
+        2 * PRUNE_EVERY,
         capFrom,
         now - DEDUP_WINDOW_MS,
       )

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// `npm run check`, first step: fails on what would make a deploy of wrangler.toml go wrong.
+//   - a placeholder KV namespace id or D1 database_id (the checkout's zeros);
+//   - a [[ratelimits]] binding without namespace_id, or with a period other than 10 or 60;
+//   - a [vars] value the relay would refuse, judged by the relay's own schemas (src/settings.ts
+//     and each provider's `settings`); a [vars] name the relay does not read; a secret in [vars].
+// Usage: node scripts/check-config.mjs [--allow-placeholders] [--env NAME] [--config PATH]
+//   CHECK_ALLOW_PLACEHOLDERS=1 does what --allow-placeholders does (for `npm run check`, whose
+//   arguments would go to wrangler); CLOUDFLARE_ENV=NAME what --env does (wrangler reads it too).
+import { parseArgs } from "node:util";
+import { loadRelay, root } from "./samples.mjs";
+
+const usage = "usage: node scripts/check-config.mjs [--allow-placeholders] [--env NAME] [--config PATH]";
+let options;
+try {
+  options = parseArgs({
+    options: { "allow-placeholders": { type: "boolean" }, env: { type: "string" }, config: { type: "string" }, help: { type: "boolean", short: "h" } },
+  }).values;
+} catch (error) {
+  console.error(`${error.message}\n${usage}`);
+  process.exit(2);
+}
+if (options.help) {
+  console.log(usage);
+  process.exit(0);
+}
+const truthy = (value) => value !== undefined && !["", "0", "false", "no"].includes(value.toLowerCase());
+const allowPlaceholders = options["allow-placeholders"] || truthy(process.env.CHECK_ALLOW_PLACEHOLDERS);
+const envName = options.env ?? (process.env.CLOUDFLARE_ENV || undefined);
+const configPath = options.config ?? `${root}wrangler.toml`;
+const shownPath = options.config ?? "wrangler.toml";
+
+/** @type {string[]} */
+const errors = [];
+/** @type {string[]} */
+const placeholders = [];
+/** @type {string[]} */
+const notes = [];
+
+// wrangler's own reader (the pinned wrangler's: `experimental_` is fine at a pinned version).
+const { experimental_readRawConfig } = await import("wrangler");
+let raw;
+try {
+  raw = experimental_readRawConfig({ config: configPath }).rawConfig;
+} catch (error) {
+  console.error(`✗ ${shownPath} cannot be read: ${error.message}`);
+  process.exit(1);
+}
+
+// Bindings and [vars] are not inherited by an environment: [env.NAME] declares its own.
+const section = envName === undefined ? raw : raw.env?.[envName];
+const where = (table) => (envName === undefined ? table : table.replace(/^(\[+)/, `$1env.${envName}.`));
+if (section === undefined) {
+  console.error(`✗ ${shownPath} has no [env.${envName}] section`);
+  process.exit(1);
+}
+
+/** All zeros (dashes aside), or an obvious stand-in like <id> or xxxx. */
+const isPlaceholder = (id) => /^[0-]+$/.test(id) || /[<>]|x{4}|your|placeholder|todo/i.test(id);
+
+for (const [i, namespace] of (section.kv_namespaces ?? []).entries()) {
+  const name = `${where("[[kv_namespaces]]")} ${namespace.binding ?? `#${i + 1}`}`;
+  if (namespace.id === undefined) notes.push(`${name}: no id: \`wrangler deploy\` creates a namespace for it`);
+  else if (typeof namespace.id !== "string" || isPlaceholder(namespace.id)) {
+    placeholders.push(
+      `${name}: id "${namespace.id}" is a placeholder: run \`npx wrangler kv namespace create ${namespace.binding}\` and put the id it prints here`,
+    );
+  } else if (!/^[0-9a-f]{32}$/i.test(namespace.id)) errors.push(`${name}: id "${namespace.id}" is not a KV namespace id (32 hexadecimal digits)`);
+}
+
+for (const [i, database] of (section.d1_databases ?? []).entries()) {
+  const name = `${where("[[d1_databases]]")} ${database.binding ?? `#${i + 1}`}`;
+  if (typeof database.database_id === "string" && isPlaceholder(database.database_id)) {
+    placeholders.push(
+      `${name}: database_id "${database.database_id}" is a placeholder: run \`npx wrangler d1 create ${database.database_name ?? "<name>"}\` and put the id it prints here`,
+    );
+  }
+}
+
+for (const [i, limiter] of (section.ratelimits ?? []).entries()) {
+  const name = `${where("[[ratelimits]]")} ${limiter.name ?? `#${i + 1}`}`;
+  if (limiter.namespace_id === undefined || limiter.namespace_id === "") {
+    errors.push(`${name}: namespace_id is missing: set any number unique to this limiter in your account, e.g. namespace_id = "1001"`);
+  } else if (!/^\d+$/.test(String(limiter.namespace_id)))
+    errors.push(`${name}: namespace_id "${limiter.namespace_id}" must be a positive whole number, as a string`);
+  if (!limiter.simple || !Number.isInteger(limiter.simple.limit) || limiter.simple.limit < 1) {
+    errors.push(`${name}: simple.limit must be a positive whole number, e.g. simple = { limit = 20, period = 60 }`);
+  }
+  if (limiter.simple && limiter.simple.period !== 10 && limiter.simple.period !== 60) errors.push(`${name}: simple.period must be 10 or 60 (seconds)`);
+}
+
+// [vars]: each value as the relay would judge it, setting by setting. A rule that ties a setting
+// to another (FORWARD_SECRET with ORIGIN_URL) is not judged: the other is usually a secret.
+const vars = section.vars ?? {};
+const { parseSettings, parseGroup, providers } = await loadRelay();
+const relaySettingNames = Object.keys(parseSettings({}).settings);
+const known = new Map(relaySettingNames.map((name) => [name, "the relay"]));
+for (const provider of Object.values(providers)) for (const name of Object.keys(provider.settings.shape)) known.set(name, provider.name);
+const present = (setting) => Object.hasOwn(vars, setting);
+
+/** Each refused setting once, with what it configures (MAX_EVENT_AGE_SECONDS serves several providers). */
+const refused = new Map();
+const refuse = (setting, problem, feature) => {
+  const entry = refused.get(setting) ?? { problem, features: [] };
+  entry.features.push(feature);
+  refused.set(setting, entry);
+};
+for (const problem of parseSettings(vars).problems) if (present(problem.setting)) refuse(problem.setting, problem.problem, problem.feature);
+for (const provider of Object.values(providers)) {
+  for (const problem of parseGroup(provider.settings, vars).problems) if (present(problem.setting)) refuse(problem.setting, problem.problem, provider.name);
+}
+for (const [setting, { problem, features }] of refused) {
+  const value = vars[setting];
+  const what = typeof value === "string" ? problem : `must be a quoted string: ${setting} = "${value}"`;
+  errors.push(`${where("[vars]")} ${setting} ${what} (the relay would refuse it; it configures ${features.join(", ")})`);
+}
+for (const name of Object.keys(vars)) {
+  if (!known.has(name)) errors.push(`${where("[vars]")} ${name}: the relay reads no setting of this name (a typo?); settings: README.md, "Settings"`);
+  else if (/SECRET|TOKEN/.test(name) && typeof vars[name] === "string" && vars[name].trim() !== "") {
+    errors.push(`${where("[vars]")} ${name} is a secret: remove it from ${shownPath} and run \`npx wrangler secret put ${name}\``);
+  }
+}
+
+const unique = [...new Set(errors)];
+const label = envName === undefined ? shownPath : `${shownPath} [env.${envName}]`;
+for (const note of notes) console.log(`  note: ${note}`);
+const allowedBy = options["allow-placeholders"] ? "--allow-placeholders" : "CHECK_ALLOW_PLACEHOLDERS";
+if (allowPlaceholders) for (const placeholder of placeholders) console.log(`  allowed (${allowedBy}): ${placeholder}`);
+const failures = [...unique, ...(allowPlaceholders ? [] : placeholders)];
+if (failures.length > 0) {
+  console.error(`✗ ${label}: ${failures.length} problem${failures.length === 1 ? "" : "s"} to fix before deploying:`);
+  for (const failure of failures) console.error(`  - ${failure}`);
+  if (!allowPlaceholders && placeholders.length > 0) {
+    console.error("  (placeholders only matter for a real deploy: CHECK_ALLOW_PLACEHOLDERS=1 npm run check builds the bundle anyway)");
+  }
+  process.exit(1);
+}
+console.log(`✓ ${label}: ids, rate limiters and [vars] (${Object.keys(vars).length} checked with the relay's schemas) are fine`);
