@@ -5,6 +5,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { CLAIM_SHARDS, claimShardName, fnv1a } from "../src/claims/shard";
 import { claimsStub } from "../src/claims/stub";
 import { unique } from "./support/callbacks";
+import { rowsWrittenBy } from "./support/rows-written";
 
 const MINUTE = 60_000;
 /** A claims object of its own per test, so tests never share a shard. */
@@ -45,16 +46,8 @@ describe("CallbackClaims", () => {
       const afterFirst = count();
       // Within the minute, claims only insert: count what one writes.
       expire();
-      const exec = sql.exec.bind(sql);
-      const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
-      sql.exec = function counted<T extends Record<string, SqlStorageValue>>(query: string, ...bindings: unknown[]): SqlStorageCursor<T> {
-        const cursor = exec<T>(query, ...bindings);
-        cursors.push(cursor);
-        return cursor;
-      };
-      await instance.claim("second", "c", Date.now() + MINUTE);
-      sql.exec = exec;
-      return { afterFirst, afterSecond: count(), rowsWritten: cursors.reduce((sum, cursor) => sum + cursor.rowsWritten, 0) };
+      const rowsWritten = await rowsWrittenBy(sql, () => instance.claim("second", "c", Date.now() + MINUTE));
+      return { afterFirst, afterSecond: count(), rowsWritten };
     });
     expect(measured).toEqual({ afterFirst: 1, afterSecond: 42, rowsWritten: 1 });
   });

@@ -12,6 +12,7 @@ import { webhookBody } from "../src/delivery/webhook";
 import { retryNow, runAlarm, useSettings } from "./support/conversation-object";
 import { attempts, deliveredReceipts, script } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
+import { rowsWrittenBy } from "./support/rows-written";
 
 /** Runs `body` with an Outbox over a fresh object's storage, created at the latest schema. */
 function withOutbox<T>(body: (outbox: Outbox, sql: SqlStorage) => T): Promise<T> {
@@ -108,22 +109,14 @@ describe("the outbox state machine", () => {
     }));
 
   it("writes one row per receipt accepted and one per delivery (no index, no bookkeeping rows)", () =>
-    withOutbox((outbox, sql) => {
-      const exec = sql.exec.bind(sql);
-      const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
-      sql.exec = function counted<T extends Record<string, SqlStorageValue>>(query: string, ...bindings: unknown[]): SqlStorageCursor<T> {
-        const cursor = exec<T>(query, ...bindings);
-        cursors.push(cursor);
-        return cursor;
-      };
-      const written = () => cursors.reduce((sum, cursor) => sum + cursor.rowsWritten, 0);
-      enqueue(outbox, "c", 1, 1);
-      const accepted = written();
-      const head = outbox.head()!;
-      outbox.beginAttempt(head, 2, 3, 1);
-      outbox.delivered([head], 1, 2, 4, 200);
-      sql.exec = exec;
-      expect({ accepted, delivered: written() - accepted }).toEqual({ accepted: 1, delivered: 2 });
+    withOutbox(async (outbox, sql) => {
+      const accepted = await rowsWrittenBy(sql, () => enqueue(outbox, "c", 1, 1));
+      const delivered = await rowsWrittenBy(sql, () => {
+        const head = outbox.head()!;
+        outbox.beginAttempt(head, 2, 3, 1);
+        outbox.delivered([head], 1, 2, 4, 200);
+      });
+      expect({ accepted, delivered }).toEqual({ accepted: 1, delivered: 2 });
     }));
 });
 

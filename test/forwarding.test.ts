@@ -13,23 +13,12 @@ import { api, copy, samples, send, tencentPath, unique } from "./support/callbac
 import { stateNumber, outboxRows, publishNow, retryNow, runAlarm, scheduledAlarm, setState, useSettings } from "./support/conversation-object";
 import { attempts, delivered, script, waitFor } from "./support/origin-control";
 import { ROTATED_FORWARD_SECRET } from "./support/origin-types";
-import { makeReceipt, newConversation, stubFor } from "./support/receipts";
+import { acceptAll, makeReceipt, newConversation, stubFor } from "./support/receipts";
 import { TEST_FORWARD_SECRET, testSettings } from "./support/settings";
 
 const RETRY_STEPS_MS = testSettings.FORWARD_RETRY_SCHEDULE.split(",").map((seconds) => Number(seconds) * 1000);
 const ATTEMPTS_BEFORE_DEAD_LETTER = RETRY_STEPS_MS.length + 1;
 const TIMEOUT_MS = Number(testSettings.FORWARD_TIMEOUT_MS);
-
-async function acceptAll(conversation: string, from: number, count: number): Promise<string[]> {
-  const stub = stubFor(conversation);
-  const ids: string[] = [];
-  for (let n = from; n < from + count; n++) {
-    const receipt = makeReceipt(conversation, n);
-    expect(await stub.accept(receipt)).toBe("accepted");
-    ids.push(receipt.id);
-  }
-  return ids;
-}
 
 async function pending(conversation: string) {
   return z

@@ -8,21 +8,10 @@ import { z } from "zod";
 import { Receipt } from "../src/receipt";
 import { stateNumber, publishNow, retryNow, runAlarm, scheduledAlarm, setState, useSettings } from "./support/conversation-object";
 import { attempts, delivered, script, waitFor } from "./support/origin-control";
-import { makeReceipt, newConversation, stubFor } from "./support/receipts";
+import { acceptAll, makeReceipt, newConversation, stubFor } from "./support/receipts";
 
 /** The held back-off: 30 s, doubling, at most an hour. */
 const HELD_WAITS_S = [30, 60, 120, 240, 480, 960, 1920, 3600, 3600];
-
-async function acceptAll(conversation: string, from: number, count: number): Promise<string[]> {
-  const stub = stubFor(conversation);
-  const ids: string[] = [];
-  for (let n = from; n < from + count; n++) {
-    const receipt = makeReceipt(conversation, n);
-    expect(await stub.accept(receipt)).toBe("accepted");
-    ids.push(receipt.id);
-  }
-  return ids;
-}
 
 describe("held deliveries", () => {
   it("stores and queues receipts while ORIGIN_URL is unset, and delivers them in order once it is set", async () => {

@@ -1,4 +1,5 @@
 /** Normalized receipts for tests that talk to the object directly. */
+import { expect } from "vitest";
 import { env } from "cloudflare:workers";
 import { conversationStub } from "../../src/conversation/stub";
 import type { Receipt } from "../../src/receipt";
@@ -27,3 +28,15 @@ export function newConversation(): string {
 }
 
 export const stubFor = (conversation: string) => conversationStub(env, conversation);
+
+/** Accepts receipts `from`..`from + count - 1` of a conversation, each for the first time; their ids in order. */
+export async function acceptAll(conversation: string, from: number, count: number): Promise<string[]> {
+  const stub = stubFor(conversation);
+  const ids: string[] = [];
+  for (let n = from; n < from + count; n++) {
+    const receipt = makeReceipt(conversation, n);
+    expect(await stub.accept(receipt)).toBe("accepted");
+    ids.push(receipt.id);
+  }
+  return ids;
+}
