@@ -1,19 +1,26 @@
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 import { testSettings } from "./test/support/settings.ts";
 
 export default defineConfig({
   plugins: [
-    cloudflareTest(({ inject }) => ({
+    cloudflareTest(async ({ inject }) => ({
       wrangler: { configPath: "./wrangler.toml" },
       // Every setting is bound here, so a developer's .dev.vars cannot change what the tests see.
+      // TEST_MIGRATIONS: the D1 migrations, applied by test/support/d1-setup.ts.
       miniflare: {
-        bindings: { ...testSettings, ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}/receipts` },
+        bindings: {
+          ...testSettings,
+          ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}/receipts`,
+          TEST_MIGRATIONS: await readD1Migrations(fileURLToPath(new URL("./migrations", import.meta.url))),
+        },
       },
     })),
   ],
   test: {
     globalSetup: ["./test/support/global-setup.ts"],
+    setupFiles: ["./test/support/d1-setup.ts"],
     // Files run in parallel: the one origin answers each conversation as its test scripted it, and
     // no test changes it for others. Two workers keep the pool lean (each runs its own workerd).
     maxWorkers: 2,

@@ -18,6 +18,9 @@ export type LogKind =
   | "publish_failed"
   | "alarm_failed"
   | "arm_failed"
+  | "replay_started"
+  | "replay_failed"
+  | "replay_done"
   | "unhandled";
 
 export function log(level: "info" | "warn" | "error", msg: LogKind, fields: Record<string, unknown> = {}): void {

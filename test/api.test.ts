@@ -148,7 +148,7 @@ describe("API reads", () => {
   });
 
   it("answers unknown API routes with a 404 in the error shape", async () => {
-    const response = await api("/v1/conversations");
+    const response = await api("/v1/nothing-here");
     expect(response.status).toBe(404);
     expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
   });

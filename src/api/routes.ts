@@ -1,7 +1,8 @@
 /**
  * The app's API (Bearer ADMIN_TOKEN): a conversation's receipts, read state and outbox, replay of
  * dead letters, and the dead-letter index. Reads come from the KV read model unless
- * `?consistent=true` asks the object, which is the truth.
+ * `?consistent=true` asks the object, which is the truth. The relay-wide conversation index (D1),
+ * a conversation's summary and bulk replays are in conversations.ts.
  */
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
@@ -11,6 +12,7 @@ import { DEAD_LETTER_PREFIX, DeadLetterEntry, DeadLetterMetadata, isHashedKey, S
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse } from "../http";
+import { conversationSummary, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { describeProblems, settingsOf, type Settings } from "../settings";
@@ -86,14 +88,32 @@ const notYet = () =>
     "no snapshot of this conversation yet; the read model lags the store by a second or so: add ?consistent=true to ask the store",
   );
 
+const validateConversation = createMiddleware<ApiEnv>(async function validateConversation(c, next) {
+  const conversation = Conversation.safeParse(c.req.param("conversation"));
+  if (!conversation.success) return apiError(400, "invalid_conversation", `the conversation key must be 1 to ${MAX_CONVERSATION_CHARS} characters`);
+  c.set("conversation", conversation.data);
+  await next();
+});
+
 export const apiRoutes = new Hono<ApiEnv>()
   // Only on the API's own routes, so that any other /v1 path is a plain 404.
-  .use("/conversations/:conversation/*", requireApiEnabled, requireAdminToken, async function validateConversation(c, next) {
-    const conversation = Conversation.safeParse(c.req.param("conversation"));
-    if (!conversation.success) return apiError(400, "invalid_conversation", `the conversation key must be 1 to ${MAX_CONVERSATION_CHARS} characters`);
-    c.set("conversation", conversation.data);
-    await next();
+  .use("/conversations/:conversation/*", requireApiEnabled, requireAdminToken, validateConversation)
+  // The relay-wide index (D1): every conversation, filtered, in key order, a page at a time.
+  .get("/conversations", requireApiEnabled, requireAdminToken, async (c) => {
+    const params = query(ListQuery, c.req.query());
+    if (!params.ok) return params.response;
+    return listConversations(c.env, params.value);
   })
+  // One conversation from its object: counts, last delivery, newest receipts with their delivery state.
+  .get("/conversations/:conversation", requireApiEnabled, requireAdminToken, validateConversation, async (c) => {
+    const recentLimit = c.var.settings.RECENT_LIMIT;
+    const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional() }, c.req.query());
+    if (!params.ok) return params.response;
+    return conversationSummary(c.env, c.var.conversation, params.value.limit ?? recentLimit);
+  })
+  // Bulk replay of every matching dead letter, as a durable job.
+  .post("/replays", requireApiEnabled, requireAdminToken, (c) => startReplay(c.env, c.req.raw))
+  .get("/replays/:id", requireApiEnabled, requireAdminToken, (c) => replayProgress(c.env, c.req.param("id")))
   .get("/conversations/:conversation/receipts", async (c) => {
     const conversation = c.var.conversation;
     const recentLimit = c.var.settings.RECENT_LIMIT;

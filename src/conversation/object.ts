@@ -11,6 +11,7 @@ import { z } from "zod";
 import { attemptDelivery, nextAttemptDelay, type AttemptResult } from "../delivery/attempt";
 import { batchWebhookBody, batchWebhookId, webhookBody } from "../delivery/webhook";
 import { log } from "../log";
+import { INDEX_MIN_INTERVAL_MS, indexContent, indexDb, writeIndexRow } from "../ops/conversation-index";
 import { recordDelivery, type DeliveryOutcome } from "../ops/metrics";
 import { Receipt } from "../receipt";
 import { settingsOf, type Forwarding } from "../settings";
@@ -251,10 +252,16 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /**
-   * Writes the snapshot (unless SNAPSHOT_INTERVAL_SECONDS is 0) and the dead-letter index entry
-   * when something changed and the interval has passed; true when it wrote. Everything is read
-   * before the first await, so RPCs that run meanwhile cannot make it inconsistent; their changes
-   * go out next time.
+   * Writes the snapshot (unless SNAPSHOT_INTERVAL_SECONDS is 0), the dead-letter index entry and
+   * the conversation's row of the D1 index (when `DB` is bound) when something changed and the
+   * interval has passed; true when it wrote. Everything is read before the first await, so RPCs
+   * that run meanwhile cannot make it inconsistent; their changes go out next time.
+   *
+   * The D1 row is written only when its content changed (its text is kept as `indexed_row`), after
+   * KV: a D1 failure fails the publication, which is retried with its back-off. With `DB` bound and
+   * SNAPSHOT_INTERVAL_SECONDS=0, a publication is still at most once a minute
+   * (INDEX_MIN_INTERVAL_MS; `published_at` is then recorded too): the dead-letter entry and the
+   * row lag by up to that minute, as a snapshot would.
    */
   private async publish(): Promise<boolean> {
     const conversation = this.conversation();
@@ -266,19 +273,30 @@ export class Conversation extends DurableObject<Env> {
     const snapshot = settings.SNAPSHOT_INTERVAL_SECONDS > 0 ? snapshotJson(this.sql, this.outbox, conversation, settings.RECENT_LIMIT, now) : undefined;
     const entry = deadLetterEntry(this.outbox, conversation);
     const publishedEntry = this.stateText("indexed_entry");
+    const db = indexDb(this.env);
+    const content = db ? indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), entry) : undefined;
+    const row = content ? JSON.stringify(content) : "";
+    const indexedRow = this.stateText("indexed_row");
     const entryText = await publishToKv(this.env.RECEIPTS_KV, conversation, snapshot, entry, publishedEntry);
+    if (db && content && row !== indexedRow) await writeIndexRow(db, content, now);
     this.ctx.storage.transactionSync(() => {
       if (entryText !== publishedEntry) this.setState("indexed_entry", entryText);
-      if (snapshot !== undefined) this.setState("published_at", String(now));
+      if (db && row !== indexedRow) this.setState("indexed_row", row);
+      if (snapshot !== undefined || db) this.setState("published_at", String(now));
     });
     this.publishedVersion = version;
     return true;
   }
 
-  /** KV takes one write per second per key, and a snapshot is worth one per interval; after a failed write, wait longer. */
+  /**
+   * KV takes one write per second per key, and a snapshot is worth one per interval (the D1 row
+   * one per interval too, and one a minute at most when there is no snapshot); after a failed
+   * write, wait longer.
+   */
   private publishDueAt(): number {
     const { settings } = settingsOf(this.env);
-    const interval = Math.max(settings.SNAPSHOT_INTERVAL_SECONDS * 1000, 1000);
+    const interval =
+      settings.SNAPSHOT_INTERVAL_SECONDS === 0 && indexDb(this.env) ? INDEX_MIN_INTERVAL_MS : Math.max(settings.SNAPSHOT_INTERVAL_SECONDS * 1000, 1000);
     return Math.max(this.stateNumber("published_at") + interval, this.stateNumber("publish_retry_at"));
   }
 
@@ -296,13 +314,16 @@ export class Conversation extends DurableObject<Env> {
       else times.push(this.stateNumber("held_retry_at"));
     }
     if (this.version > this.publishedVersion) times.push(this.publishDueAt());
+    const current = await this.ctx.storage.getAlarm();
     if (times.length === 0) {
-      if (replace) await this.ctx.storage.deleteAlarm();
+      if (replace && current !== null) await this.ctx.storage.deleteAlarm();
       return;
     }
-    const wanted = Math.max(Math.min(...times), Date.now());
-    const current = replace ? null : await this.ctx.storage.getAlarm();
-    if (current === null || current > wanted) await this.ctx.storage.setAlarm(wanted);
+    const now = Date.now();
+    const wanted = Math.max(Math.min(...times), now);
+    // Setting an alarm is a write: not when the one set is already right (or, from an RPC, earlier).
+    if (replace ? current === wanted : current !== null && current <= wanted) return;
+    await this.ctx.storage.setAlarm(wanted);
   }
 
   // ---- storage helpers -----------------------------------------------------------------------

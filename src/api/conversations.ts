@@ -1,0 +1,173 @@
+/**
+ * The relay-wide side of the API (mounted in routes.ts behind the same token): the conversation
+ * index from D1, one conversation's summary from its object, and bulk replays as durable jobs.
+ * Plain functions of the env and validated values; routes.ts does the HTTP.
+ */
+import { z } from "zod";
+import type { Delivery } from "../conversation/object";
+import { conversationStub } from "../conversation/stub";
+import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
+import { apiError, jsonResponse } from "../http";
+import { describeIssue } from "../providers/provider";
+import { describeRow, IndexRow, IndexStatus, indexDb, keyParts, listIndex, MAX_INDEX_PAGE } from "../ops/conversation-index";
+import { ReplayFilter, type ReplayStatus } from "../ops/replay-job";
+import { Receipt } from "../receipt";
+
+export const indexDisabled = () =>
+  apiError(503, "index_disabled", "the conversation index is off: bind a D1 database as DB (wrangler.toml, [[d1_databases]]) to turn it on");
+
+/** Query parameters of GET /v1/conversations. */
+export const ListQuery = {
+  provider: z.string().min(1).max(64).optional(),
+  status: IndexStatus.optional(),
+  prefix: z.string().min(1).max(4096).optional(),
+  cursor: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined) return undefined;
+      const key = decodeCursor(value);
+      if (key === undefined) ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
+      return key;
+    }),
+  limit: z.coerce.number().int().min(1).max(MAX_INDEX_PAGE).optional(),
+};
+
+/** The cursor is the last key of the page, base64url: opaque to callers, and safe in a URL. */
+const encodeCursor = (key: string) => toBase64(utf8(key)).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+function decodeCursor(cursor: string): string | undefined {
+  const standard = cursor.replaceAll("-", "+").replaceAll("_", "/");
+  const bytes = fromBase64(standard.padEnd(Math.ceil(standard.length / 4) * 4, "="));
+  if (!bytes) return undefined;
+  try {
+    const key = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    return key.length > 0 ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function listConversations(env: Env, params: z.infer<z.ZodObject<typeof ListQuery>>): Promise<Response> {
+  const db = indexDb(env);
+  if (!db) return indexDisabled();
+  const { rows, next } = await listIndex(db, params, params.limit ?? 100, params.cursor);
+  return jsonResponse(200, { conversations: rows.map(describeRow), ...(next !== undefined ? { cursor: encodeCursor(next) } : {}) });
+}
+
+/** The object's outbox is read a page at a time; past this many pages the counts say `complete: false`. */
+const MAX_PAGES = 20;
+const PAGE = 1000;
+
+/**
+ * One conversation from its object: the counts of pending and failed deliveries (the outbox
+ * paged), the last delivery, and the newest receipts each with its delivery state. The delivery
+ * rows of the newest receipts are read from the end of the table: the index's accepted total (the
+ * highest sequence number, lagging by at most an interval) tells where the end is; without it the
+ * table is paged from its start.
+ */
+export async function conversationSummary(env: Env, conversation: string, limit: number): Promise<Response> {
+  const stub = conversationStub(env, conversation);
+  // Validated rather than inferred through the RPC stub's types (too deep for tsc).
+  const receipts = z
+    .array(Receipt)
+    .nullable()
+    .parse(await stub.recent(limit));
+  if (!receipts) return apiError(404, "conversation_not_found", "the relay has never stored a receipt of this conversation");
+
+  let pending = 0;
+  let failed = 0;
+  let oldestFailedAt: string | undefined;
+  let lastError: string | undefined;
+  let lastFailedAt = "";
+  let complete = true;
+  for (let after = 0, pages = 0; ; pages++) {
+    if (pages === MAX_PAGES) {
+      complete = false;
+      break;
+    }
+    const page = (await stub.deliveries(undefined, PAGE, after)) ?? [];
+    for (const delivery of page) {
+      if (delivery.status === "pending") pending++;
+      else if (delivery.status === "failed") {
+        failed++;
+        if (delivery.failedAt && (!oldestFailedAt || delivery.failedAt < oldestFailedAt)) oldestFailedAt = delivery.failedAt;
+        if ((delivery.failedAt ?? "") >= lastFailedAt) {
+          lastFailedAt = delivery.failedAt ?? "";
+          lastError = delivery.lastError ?? "";
+        }
+      }
+    }
+    if (page.length < PAGE) break;
+    after = page[page.length - 1]!.seq;
+  }
+
+  const db = indexDb(env);
+  const indexed = db ? await db.prepare("SELECT * FROM conversations WHERE key = ?").bind(conversation).first() : null;
+  const hint = indexed ? IndexRow.parse(indexed).accepted : 0;
+  const tail = new Map<string, Delivery>();
+  let accepted = 0;
+  let lastDelivery: Delivery | undefined;
+  for (let after = Math.max(0, hint - limit), pages = 0; pages < MAX_PAGES; pages++) {
+    const page = (await stub.deliveries("all", PAGE, after)) ?? [];
+    for (const delivery of page) {
+      tail.set(delivery.receiptId, delivery);
+      accepted = Math.max(accepted, delivery.seq);
+      if (delivery.deliveredAt && (!lastDelivery?.deliveredAt || delivery.deliveredAt >= lastDelivery.deliveredAt)) lastDelivery = delivery;
+    }
+    if (page.length < PAGE) break;
+    after = page[page.length - 1]!.seq;
+  }
+
+  return jsonResponse(200, {
+    conversation,
+    ...keyParts(conversation),
+    accepted,
+    deliveries: { pending, failed, ...(complete ? {} : { complete: false }) },
+    ...(oldestFailedAt ? { oldestFailedAt } : {}),
+    ...(lastError !== undefined ? { lastError } : {}),
+    ...(lastDelivery ? { lastDeliveredAt: lastDelivery.deliveredAt, lastLatencyMs: lastDelivery.latencyMs } : {}),
+    receipts: receipts.map((receipt) => {
+      const delivery = tail.get(receipt.id);
+      return {
+        ...receipt,
+        delivery: delivery
+          ? {
+              status: delivery.status,
+              attempts: delivery.attempts,
+              ...(delivery.lastStatus !== undefined ? { lastStatus: delivery.lastStatus } : {}),
+              ...(delivery.lastError !== undefined ? { lastError: delivery.lastError } : {}),
+              ...(delivery.deliveredAt ? { deliveredAt: delivery.deliveredAt, latencyMs: delivery.latencyMs } : {}),
+              ...(delivery.failedAt ? { failedAt: delivery.failedAt } : {}),
+              ...(delivery.nextAttemptAt && delivery.status === "pending" ? { nextAttemptAt: delivery.nextAttemptAt } : {}),
+            }
+          : null,
+      };
+    }),
+  });
+}
+
+const replayStub = (env: Env, id: string) => env.REPLAYS.get(env.REPLAYS.idFromName(id));
+const ReplayId = z.uuid();
+
+export async function startReplay(env: Env, request: Request): Promise<Response> {
+  if (!indexDb(env)) return indexDisabled();
+  let body: unknown;
+  try {
+    const text = await request.text();
+    body = text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    return apiError(400, "invalid_body", 'the body must be JSON: { "provider"?: string, "prefix"?: string }');
+  }
+  const filter = ReplayFilter.safeParse(body);
+  if (!filter.success) return apiError(400, "invalid_body", describeIssue(filter.error.issues));
+  const id = crypto.randomUUID();
+  const status = await replayStub(env, id).start(id, filter.data);
+  return jsonResponse(202, status, { location: `/v1/replays/${id}` });
+}
+
+export async function replayProgress(env: Env, id: string): Promise<Response> {
+  const notFound = () => apiError(404, "replay_not_found", "no replay with this id");
+  if (!ReplayId.safeParse(id).success) return notFound();
+  const status = await replayStub(env, id).progress();
+  return status ? jsonResponse(200, status) : notFound();
+}

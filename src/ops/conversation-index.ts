@@ -1,0 +1,202 @@
+/**
+ * The relay-wide conversation index in D1 (binding `DB`, table `conversations`,
+ * migrations/0001_conversations.sql): one row per conversation, so an operator can list every
+ * conversation, find the failing ones and replay their dead letters without knowing their keys.
+ *
+ * Each conversation's object is the only writer of its row. It writes from `publish()`, coalesced
+ * like the KV read model (at most once per SNAPSHOT_INTERVAL_SECONDS; once a minute when that is
+ * 0), with one upsert, and only when the row's content changed (the text last written is kept in
+ * the object's `state` as `indexed_row`). The objects stay the truth: a row may lag its object by
+ * one interval, longer while D1 fails (the publication is then retried with its back-off).
+ *
+ * Everything the row holds comes from storage at publish time, cheaply: the accepted total is the
+ * highest sequence number (in memory), the last receipt is one primary-key lookup, the counts and
+ * dead letters are what the KV publication reads anyway, and the last delivery is the delivered
+ * receipt with the highest sequence number, found walking the rowid down from the end (receipts
+ * are delivered in order, so that is the latest delivery, except just after a replay of older dead
+ * letters). Nothing is written per receipt.
+ */
+import { z } from "zod";
+import type { Outbox } from "../conversation/outbox";
+import { DELIVERED } from "../conversation/schema";
+import type { DeadLetterEntry } from "../conversation/snapshot";
+
+/** With SNAPSHOT_INTERVAL_SECONDS=0 (no snapshot), a conversation still writes its row at most this often. */
+export const INDEX_MIN_INTERVAL_MS = 60_000;
+/** The largest page of the index one call returns. */
+export const MAX_INDEX_PAGE = 1000;
+
+/** One conversation's row, as stored (snake_case, times ISO-8601 UTC). */
+export const IndexRow = z.object({
+  key: z.string(),
+  provider: z.string(),
+  app: z.string(),
+  chat: z.string(),
+  accepted: z.number(),
+  last_receipt_at: z.string().nullable(),
+  pending: z.number(),
+  failed: z.number(),
+  oldest_failed_at: z.string().nullable(),
+  last_error: z.string().nullable(),
+  last_delivered_at: z.string().nullable(),
+  last_latency_ms: z.number().nullable(),
+  updated_at: z.string(),
+});
+export type IndexRow = z.infer<typeof IndexRow>;
+/** The row without its time of writing: what decides whether it changed. */
+export type IndexContent = Omit<IndexRow, "updated_at">;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const LastReceipt = z.object({ accepted_at: z.number() });
+const LastDelivery = z.object({ accepted_at: z.number(), settled_at: z.number().nullable() });
+
+const decode = (part: string) => {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+};
+
+/**
+ * Provider, app and chat kind from a conversation key (`<provider>:<app>:u:…`, `…:g:…`, or OpenIM's
+ * per-reader `…:r:…`; docs/design.md, "Conversation keys"). Parts are percent-encoded.
+ */
+export function keyParts(key: string): { provider: string; app: string; chat: string } {
+  const [provider = "", app = "", kind = ""] = key.split(":");
+  const chat = kind === "u" ? "single" : kind === "g" || kind === "r" ? "group" : "unknown";
+  return { provider: decode(provider), app: decode(app), chat };
+}
+
+/** The row's content from the object's storage (read before any await, like the rest of a publication). */
+export function indexContent(
+  sql: SqlStorage,
+  outbox: Outbox,
+  key: string,
+  counts: { pending: number; failed: number },
+  entry: DeadLetterEntry | undefined,
+): IndexContent {
+  const last = sql.exec("SELECT accepted_at FROM receipts WHERE seq = ?", outbox.maxSeq).toArray()[0];
+  const delivered = sql.exec("SELECT accepted_at, settled_at FROM receipts WHERE status = ? ORDER BY seq DESC LIMIT 1", DELIVERED).toArray()[0];
+  const lastReceipt = last ? LastReceipt.parse(last) : undefined;
+  const lastDelivery = delivered ? LastDelivery.parse(delivered) : undefined;
+  const settledAt = lastDelivery?.settled_at ?? null;
+  return {
+    key,
+    ...keyParts(key),
+    accepted: outbox.maxSeq,
+    last_receipt_at: lastReceipt ? iso(lastReceipt.accepted_at) : null,
+    pending: counts.pending,
+    failed: counts.failed,
+    oldest_failed_at: entry?.oldestFailedAt ?? null,
+    last_error: entry?.lastError ?? null,
+    last_delivered_at: settledAt !== null ? iso(settledAt) : null,
+    last_latency_ms: lastDelivery && settledAt !== null ? settledAt - lastDelivery.accepted_at : null,
+  };
+}
+
+/** One upsert (never INSERT OR REPLACE, a delete and an insert). */
+export async function writeIndexRow(db: D1Database, row: IndexContent, updatedAt: number): Promise<void> {
+  await db
+    .prepare(
+      `INSERT INTO conversations (key, provider, app, chat, accepted, last_receipt_at, pending, failed, oldest_failed_at, last_error, last_delivered_at, last_latency_ms, updated_at)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+       ON CONFLICT (key) DO UPDATE SET provider = ?2, app = ?3, chat = ?4, accepted = ?5, last_receipt_at = ?6, pending = ?7, failed = ?8,
+         oldest_failed_at = ?9, last_error = ?10, last_delivered_at = ?11, last_latency_ms = ?12, updated_at = ?13`,
+    )
+    .bind(
+      row.key,
+      row.provider,
+      row.app,
+      row.chat,
+      row.accepted,
+      row.last_receipt_at,
+      row.pending,
+      row.failed,
+      row.oldest_failed_at,
+      row.last_error,
+      row.last_delivered_at,
+      row.last_latency_ms,
+      iso(updatedAt),
+    )
+    .run();
+}
+
+export const IndexStatus = z.enum(["failing", "pending", "ok"]);
+export type IndexStatus = z.infer<typeof IndexStatus>;
+export interface IndexFilter {
+  provider?: string | undefined;
+  status?: IndexStatus | undefined;
+  prefix?: string | undefined;
+}
+
+/** Above every character a key can hold (keys are percent-encoded ASCII): the end of a prefix range. */
+const PREFIX_END = "\u{10FFFF}";
+
+function where(filter: IndexFilter, after: string | undefined): { sql: string; params: (string | number)[] } {
+  const clauses: string[] = [];
+  const params: (string | number)[] = [];
+  if (filter.provider !== undefined) {
+    clauses.push("provider = ?");
+    params.push(filter.provider);
+  }
+  if (filter.status === "failing") clauses.push("failed > 0");
+  else if (filter.status === "pending") clauses.push("failed = 0 AND pending > 0");
+  else if (filter.status === "ok") clauses.push("failed = 0 AND pending = 0");
+  if (filter.prefix) {
+    clauses.push("key >= ? AND key < ?");
+    params.push(filter.prefix, filter.prefix + PREFIX_END);
+  }
+  if (after !== undefined) {
+    clauses.push("key > ?");
+    params.push(after);
+  }
+  return { sql: clauses.length > 0 ? `WHERE ${clauses.join(" AND ")}` : "", params };
+}
+
+/** A page of the index in key order, after the key `after`; `next` is the last key when more may follow. */
+export async function listIndex(db: D1Database, filter: IndexFilter, limit: number, after?: string): Promise<{ rows: IndexRow[]; next?: string }> {
+  const { sql, params } = where(filter, after);
+  const result = await db
+    .prepare(`SELECT * FROM conversations ${sql} ORDER BY key LIMIT ?`)
+    .bind(...params, limit + 1)
+    .all();
+  const rows = result.results.map((row) => IndexRow.parse(row));
+  if (rows.length <= limit) return { rows };
+  const page = rows.slice(0, limit);
+  return { rows: page, next: page[page.length - 1]?.key ?? "" };
+}
+
+const KeyRow = z.object({ key: z.string() });
+
+/** Keys of every conversation with dead letters that matches, in key order, a page at a time. */
+export async function failingKeys(db: D1Database, filter: Omit<IndexFilter, "status">, limit: number, after?: string): Promise<string[]> {
+  const { sql, params } = where({ ...filter, status: "failing" }, after);
+  const result = await db
+    .prepare(`SELECT key FROM conversations ${sql} ORDER BY key LIMIT ?`)
+    .bind(...params, limit)
+    .all();
+  return result.results.map((row) => KeyRow.parse(row).key);
+}
+
+/** Index rows as the API shows them (camelCase). */
+export function describeRow(row: IndexRow) {
+  return {
+    conversation: row.key,
+    provider: row.provider,
+    app: row.app,
+    chat: row.chat,
+    accepted: row.accepted,
+    lastReceiptAt: row.last_receipt_at,
+    pending: row.pending,
+    failed: row.failed,
+    oldestFailedAt: row.oldest_failed_at,
+    lastError: row.last_error,
+    lastDeliveredAt: row.last_delivered_at,
+    lastLatencyMs: row.last_latency_ms,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** The binding, or undefined when the deployment has none (the index is then off). */
+export const indexDb = (env: Env): D1Database | undefined => (env as { DB?: D1Database }).DB;

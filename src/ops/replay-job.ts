@@ -1,0 +1,184 @@
+/**
+ * A bulk replay of dead letters as a durable job (`POST /v1/replays`): one SQLite Durable Object
+ * per job (binding `REPLAYS`, named by the job id). At creation it snapshots, from the D1
+ * conversation index, the keys of every conversation with dead letters that matches the filter;
+ * then its alarm works through them in batches of REPLAY_BATCH, calling each conversation
+ * object's `retryDeadLetters()` (which requeues them in their original order, each keeping its
+ * webhook-id). Progress (a cursor over the snapshot and the total requeued) is in its own SQLite,
+ * updated once per batch, so the job survives evictions and restarts and resumes where it was.
+ *
+ * A conversation whose object fails is tried again (the batch stops there and the alarm comes
+ * back after REPLAY_RETRY_MS); after REPLAY_MAX_TRIES failures in a row it is skipped and counted
+ * in `skipped`, with the last error kept.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { z } from "zod";
+import { conversationStub } from "../conversation/stub";
+import { failingKeys, indexDb, type IndexFilter } from "./conversation-index";
+import { log } from "../log";
+
+export const REPLAY_BATCH = 25;
+const REPLAY_RETRY_MS = 30_000;
+const REPLAY_MAX_TRIES = 5;
+/** Keys read from D1 per query while taking the snapshot. */
+const SNAPSHOT_PAGE = 1000;
+
+export const ReplayFilter = z.strictObject({
+  provider: z.string().min(1).max(64).optional(),
+  prefix: z.string().min(1).max(4096).optional(),
+});
+export type ReplayFilter = z.infer<typeof ReplayFilter>;
+
+export interface ReplayStatus {
+  id: string;
+  status: "running" | "done";
+  filter: ReplayFilter;
+  conversations: { done: number; total: number };
+  requeued: number;
+  skipped: number;
+  createdAt: string;
+  finishedAt?: string;
+  lastError?: string;
+}
+
+const ValueRow = z.object({ value: z.string() });
+const KeyRow = z.object({ pos: z.number(), conversation: z.string() });
+const CountRow = z.object({ count: z.number() });
+
+export class ReplayJob extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+  }
+
+  /**
+   * Creates the job: snapshots the matching conversations and sets the alarm. Called once per id;
+   * a second call answers the job as it is.
+   */
+  async start(id: string, filter: ReplayFilter): Promise<ReplayStatus> {
+    const existing = this.status();
+    if (existing) return existing;
+    const db = indexDb(this.env);
+    if (!db) throw new Error("the conversation index (DB) is not bound");
+    const keys: string[] = [];
+    const indexFilter: IndexFilter = { provider: filter.provider, prefix: filter.prefix };
+    for (let after: string | undefined; ;) {
+      const page = await failingKeys(db, indexFilter, SNAPSHOT_PAGE, after);
+      keys.push(...page);
+      if (page.length < SNAPSHOT_PAGE) break;
+      after = page[page.length - 1];
+    }
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("CREATE TABLE job (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID");
+      this.sql.exec("CREATE TABLE items (pos INTEGER PRIMARY KEY, conversation TEXT NOT NULL)");
+      keys.forEach((key, i) => this.sql.exec("INSERT INTO items (pos, conversation) VALUES (?, ?)", i + 1, key));
+      this.set("id", id);
+      this.set("filter", JSON.stringify(filter));
+      this.set("created_at", String(now));
+      this.set("total", String(keys.length));
+      this.set("cursor", "0");
+      this.set("requeued", "0");
+      this.set("skipped", "0");
+      if (keys.length === 0) this.set("finished_at", String(now));
+    });
+    if (keys.length > 0) await this.ctx.storage.setAlarm(now);
+    log("info", "replay_started", { replay: id, conversations: keys.length });
+    const status = this.status();
+    if (!status) throw new Error("replay job not stored");
+    return status;
+  }
+
+  /** The job's progress, or null for an id never started (reading creates no storage). */
+  async progress(): Promise<ReplayStatus | null> {
+    return this.status();
+  }
+
+  override alarm(): Promise<void> {
+    const run = this.running.then(() => this.runBatch());
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  /** One batch: up to REPLAY_BATCH conversations, progress recorded after each. */
+  private async runBatch(): Promise<void> {
+    if (!this.started() || this.text("finished_at")) return;
+    const id = this.text("id");
+    const cursor = Number(this.text("cursor"));
+    const batch = this.sql
+      .exec("SELECT pos, conversation FROM items WHERE pos > ? ORDER BY pos LIMIT ?", cursor, REPLAY_BATCH)
+      .toArray()
+      .map((row) => KeyRow.parse(row));
+    for (const item of batch) {
+      try {
+        const result = await conversationStub(this.env, item.conversation).retryDeadLetters();
+        this.ctx.storage.transactionSync(() => {
+          this.set("cursor", String(item.pos));
+          this.set("requeued", String(Number(this.text("requeued")) + (result?.requeued ?? 0)));
+          if (this.text("tries")) this.sql.exec("DELETE FROM job WHERE key = 'tries'");
+        });
+      } catch (error) {
+        const tries = Number(this.text("tries") || 0) + 1;
+        log("error", "replay_failed", { replay: id, conversation: item.conversation, tries, error: String(error) });
+        this.ctx.storage.transactionSync(() => {
+          this.set("last_error", `${item.conversation}: ${String(error)}`);
+          if (tries < REPLAY_MAX_TRIES) {
+            this.set("tries", String(tries));
+          } else {
+            this.set("cursor", String(item.pos));
+            this.set("skipped", String(Number(this.text("skipped")) + 1));
+            this.sql.exec("DELETE FROM job WHERE key = 'tries'");
+          }
+        });
+        if (tries < REPLAY_MAX_TRIES) {
+          await this.ctx.storage.setAlarm(Date.now() + REPLAY_RETRY_MS);
+          return;
+        }
+      }
+    }
+    const total = Number(this.text("total"));
+    if (Number(this.text("cursor")) >= total) {
+      this.set("finished_at", String(Date.now()));
+      log("info", "replay_done", { replay: id, requeued: Number(this.text("requeued")), skipped: Number(this.text("skipped")) });
+      return;
+    }
+    // More to do: the next batch in a fresh alarm run, so that one run stays short.
+    await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  private status(): ReplayStatus | null {
+    if (!this.started()) return null;
+    const total = Number(this.text("total"));
+    const finishedAt = this.text("finished_at");
+    const lastError = this.text("last_error");
+    const done = Number(this.text("cursor"));
+    return {
+      id: this.text("id"),
+      status: finishedAt ? "done" : "running",
+      filter: ReplayFilter.parse(JSON.parse(this.text("filter"))),
+      conversations: { done, total },
+      requeued: Number(this.text("requeued")),
+      skipped: Number(this.text("skipped")),
+      createdAt: new Date(Number(this.text("created_at"))).toISOString(),
+      ...(finishedAt ? { finishedAt: new Date(Number(finishedAt)).toISOString() } : {}),
+      ...(lastError ? { lastError } : {}),
+    };
+  }
+
+  private started(): boolean {
+    const row = this.sql.exec("SELECT count(*) AS count FROM sqlite_master WHERE type = 'table' AND name = 'job'").toArray()[0];
+    return CountRow.parse(row).count > 0;
+  }
+
+  private text(key: string): string {
+    const row = this.sql.exec("SELECT value FROM job WHERE key = ?", key).toArray()[0];
+    return row ? ValueRow.parse(row).value : "";
+  }
+
+  private set(key: string, value: string): void {
+    this.sql.exec("INSERT INTO job (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", key, value);
+  }
+}
