@@ -1051,7 +1051,11 @@ try {
     quiet && ["KV puts per receipt, quiet conversation, default interval ≤ 0.1", quiet.kv_puts_per_receipt, (v) => v <= 0.1],
     quiet && ["object requests per quiet forwarded receipt ≤ 2", quiet.object_requests_per_receipt, (v) => v <= 2],
     quiet && ["USD per million receipts, quiet and forwarded ≤ 6", usd["quiet conversation, forwarded"], (v) => v <= 6],
-    hot[1] && ["hot conversation, FORWARD_BATCH_MAX=100, origin 50 ms: forwarding capacity ≥ 1,000 receipts/s", hot[1].capacity_rps, (v) => v !== null && v >= 1000],
+    hot[1] && [
+      "hot conversation, FORWARD_BATCH_MAX=100, origin 50 ms: forwarding capacity ≥ 1,000 receipts/s",
+      hot[1].capacity_rps,
+      (v) => v !== null && v >= 1000,
+    ],
     hot[1] && ["hot conversation, FORWARD_BATCH_MAX=100: backlog not growing", hot[1].backlog_growing ? "growing" : "bounded", (v) => v === "bounded"],
     scenarios.find((s) => s.id === "accepted_1") && [
       "accepted into one conversation: relay/no-op ≥ 0.35",
