@@ -16,7 +16,6 @@ export type LogKind =
   | "delivery_failed"
   | "deliveries_held"
   | "publish_failed"
-  | "alarm_failed"
   | "arm_failed"
   | "replay_started"
   | "replay_failed"
