@@ -5,20 +5,24 @@
  */
 import { ignoredEvents, type ProviderStatus } from "./ingest";
 import { providers } from "./providers";
-import { settingsOf, type SettingProblem } from "./settings";
+import { alertingOf, settingsOf, type SettingProblem } from "./settings";
 
 export interface Health {
   status: "ok" | "degraded" | "down";
   providers: Record<string, ProviderStatus>;
   forwarding: { state: "on" } | { state: "held"; reason: string };
   api: { state: "on" } | { state: "off"; reason: string };
+  /** Alerts to ALERT_URL (docs/alerts-and-stats.md): on with their format, or off and why. */
+  alerts: { state: "on"; format: "standard" | "slack" } | { state: "off"; reason: string };
   /** Every malformed setting, with the feature it turns off. */
   problems: SettingProblem[];
   ignoredEventsSinceStart: Record<string, number>;
 }
 
 export function healthOf(env: Env): Health {
-  const { settings, problems: relayProblems, forwarding } = settingsOf(env);
+  const relay = settingsOf(env);
+  const { settings, problems: relayProblems, forwarding } = relay;
+  const alerting = alertingOf(relay);
   const statuses = Object.fromEntries([...providers.values()].map((ingestor) => [ingestor.name, ingestor.status(env)]));
   const problems: SettingProblem[] = [
     ...Object.entries(statuses).flatMap(([name, status]) =>
@@ -38,6 +42,7 @@ export function healthOf(env: Env): Health {
     providers: statuses,
     forwarding: forwarding.state === "on" ? { state: "on" } : forwarding,
     api,
+    alerts: alerting.state === "on" ? { state: "on", format: alerting.format } : alerting,
     problems,
     ignoredEventsSinceStart: Object.fromEntries(ignoredEvents),
   };

@@ -20,6 +20,9 @@ export type LogKind =
   | "replay_started"
   | "replay_failed"
   | "replay_done"
+  | "alert_sent"
+  | "alert_failed"
+  | "alerts_failed"
   | "unhandled";
 
 export function log(level: "info" | "warn" | "error", msg: LogKind, fields: Record<string, unknown> = {}): void {

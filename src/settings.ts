@@ -4,7 +4,8 @@
  *
  * A malformed setting disables only the feature it configures (docs/operations.md, "Settings
  * problems"): a provider's own settings (declared in its file) that provider; the forwarding
- * settings hold deliveries (receipts are still accepted and queued); ADMIN_TOKEN the API; a
+ * settings hold deliveries (receipts are still accepted and queued); ADMIN_TOKEN the API; the ALERT_*
+ * settings alerts only (`alertingOf`, docs/alerts-and-stats.md); a
  * malformed RECENT_LIMIT or SNAPSHOT_INTERVAL_SECONDS falls back to its default. Receipts are never refused for a setting
  * that does not concern the provider that sent them.
  */
@@ -76,6 +77,18 @@ const RelaySettings = z.object({
   // The KV snapshot of a conversation at most this often; 0 turns the KV read model off.
   SNAPSHOT_INTERVAL_SECONDS: optional(integer(0, 86_400)).default(60),
   ADMIN_TOKEN: optional(z.string().trim().min(16, "must be at least 16 characters")),
+  // Alerts (docs/alerts-and-stats.md): off while ALERT_URL is unset.
+  ALERT_URL: optional(
+    z
+      .string()
+      .trim()
+      .pipe(z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })),
+  ),
+  // Signs alerts like deliveries; unset, the FORWARD_SECRET keys sign them.
+  ALERT_SECRET: optional(list(z.string(), "secret").pipe(z.array(forwardKey).max(5, "must list at most 5 secrets"))),
+  // No schema defaults: unset stays undefined, and alertingOf applies DEFAULT_ALERT_AFTER_SECONDS and "standard".
+  ALERT_AFTER_SECONDS: optional(integer(60, 86_400)),
+  ALERT_FORMAT: optional(z.enum(["standard", "slack"], { error: "must be standard or slack" })),
 });
 export type Settings = z.infer<typeof RelaySettings>;
 
@@ -88,6 +101,10 @@ const RELAY_FEATURES: Record<keyof Settings, Feature> = {
   FORWARD_BATCH_MAX: "forwarding",
   SNAPSHOT_INTERVAL_SECONDS: "read model",
   ADMIN_TOKEN: "api",
+  ALERT_URL: "alerts",
+  ALERT_SECRET: "alerts",
+  ALERT_AFTER_SECONDS: "alerts",
+  ALERT_FORMAT: "alerts",
 };
 
 export interface ParsedGroup<T> {
@@ -124,11 +141,17 @@ export function parseGroup<T extends z.ZodObject>(
 export type Forwarding =
   { state: "on"; origin: string; keys: Uint8Array[]; schedule: number[]; timeoutMs: number; batchMax: number } | { state: "held"; reason: string };
 
+/** Where alerts stand: sent to `url` (signed with `keys` unless Slack), or off and why. */
+export type Alerting =
+  { state: "on"; url: string; format: "standard" | "slack"; keys: Uint8Array[]; afterSeconds: number; timeoutMs: number } | { state: "off"; reason: string };
+
 export interface RelaySettingsResult {
   settings: Settings;
   problems: SettingProblem[];
   forwarding: Forwarding;
 }
+
+export const DEFAULT_ALERT_AFTER_SECONDS = 300;
 
 export function describeProblems(problems: readonly { setting: string; problem: string }[]): string {
   return problems.map(({ setting, problem }) => `setting ${setting} ${problem}`).join("; ");
@@ -143,7 +166,31 @@ export function parseSettings(env: Record<string, unknown>): RelaySettingsResult
   if (settings.ORIGIN_URL && !settings.FORWARD_SECRET && !problems.some((problem) => problem.setting === "FORWARD_SECRET")) {
     problems.push({ setting: "FORWARD_SECRET", feature: "forwarding", problem: "must be set when ORIGIN_URL is set" });
   }
+  if (
+    settings.ALERT_URL &&
+    settings.ALERT_FORMAT !== "slack" &&
+    !settings.ALERT_SECRET &&
+    !settings.FORWARD_SECRET &&
+    !problems.some((problem) => problem.setting === "ALERT_SECRET")
+  ) {
+    problems.push({ setting: "ALERT_SECRET", feature: "alerts", problem: "must be set when ALERT_URL is set and FORWARD_SECRET is not" });
+  }
   return { settings, problems, forwarding: forwardingOf(settings, problems) };
+}
+
+/** Where alerts stand, from the parsed settings: a malformed alert setting turns off alerts only. */
+export function alertingOf({ settings, problems }: Pick<RelaySettingsResult, "settings" | "problems">): Alerting {
+  const broken = problems.filter((problem) => problem.feature === "alerts");
+  if (broken.length > 0) return { state: "off", reason: describeProblems(broken) };
+  if (!settings.ALERT_URL) return { state: "off", reason: "ALERT_URL is not set" };
+  return {
+    state: "on",
+    url: settings.ALERT_URL,
+    format: settings.ALERT_FORMAT ?? "standard",
+    keys: settings.ALERT_SECRET ?? settings.FORWARD_SECRET ?? [],
+    afterSeconds: settings.ALERT_AFTER_SECONDS ?? DEFAULT_ALERT_AFTER_SECONDS,
+    timeoutMs: settings.FORWARD_TIMEOUT_MS,
+  };
 }
 
 const featureBySetting = new Map<string, Feature>(Object.entries(RELAY_FEATURES));

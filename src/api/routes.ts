@@ -16,6 +16,9 @@ import { conversationSummary, ListQuery, listConversations, replayProgress, star
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { describeProblems, settingsOf, type Settings } from "../settings";
+import { indexDb } from "../ops/conversation-index";
+import { relayStats, StatsWindow } from "../ops/stats";
+import { indexDisabled } from "./conversations";
 
 type ApiEnv = { Bindings: Env; Variables: { settings: Settings; conversation: string } };
 
@@ -114,6 +117,14 @@ export const apiRoutes = new Hono<ApiEnv>()
   // Bulk replay of every matching dead letter, as a durable job.
   .post("/replays", requireApiEnabled, requireAdminToken, (c) => startReplay(c.env, c.req.raw))
   .get("/replays/:id", requireApiEnabled, requireAdminToken, (c) => replayProgress(c.env, c.req.param("id")))
+  // Relay-wide figures from the index (src/ops/stats.ts).
+  .get("/stats", requireApiEnabled, requireAdminToken, async (c) => {
+    const params = query({ window: StatsWindow.optional() }, c.req.query());
+    if (!params.ok) return params.response;
+    const db = indexDb(c.env);
+    if (!db) return indexDisabled();
+    return jsonResponse(200, await relayStats(db, params.value.window ?? "24h", Date.now()));
+  })
   .get("/conversations/:conversation/receipts", async (c) => {
     const conversation = c.var.conversation;
     const recentLimit = c.var.settings.RECENT_LIMIT;

@@ -68,6 +68,8 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
   const verifiers = [secret, ROTATED_FORWARD_SECRET].map((known) => ({ secret: known, webhook: new Webhook(known) }));
   const scripts = new Map<string, Step[]>();
   const attempts: Attempt[] = [];
+  /** Alerts POSTed to the control server's /alerts (ALERT_URL in the alert tests), as they came. */
+  const alerts: { headers: Record<string, string>; body: string; at: number }[] = [];
   const sockets = new Set<Socket>();
 
   const origin = createServer(async (request, response) => {
@@ -121,6 +123,15 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
       scripts.set(conversation, z.array(Step).parse(JSON.parse(await readBody(request))));
       return send(response, 200, { ok: true });
     }
+    // A tiny alert receiver: records every POST (headers and body) and answers as ?status= says.
+    if (request.method === "POST" && url.pathname === "/alerts") {
+      const body = await readBody(request);
+      const headers = Object.fromEntries(["content-type", "webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => [name, header(request, name)]));
+      alerts.push({ headers, body, at: Date.now() });
+      const status = Number(url.searchParams.get("status") ?? "200");
+      return send(response, status, { ok: status < 300 }, { connection: "close" });
+    }
+    if (request.method === "GET" && url.pathname === "/alerts") return send(response, 200, alerts);
     if (request.method === "GET" && url.pathname === "/attempts") {
       return send(
         response,

@@ -1,0 +1,238 @@
+// Alerts: the pure decisions (what to alert, digests, Slack) and one evaluation through `scheduled`
+// with D1 rows, POSTing a signed alert to the test origin's alert recorder.
+import { describe, expect, it } from "vitest";
+import { createExecutionContext, createScheduledController } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { inject } from "vitest";
+import { z } from "zod";
+import { app } from "../src/app";
+import worker from "../src/index";
+import { fromBase64 } from "../src/crypto/encoding";
+import { signWebhook } from "../src/delivery/webhook";
+import {
+  ALERT_COOLDOWN_MS,
+  alertBody,
+  alertId,
+  alertRequest,
+  deadLetterWindow,
+  DIGEST_KEYS,
+  FIRST_WINDOW_MS,
+  indexLagMs,
+  nextState,
+  planAlerts,
+  readAlertState,
+  slackText,
+  type AlertState,
+  type Group,
+  type Observation,
+} from "../src/ops/alerts";
+import { keyParts, writeIndexRow, type IndexContent } from "../src/ops/conversation-index";
+import { alertingOf, parseSettings } from "../src/settings";
+import { unique } from "./support/callbacks";
+import { TEST_FORWARD_SECRET } from "./support/settings";
+import "./support/provided-context";
+
+const none: Group = { conversations: 0, total: 0, keys: [], errors: [] };
+const some = (n: number, errors: string[] = []): Group => ({
+  conversations: n,
+  total: n * 2,
+  keys: Array.from({ length: Math.min(n, DIGEST_KEYS) }, (_, i) => `tencent:1400000001:u:k${i}`),
+  errors,
+});
+const NOW = Date.UTC(2030, 0, 1, 12, 0, 0);
+const WINDOW = { since: NOW - 180_000, cutoff: NOW - 120_000 };
+const AFTER = 300;
+const kinds = (observation: Observation, state?: AlertState, now = NOW) => planAlerts(state, observation, now, WINDOW, AFTER).map((alert) => alert.kind);
+
+describe("what to alert (pure)", () => {
+  it("the first evaluation looks one minute back from the cutoff, which trails now by the index lag", () => {
+    expect(indexLagMs(1)).toBe(120_000);
+    expect(indexLagMs(300)).toBe(360_000);
+    expect(deadLetterWindow(undefined, NOW, 120_000)).toEqual({ since: NOW - 120_000 - FIRST_WINDOW_MS, cutoff: NOW - 120_000 });
+  });
+
+  it("sends a dead_letter digest with at most 20 keys, the rest counted, and distinct errors", () => {
+    const [alert, ...rest] = planAlerts(undefined, { deadLetters: some(25, ["a", "a", "b"]), stuck: none }, NOW, WINDOW, AFTER);
+    expect(rest).toEqual([]);
+    expect(alert).toMatchObject({ kind: "dead_letter", conversations: 25, total: 50, moreKeys: 5, errors: ["a", "b"] });
+    expect(alert?.keys).toHaveLength(20);
+    expect(alert?.since).toBe(new Date(WINDOW.since).toISOString());
+  });
+
+  it("coalesces: at most one alert per kind per 15 minutes, and keeps the dead-letter window open meanwhile", () => {
+    const observation = { deadLetters: some(1), stuck: none };
+    const sent = nextState(undefined, observation, NOW, WINDOW, new Set(["dead_letter"]));
+    expect(sent).toMatchObject({ deadLetterSince: WINDOW.cutoff, sentAt: { dead_letter: NOW } });
+    const later = NOW + 5 * 60_000;
+    expect(kinds(observation, sent, later)).toEqual([]);
+    const held = nextState(sent, observation, later, { since: WINDOW.cutoff, cutoff: later - 120_000 }, new Set());
+    expect(held.deadLetterSince).toBe(WINDOW.cutoff);
+    expect(kinds(observation, held, NOW + ALERT_COOLDOWN_MS)).toEqual(["dead_letter"]);
+  });
+
+  it("moves the window on when nothing is waiting, and keeps it after a failed POST", () => {
+    expect(nextState(undefined, { deadLetters: none, stuck: none }, NOW, WINDOW, new Set()).deadLetterSince).toBe(WINDOW.cutoff);
+    const failed = nextState(undefined, { deadLetters: some(2), stuck: none }, NOW, WINDOW, new Set());
+    expect(failed).toMatchObject({ deadLetterSince: WINDOW.since, sentAt: { dead_letter: null } });
+  });
+
+  it("raises origin_failing while conversations are stuck, then sends recovered once none is", () => {
+    const failing = { deadLetters: none, stuck: some(3, ["origin answered 503"]) };
+    expect(kinds(failing)).toEqual(["origin_failing"]);
+    const raised = nextState(undefined, failing, NOW, WINDOW, new Set(["origin_failing"]));
+    expect(raised.failingRaised).toBe(true);
+    // Reminded every 15 minutes while it holds.
+    expect(kinds(failing, raised, NOW + 60_000)).toEqual([]);
+    expect(kinds(failing, raised, NOW + ALERT_COOLDOWN_MS)).toEqual(["origin_failing"]);
+    const healthy = { deadLetters: none, stuck: none };
+    expect(kinds(healthy, raised, NOW + 60_000)).toEqual(["recovered"]);
+    const recovered = nextState(raised, healthy, NOW + 60_000, WINDOW, new Set(["recovered"]));
+    expect(recovered.failingRaised).toBe(false);
+    expect(kinds(healthy, recovered, NOW + 120_000)).toEqual([]);
+    // Never raised: nothing to recover from.
+    expect(kinds(healthy)).toEqual([]);
+  });
+
+  it("writes Standard Webhooks bodies, alert ids and Slack text", () => {
+    const [alert] = planAlerts(undefined, { deadLetters: some(21, ["origin answered 400"]), stuck: none }, NOW, WINDOW, AFTER);
+    const body = JSON.parse(alertBody(alert!));
+    expect(body).toMatchObject({ type: "alert.dead_letter", timestamp: new Date(NOW).toISOString(), data: { conversations: 21, total: 42, moreKeys: 1 } });
+    expect(alertId(alert!)).toBe(`alert:dead_letter:${NOW / 1000}`);
+    const text = slackText(alert!);
+    expect(text).toContain("21 conversation(s) with new dead letters (42 dead letters in all)");
+    expect(text).toContain("and 1 more");
+    expect(text).toContain("origin answered 400");
+    const [failing] = planAlerts(undefined, { deadLetters: none, stuck: some(1) }, NOW, WINDOW, AFTER);
+    expect(slackText(failing!)).toContain("more than 300 s");
+  });
+
+  it("signs standard alerts; Slack's {text} goes unsigned", async () => {
+    const [alert] = planAlerts(undefined, { deadLetters: some(1), stuck: none }, NOW, WINDOW, AFTER);
+    const key = fromBase64(TEST_FORWARD_SECRET.slice("whsec_".length))!;
+    const base = { state: "on" as const, url: "https://alerts.example/hook", keys: [key], afterSeconds: AFTER, timeoutMs: 1000 };
+    const standard = await alertRequest({ ...base, format: "standard" }, alert!);
+    expect(standard.headers["webhook-id"]).toBe(`alert:dead_letter:${NOW / 1000}`);
+    expect(standard.headers["webhook-signature"]).toBe(await signWebhook(key, standard.headers["webhook-id"]!, NOW / 1000, standard.body));
+    const slack = await alertRequest({ ...base, format: "slack" }, alert!);
+    expect(slack.headers["webhook-signature"]).toBeUndefined();
+    expect(JSON.parse(slack.body)).toEqual({ text: slackText(alert!) });
+  });
+});
+
+describe("alert settings", () => {
+  it("are off without ALERT_URL, with defaults otherwise; the forward secret signs by default", () => {
+    expect(alertingOf(parseSettings({}))).toEqual({ state: "off", reason: "ALERT_URL is not set" });
+    const on = alertingOf(parseSettings({ ALERT_URL: "https://alerts.example/hook", FORWARD_SECRET: TEST_FORWARD_SECRET }));
+    expect(on).toMatchObject({ state: "on", format: "standard", afterSeconds: 300 });
+    expect(on.state === "on" && on.keys).toHaveLength(1);
+  });
+
+  it("a malformed alert setting turns off alerts only, and shows in the problems", () => {
+    const result = parseSettings({ ALERT_URL: "https://alerts.example/hook", ALERT_FORMAT: "teams", FORWARD_SECRET: TEST_FORWARD_SECRET });
+    expect(result.problems).toEqual([{ setting: "ALERT_FORMAT", feature: "alerts", problem: "must be standard or slack" }]);
+    expect(alertingOf(result)).toEqual({ state: "off", reason: "setting ALERT_FORMAT must be standard or slack" });
+    const unsigned = parseSettings({ ALERT_URL: "https://alerts.example/hook" });
+    expect(unsigned.problems.map((problem) => problem.setting)).toEqual(["ALERT_SECRET"]);
+    expect(alertingOf(parseSettings({ ALERT_URL: "https://hooks.slack.example/x", ALERT_FORMAT: "slack" }))).toMatchObject({ state: "on", keys: [] });
+    expect(alertingOf(parseSettings({ ALERT_URL: "https://a.example", ALERT_AFTER_SECONDS: "5", FORWARD_SECRET: TEST_FORWARD_SECRET })).state).toBe("off");
+  });
+});
+
+const Recorded = z.array(z.object({ headers: z.record(z.string(), z.string()), body: z.string() }));
+const alertsUrl = (query = "") => `http://127.0.0.1:${inject("controlPort")}/alerts${query}`;
+async function recorded(id: string) {
+  const all = Recorded.parse(await (await fetch(alertsUrl())).json());
+  return all.filter((alert) => alert.headers["webhook-id"] === id);
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+async function row(key: string, content: Partial<IndexContent>, at: number): Promise<void> {
+  const base: IndexContent = {
+    key,
+    ...keyParts(key),
+    accepted: 1,
+    last_receipt_at: iso(at),
+    pending: 0,
+    failed: 0,
+    oldest_failed_at: null,
+    last_error: null,
+    last_delivered_at: null,
+    last_latency_ms: null,
+  };
+  await writeIndexRow(env.DB, { ...base, ...content }, at);
+}
+
+async function runScheduled(at: number, overrides: Record<string, string>): Promise<void> {
+  await worker.scheduled(createScheduledController({ scheduledTime: at, cron: "* * * * *" }), { ...env, ...overrides } as Env);
+}
+
+describe("the Cron Trigger", () => {
+  // Far in the future, so that rows other tests write (at today's times) fall outside the windows.
+  const T = Date.UTC(2100, 0, 1, 0, 0, 0) + Math.floor(Math.random() * 1000) * 3_600_000;
+  const lag = indexLagMs(Number(env.SNAPSHOT_INTERVAL_SECONDS));
+
+  it("POSTs a signed dead_letter digest and an origin_failing one, and records the state in D1", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const dead = unique("tencent:1400000001:u:alert-dead-");
+    const stuck = unique("tencent:1400000001:u:alert-stuck-");
+    await row(dead, { failed: 2, oldest_failed_at: iso(T - lag - 30_000), last_error: "origin answered 400: nope" }, T - lag);
+    await row(stuck, { pending: 4, last_receipt_at: iso(T - 3_600_000) }, T - 3_600_000);
+    await runScheduled(T, { ALERT_URL: alertsUrl() });
+
+    const [alert] = await recorded(`alert:dead_letter:${T / 1000}`);
+    expect(alert).toBeDefined();
+    const key = fromBase64(TEST_FORWARD_SECRET.slice("whsec_".length))!;
+    expect(alert!.headers["webhook-signature"]).toBe(await signWebhook(key, `alert:dead_letter:${T / 1000}`, T / 1000, alert!.body));
+    expect(alert!.headers["webhook-timestamp"]).toBe(String(T / 1000));
+    expect(JSON.parse(alert!.body)).toMatchObject({
+      type: "alert.dead_letter",
+      data: { conversations: 1, total: 2, keys: [dead], errors: ["origin answered 400: nope"] },
+    });
+    const [failing] = await recorded(`alert:origin_failing:${T / 1000}`);
+    expect(JSON.parse(failing!.body)).toMatchObject({ type: "alert.origin_failing", data: { afterSeconds: 300 } });
+    expect(JSON.parse(failing!.body).data.conversations).toBeGreaterThanOrEqual(1);
+
+    const state = await readAlertState(env.DB);
+    expect(state).toMatchObject({ checkedAt: T, deadLetterSince: T - lag, failingRaised: true, sentAt: { dead_letter: T, origin_failing: T } });
+  });
+
+  it("a failed alert changes nothing, and the next minute sends it", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const T2 = T + 86_400_000;
+    const dead = unique("tencent:1400000001:u:alert-retry-");
+    await row(dead, { failed: 1, oldest_failed_at: iso(T2 - lag - 10_000), last_error: "origin answered 410" }, T2 - lag);
+    await runScheduled(T2, { ALERT_URL: alertsUrl("?status=500") });
+    expect(await recorded(`alert:dead_letter:${T2 / 1000}`)).toHaveLength(1);
+    const held = await readAlertState(env.DB);
+    expect(held).toMatchObject({ deadLetterSince: T2 - lag - FIRST_WINDOW_MS, sentAt: { dead_letter: null } });
+
+    await runScheduled(T2 + 60_000, { ALERT_URL: alertsUrl() });
+    const [retried] = await recorded(`alert:dead_letter:${T2 / 1000 + 60}`);
+    expect(JSON.parse(retried!.body).data.keys).toEqual([dead]);
+    expect(await readAlertState(env.DB)).toMatchObject({ deadLetterSince: T2 + 60_000 - lag, sentAt: { dead_letter: T2 + 60_000 } });
+  });
+
+  it("does nothing while ALERT_URL is unset", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    await runScheduled(T + 2 * 86_400_000, {});
+    expect(await readAlertState(env.DB)).toBeUndefined();
+  });
+});
+
+describe("/healthz shows alerts", () => {
+  const health = async (overrides: Record<string, string>) =>
+    (await app.fetch(new Request("http://relay.test/healthz"), { ...env, ...overrides }, createExecutionContext())).json();
+
+  it("off without ALERT_URL, on with its format, and off with the problem when a setting is malformed", async () => {
+    expect(await health({})).toMatchObject({ status: "ok", alerts: { state: "off", reason: "ALERT_URL is not set" } });
+    expect(await health({ ALERT_URL: "https://hooks.slack.example/x", ALERT_FORMAT: "slack" })).toMatchObject({
+      status: "ok",
+      alerts: { state: "on", format: "slack" },
+    });
+    expect(await health({ ALERT_URL: "https://alerts.example/hook", ALERT_AFTER_SECONDS: "soon" })).toMatchObject({
+      status: "degraded",
+      alerts: { state: "off", reason: "setting ALERT_AFTER_SECONDS must be a whole number" },
+      problems: [{ setting: "ALERT_AFTER_SECONDS", feature: "alerts", problem: "must be a whole number" }],
+    });
+  });
+});
