@@ -26,11 +26,11 @@ import {
   type Group,
   type Observation,
 } from "../src/ops/alerts";
-import { keyParts, writeIndexRow, type IndexContent } from "../src/ops/conversation-index";
 import { alertingOf, parseSettings } from "../src/settings";
 import { unique } from "./support/callbacks";
 import { TEST_FORWARD_SECRET } from "./support/settings";
 import "./support/provided-context";
+import { indexRow, iso } from "./support/index-rows";
 
 const none: Group = { conversations: 0, total: 0, keys: [], errors: [] };
 const some = (n: number, errors: string[] = []): Group => ({
@@ -145,23 +145,6 @@ async function recorded(id: string) {
   return all.filter((alert) => alert.headers["webhook-id"] === id);
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
-async function row(key: string, content: Partial<IndexContent>, at: number): Promise<void> {
-  const base: IndexContent = {
-    key,
-    ...keyParts(key),
-    accepted: 1,
-    last_receipt_at: iso(at),
-    pending: 0,
-    failed: 0,
-    oldest_failed_at: null,
-    last_error: null,
-    last_delivered_at: null,
-    last_latency_ms: null,
-  };
-  await writeIndexRow(env.DB, { ...base, ...content }, at);
-}
-
 async function runScheduled(at: number, overrides: Record<string, string>): Promise<void> {
   await worker.scheduled(createScheduledController({ scheduledTime: at, cron: "* * * * *" }), { ...env, ...overrides } as Env);
 }
@@ -175,8 +158,8 @@ describe("the Cron Trigger", () => {
     await env.DB.prepare("DELETE FROM alert_state").run();
     const dead = unique("tencent:1400000001:u:alert-dead-");
     const stuck = unique("tencent:1400000001:u:alert-stuck-");
-    await row(dead, { failed: 2, oldest_failed_at: iso(T - lag - 30_000), last_error: "origin answered 400: nope" }, T - lag);
-    await row(stuck, { pending: 4, last_receipt_at: iso(T - 3_600_000) }, T - 3_600_000);
+    await indexRow(dead, { failed: 2, oldest_failed_at: iso(T - lag - 30_000), last_error: "origin answered 400: nope" }, T - lag);
+    await indexRow(stuck, { pending: 4, last_receipt_at: iso(T - 3_600_000) }, T - 3_600_000);
     await runScheduled(T, { ALERT_URL: alertsUrl() });
 
     const [alert] = await recorded(`alert:dead_letter:${T / 1000}`);
@@ -200,7 +183,7 @@ describe("the Cron Trigger", () => {
     await env.DB.prepare("DELETE FROM alert_state").run();
     const T2 = T + 86_400_000;
     const dead = unique("tencent:1400000001:u:alert-retry-");
-    await row(dead, { failed: 1, oldest_failed_at: iso(T2 - lag - 10_000), last_error: "origin answered 410" }, T2 - lag);
+    await indexRow(dead, { failed: 1, oldest_failed_at: iso(T2 - lag - 10_000), last_error: "origin answered 410" }, T2 - lag);
     await runScheduled(T2, { ALERT_URL: alertsUrl("?status=500") });
     expect(await recorded(`alert:dead_letter:${T2 / 1000}`)).toHaveLength(1);
     const held = await readAlertState(env.DB);

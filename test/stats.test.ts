@@ -4,26 +4,9 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
-import { keyParts, writeIndexRow, type IndexContent } from "../src/ops/conversation-index";
 import { percentile, percentileOffset, PRECISION } from "../src/ops/stats";
 import { ADMIN_TOKEN, api, unique } from "./support/callbacks";
-
-const iso = (ms: number) => new Date(ms).toISOString();
-async function row(key: string, content: Partial<IndexContent>, at: number): Promise<void> {
-  const base: IndexContent = {
-    key,
-    ...keyParts(key),
-    accepted: 1,
-    last_receipt_at: iso(at),
-    pending: 0,
-    failed: 0,
-    oldest_failed_at: null,
-    last_error: null,
-    last_delivered_at: null,
-    last_latency_ms: null,
-  };
-  await writeIndexRow(env.DB, { ...base, ...content }, at);
-}
+import { indexRow, iso } from "./support/index-rows";
 
 const Stats = z.object({
   window: z.enum(["1h", "24h"]),
@@ -57,9 +40,9 @@ describe("GET /v1/stats", () => {
     const pending = unique("tencent:1400000001:u:stats-pending-");
     const failing = unique("tencent:1400000001:u:stats-failing-");
     const old = unique("tencent:1400000001:u:stats-old-");
-    await row(pending, { pending: 5, last_receipt_at: iso(now - 600_000), last_delivered_at: iso(now - 300_000), last_latency_ms: 120 }, now);
-    await row(failing, { failed: 3, oldest_failed_at: iso(now - 900_000), last_error: "origin answered 400" }, now);
-    await row(old, { last_receipt_at: iso(now - 3 * 3_600_000), last_delivered_at: iso(now - 3 * 3_600_000), last_latency_ms: 999_999 }, now);
+    await indexRow(pending, { pending: 5, last_receipt_at: iso(now - 600_000), last_delivered_at: iso(now - 300_000), last_latency_ms: 120 }, now);
+    await indexRow(failing, { failed: 3, oldest_failed_at: iso(now - 900_000), last_error: "origin answered 400" }, now);
+    await indexRow(old, { last_receipt_at: iso(now - 3 * 3_600_000), last_delivered_at: iso(now - 3 * 3_600_000), last_latency_ms: 999_999 }, now);
 
     const response = await api("/v1/stats?window=1h");
     expect(response.status).toBe(200);
