@@ -17,6 +17,7 @@ import { Receipt } from "../receipt";
 import { settingsOf, type Forwarding } from "../settings";
 import { Outbox, type Delivery, type DeliveryFilter, type ReceiptRow } from "./outbox";
 import { deadLetterEntry, publishToKv, snapshotJson } from "./publisher";
+import { acceptViewer, broadcast, PING, PONG } from "./live-tail";
 import { foldReadState, ReadState } from "./read-state";
 import { createLatest, migrate, schemaVersion } from "./schema";
 
@@ -57,6 +58,8 @@ export class Conversation extends DurableObject<Env> {
     this.sql = ctx.storage.sql;
     this.outbox = new Outbox(this.sql);
     this.exists = schemaVersion(this.sql) > 0;
+    // Live-tail viewers' keep-alives are answered without waking the object (live-tail.ts).
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
     if (!this.exists) return;
     // Migrations, then memory, then an outbox left without an alarm (the platform gave up
     // retrying one, or forwarding came back after a restart) resumes: all before any request.
@@ -100,6 +103,7 @@ export class Conversation extends DurableObject<Env> {
     });
     this.outbox.committed(seq, receipt.id, now);
     this.version++;
+    broadcast(this.ctx, { type: "receipt", seq, acceptedAt: new Date(now).toISOString(), receipt });
     if (this.outbox.pruneDue()) this.ctx.storage.transactionSync(() => this.outbox.prune(settings.RECENT_LIMIT, now));
     await this.armAlarm();
     return "accepted";
@@ -132,9 +136,26 @@ export class Conversation extends DurableObject<Env> {
     const requeued = this.ctx.storage.transactionSync(() => this.outbox.requeueFailed(Date.now()));
     if (requeued > 0) {
       this.version++;
+      broadcast(this.ctx, { type: "requeued", count: requeued, at: new Date().toISOString() });
       await this.armAlarm();
     }
     return { requeued };
+  }
+
+  /** The live tail (live-tail.ts): the only HTTP this object answers is a viewer's WebSocket upgrade. */
+  override async fetch(request: Request): Promise<Response> {
+    return acceptViewer(this.ctx, request, this.conversation());
+  }
+
+  /** Viewers only ever send keep-alives, answered by the platform; anything else is ignored. */
+  override webSocketMessage(): void {}
+
+  override webSocketClose(viewer: WebSocket, code: number): void {
+    try {
+      viewer.close(code === 1005 || code === 1006 ? 1000 : code, "closed");
+    } catch {
+      // Already closed.
+    }
   }
 
   // ---- alarm: delivery, then the read model -------------------------------------------------
@@ -213,14 +234,20 @@ export class Conversation extends DurableObject<Env> {
     if (!head) return "next";
     const conversation = this.conversation() ?? "";
     const fields = { conversation, receiptId: head.id, ...(rows.length > 1 ? { batch: rows.length } : {}), attempt: attempts };
-    const measure = (outcome: DeliveryOutcome) =>
-      recordDelivery(this.env.METRICS, {
-        conversation,
+    const measure = (outcome: DeliveryOutcome) => {
+      const status = result.status !== undefined ? { status: result.status } : {};
+      recordDelivery(this.env.METRICS, { conversation, outcome, ...status, ms: at - startedAt, attempt: attempts });
+      broadcast(this.ctx, {
+        type: "delivery",
+        receiptIds: rows.map((row) => row.id),
         outcome,
-        ...(result.status !== undefined ? { status: result.status } : {}),
+        ...status,
+        ...(result.kind !== "delivered" ? { error: result.error } : {}),
         ms: at - startedAt,
         attempt: attempts,
+        at: new Date(at).toISOString(),
       });
+    };
     if (result.kind === "delivered") {
       this.version++;
       this.outbox.delivered(rows, attempts, startedAt, at, result.status);
