@@ -325,11 +325,11 @@ describe("a malformed setting turns off only what it configures", () => {
   });
 
   it("an error escaping a route is a 500 in the API's shape (app.onError)", async () => {
-    const throwingKv = { ...env, RECEIPTS_KV: { list: () => Promise.reject(new Error("kv exploded")) } };
+    const throwingDb = { ...env, DB: { prepare: () => Promise.reject(new Error("d1 exploded")) } };
     const context = createExecutionContext();
     const response = await app.fetch(
       new Request("http://relay.test/v1/dead-letters", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
-      throwingKv,
+      throwingDb,
       context,
     );
     expect(response.status).toBe(500);

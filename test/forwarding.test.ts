@@ -7,6 +7,7 @@ import { PENDING } from "../src/conversation/schema";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
+import { deadLetterKey } from "../src/conversation/snapshot";
 import { RETRY_JITTER } from "../src/delivery/attempt";
 import { singleConversationKey } from "../src/receipt";
 import { api, copy, samples, send, tencentPath, unique } from "./support/callbacks";
@@ -234,8 +235,8 @@ describe("forwarding to the origin", () => {
     expect(await delivered(conversation)).toEqual(ids);
   });
 
-  it("lists dead letters of a conversation with a hashed key by its real key, each once across pages", async () => {
-    // Tencent allows 32-byte user ids; percent-encoded, non-ASCII ones grow past KV's key limit.
+  it("lists conversations with dead letters from the D1 index, long keys too, each once across pages", async () => {
+    // Tencent allows 32-byte user ids; percent-encoded, non-ASCII ones grow long.
     const hashed = singleConversationKey("tencent", "1400000001", `${unique("读")}${"读".repeat(30)}`, "者".repeat(30));
     const conversations = [newConversation(), hashed, newConversation()];
     for (const conversation of conversations) {
@@ -250,6 +251,25 @@ describe("forwarding to the origin", () => {
     for (const conversation of conversations) {
       expect(listed.filter((entry) => entry.conversation === conversation)).toMatchObject([{ conversation, failed: 1 }]);
     }
+  });
+
+  it("keeps no dead-letter entry in KV: one left from before the D1 index is deleted once", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await script(conversation, [{ status: 400 }]);
+    await acceptAll(conversation, 1, 1);
+    await runAlarm(stub);
+    await publishNow(stub);
+    const legacyKey = await deadLetterKey(conversation);
+    expect(await env.RECEIPTS_KV.get(legacyKey)).toBeNull();
+    // As an object published before the upgrade left it: a KV entry, remembered in state.
+    await env.RECEIPTS_KV.put(legacyKey, JSON.stringify({ conversation, failed: 1, oldestFailedAt: new Date().toISOString(), lastError: "x" }));
+    await runInDurableObject(stub, (_, state) => state.storage.sql.exec("INSERT INTO state (key, value) VALUES ('indexed_entry', 'legacy')"));
+    await stub.accept(makeReceipt(conversation, 2));
+    await runAlarm(stub);
+    await publishNow(stub);
+    expect(await env.RECEIPTS_KV.get(legacyKey)).toBeNull();
+    expect(await runInDurableObject(stub, (_, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM state WHERE key = 'indexed_entry'").one().n)).toBe(0);
   });
 
   it("resumes pending deliveries after the object is evicted", async () => {

@@ -1,6 +1,6 @@
 /**
  * The app's API (Bearer ADMIN_TOKEN): a conversation's receipts, read state and outbox, replay of
- * dead letters, and the dead-letter index. Reads come from the KV read model unless
+ * dead letters, and the conversations holding them. Reads come from the KV read model unless
  * `?consistent=true` asks the object, which is the truth. The relay-wide conversation index (D1),
  * a conversation's summary and bulk replays are in conversations.ts.
  */
@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { DeliveryFilter, MAX_DELIVERIES_PAGE } from "../conversation/object";
-import { DEAD_LETTER_PREFIX, DeadLetterEntry, DeadLetterMetadata, isHashedKey, Snapshot, snapshotKey } from "../conversation/snapshot";
+import { Snapshot, snapshotKey } from "../conversation/snapshot";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse } from "../http";
@@ -178,19 +178,10 @@ export const apiRoutes = new Hono<ApiEnv>()
     const { requeued } = retried;
     return jsonResponse(200, { conversation: conversation, requeued });
   })
+  // Conversations holding dead letters: the index's failing view (D1), with the same paging.
   .get("/dead-letters", requireApiEnabled, requireAdminToken, async (c) => {
-    const params = query({ cursor: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }, c.req.query());
+    const { status: _status, ...shape } = ListQuery;
+    const params = query(shape, c.req.query());
     if (!params.ok) return params.response;
-    const listed = await c.env.RECEIPTS_KV.list({ prefix: DEAD_LETTER_PREFIX, limit: params.value.limit ?? 1000, cursor: params.value.cursor ?? null });
-    const conversations = await Promise.all(
-      listed.keys.map(async (key) => {
-        const metadata = DeadLetterMetadata.safeParse(key.metadata);
-        // A conversation too long for a key name is in the entry itself (rare: one more read).
-        const conversation = isHashedKey(key.name, DEAD_LETTER_PREFIX)
-          ? DeadLetterEntry.safeParse(await c.env.RECEIPTS_KV.get(key.name, "json")).data?.conversation
-          : key.name.slice(DEAD_LETTER_PREFIX.length);
-        return conversation === undefined ? [] : [{ conversation, ...(metadata.success ? metadata.data : {}) }];
-      }),
-    ).then((entries) => entries.flat());
-    return jsonResponse(200, { conversations, ...(listed.list_complete ? {} : { cursor: listed.cursor }) });
+    return listConversations(c.env, { ...params.value, status: "failing" });
   });

@@ -11,7 +11,8 @@ import { z } from "zod";
 import { attemptDelivery, nextAttemptDelay, type AttemptResult } from "../delivery/attempt";
 import { batchWebhookBody, batchWebhookId, webhookBody } from "../delivery/webhook";
 import { log } from "../log";
-import { INDEX_MIN_INTERVAL_MS, indexContent, indexDb, writeIndexRow } from "../ops/conversation-index";
+import { bucketOf, nextActivity } from "../ops/activity";
+import { activityOf, INDEX_MIN_INTERVAL_MS, type IndexContent, indexContent, indexDb, parseIndexedRow, writeIndexRow } from "../ops/conversation-index";
 import { recordDelivery, type DeliveryOutcome } from "../ops/metrics";
 import { Receipt } from "../receipt";
 import { settingsOf, type Forwarding } from "../settings";
@@ -52,6 +53,8 @@ export class Conversation extends DurableObject<Env> {
   /** Changes since the last publication, in memory; after a restart, whether storage changed since. */
   private version = 0;
   private publishedVersion = 0;
+  /** Duplicates per activity bucket since the last publication (src/ops/activity.ts): they leave no row. */
+  private readonly duplicates = new Map<number, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -92,7 +95,11 @@ export class Conversation extends DurableObject<Env> {
       });
       this.exists = true;
     }
-    if (this.outbox.has(receipt.id)) return "duplicate";
+    if (this.outbox.has(receipt.id)) {
+      const bucket = bucketOf(now);
+      this.duplicates.set(bucket, (this.duplicates.get(bucket) ?? 0) + 1);
+      return "duplicate";
+    }
     const seq = this.ctx.storage.transactionSync(() => {
       // Queued whether or not forwarding is on: held receipts go out once it is set up.
       const stored = this.outbox.enqueue(receipt.id, receipt.readAt, JSON.stringify(receipt), now);
@@ -279,16 +286,15 @@ export class Conversation extends DurableObject<Env> {
   }
 
   /**
-   * Writes the snapshot (unless SNAPSHOT_INTERVAL_SECONDS is 0), the dead-letter index entry and
-   * the conversation's row of the D1 index (when `DB` is bound) when something changed and the
-   * interval has passed; true when it wrote. Everything is read before the first await, so RPCs
-   * that run meanwhile cannot make it inconsistent; their changes go out next time.
+   * Writes the snapshot (unless SNAPSHOT_INTERVAL_SECONDS is 0) and the conversation's row of the
+   * D1 index (when `DB` is bound) when something changed and the interval has passed; true when it
+   * wrote. Everything is read before the first await, so RPCs that run meanwhile cannot make it
+   * inconsistent; their changes go out next time.
    *
-   * The D1 row is written only when its content changed (its text is kept as `indexed_row`), after
-   * KV: a D1 failure fails the publication, which is retried with its back-off. With `DB` bound and
-   * SNAPSHOT_INTERVAL_SECONDS=0, a publication is still at most once a minute
-   * (INDEX_MIN_INTERVAL_MS; `published_at` is then recorded too): the dead-letter entry and the
-   * row lag by up to that minute, as a snapshot would.
+   * The D1 row, with its activity buckets (src/ops/activity.ts), is written only when its content
+   * changed (its text is kept as `indexed_row`), after KV: a D1 failure fails the publication, which
+   * is retried with its back-off. With `DB` bound and SNAPSHOT_INTERVAL_SECONDS=0, a publication is
+   * still at most once a minute (INDEX_MIN_INTERVAL_MS; `published_at` is then recorded too).
    */
   private async publish(): Promise<boolean> {
     const conversation = this.conversation();
@@ -298,19 +304,31 @@ export class Conversation extends DurableObject<Env> {
     const version = this.version;
     const { settings } = settingsOf(this.env);
     const snapshot = settings.SNAPSHOT_INTERVAL_SECONDS > 0 ? snapshotJson(this.sql, this.outbox, conversation, settings.RECENT_LIMIT, now) : undefined;
-    const entry = deadLetterEntry(this.outbox, conversation);
-    const publishedEntry = this.stateText("indexed_entry");
+    // Before the D1 index, each conversation kept a KV dead-letter entry: removed once, never written again.
+    const legacyEntry = this.stateText("indexed_entry") !== "";
     const db = indexDb(this.env);
-    const content = db ? indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), entry) : undefined;
-    const row = content ? JSON.stringify(content) : "";
     const indexedRow = this.stateText("indexed_row");
-    const entryText = await publishToKv(this.env.RECEIPTS_KV, conversation, snapshot, entry, publishedEntry);
+    const duplicates = new Map(this.duplicates);
+    let content: IndexContent | undefined;
+    if (db) {
+      const previous = parseIndexedRow(indexedRow);
+      const activity = nextActivity(this.sql, activityOf(previous), previous?.accepted ?? 0, duplicates, now);
+      content = indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), deadLetterEntry(this.outbox, conversation), activity);
+    }
+    const row = content ? JSON.stringify(content) : indexedRow;
+    await publishToKv(this.env.RECEIPTS_KV, conversation, snapshot, legacyEntry);
     if (db && content && row !== indexedRow) await writeIndexRow(db, content, now);
     this.ctx.storage.transactionSync(() => {
-      if (entryText !== publishedEntry) this.setState("indexed_entry", entryText);
+      if (legacyEntry) this.sql.exec("DELETE FROM state WHERE key = 'indexed_entry'");
       if (db && row !== indexedRow) this.setState("indexed_row", row);
       if (snapshot !== undefined || db) this.setState("published_at", String(now));
     });
+    // Counted in this row now; those that came in meanwhile stay for the next one.
+    for (const [bucket, n] of duplicates) {
+      const left = (this.duplicates.get(bucket) ?? 0) - n;
+      if (left > 0) this.duplicates.set(bucket, left);
+      else this.duplicates.delete(bucket);
+    }
     this.publishedVersion = version;
     return true;
   }

@@ -1,7 +1,7 @@
 /**
  * The KV read model a conversation publishes (docs/design.md, "Read model"): its snapshot, at
- * most once per SNAPSHOT_INTERVAL_SECONDS, and its dead-letter index entry, written only when it
- * changes. The object decides when; this module decides what, from the stored rows.
+ * most once per SNAPSHOT_INTERVAL_SECONDS. The object decides when; this module decides what, from
+ * the stored rows.
  */
 import { z } from "zod";
 import type { Outbox } from "./outbox";
@@ -35,7 +35,7 @@ export function snapshotJson(sql: SqlStorage, outbox: Outbox, conversation: stri
   return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],"deliveries":${JSON.stringify(outbox.counts())}}`;
 }
 
-/** The conversation's dead-letter index entry, or undefined when it has none. */
+/** The conversation's dead letters in brief (count, oldest, last error) for its index row, or undefined when it has none. */
 export function deadLetterEntry(outbox: Outbox, conversation: string): DeadLetterEntry | undefined {
   const { failed } = outbox.counts();
   const range = failed > 0 ? outbox.failedRange() : undefined;
@@ -43,20 +43,11 @@ export function deadLetterEntry(outbox: Outbox, conversation: string): DeadLette
   return { conversation, failed, oldestFailedAt: iso(range.oldestFailedAt), lastError: range.lastError };
 }
 
-/** Writes the snapshot (when `snapshot` is given) and the index entry if it changed; returns the entry's text as now published. */
-export async function publishToKv(
-  kv: KVNamespace,
-  conversation: string,
-  snapshot: string | undefined,
-  entry: DeadLetterEntry | undefined,
-  publishedEntry: string,
-): Promise<string> {
+/**
+ * Writes the snapshot (when `snapshot` is given). `legacyEntry`: the conversation still has a KV
+ * dead-letter entry from before the D1 index replaced it (migrations/0001), which is deleted.
+ */
+export async function publishToKv(kv: KVNamespace, conversation: string, snapshot: string | undefined, legacyEntry: boolean): Promise<void> {
   if (snapshot !== undefined) await kv.put(await snapshotKey(conversation), snapshot);
-  const entryText = entry ? JSON.stringify(entry) : "";
-  if (entry && entryText !== publishedEntry) {
-    await kv.put(await deadLetterKey(conversation), entryText, { metadata: { failed: entry.failed, oldestFailedAt: entry.oldestFailedAt } });
-  } else if (!entry && publishedEntry) {
-    await kv.delete(await deadLetterKey(conversation));
-  }
-  return entryText;
+  if (legacyEntry) await kv.delete(await deadLetterKey(conversation));
 }

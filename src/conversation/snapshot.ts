@@ -1,4 +1,4 @@
-/** The KV read model: what the object publishes about a conversation, and the dead-letter index. */
+/** The KV read model: what the object publishes about a conversation. */
 import { z } from "zod";
 import { utf8 } from "../crypto/encoding";
 import { sha256Hex } from "../crypto/hash";
@@ -15,6 +15,7 @@ export const Snapshot = z.object({
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
+/** A conversation's dead letters in brief, for its row of the D1 index. */
 export const DeadLetterEntry = z.object({
   conversation: z.string(),
   failed: z.number(),
@@ -23,10 +24,8 @@ export const DeadLetterEntry = z.object({
 });
 export type DeadLetterEntry = z.infer<typeof DeadLetterEntry>;
 
-/** Stored as the KV key's metadata, so that listing the index needs no further reads. */
-export const DeadLetterMetadata = DeadLetterEntry.pick({ failed: true, oldestFailedAt: true });
-
 export const SNAPSHOT_PREFIX = "conversations/";
+/** Before the D1 index, each conversation with dead letters had a KV entry here; its object deletes it once. */
 export const DEAD_LETTER_PREFIX = "dead-letters/";
 /** KV's limit on a key's length. */
 const MAX_KV_KEY_BYTES = 512;
@@ -43,5 +42,3 @@ async function kvKey(prefix: string, conversation: string): Promise<string> {
 
 export const snapshotKey = (conversation: string) => kvKey(SNAPSHOT_PREFIX, conversation);
 export const deadLetterKey = (conversation: string) => kvKey(DEAD_LETTER_PREFIX, conversation);
-/** True for an index key that holds a hash: its conversation is in the stored value. */
-export const isHashedKey = (name: string, prefix: string) => name.startsWith(`${prefix}#`);

@@ -20,6 +20,7 @@ import { z } from "zod";
 import type { Outbox } from "../conversation/outbox";
 import { DELIVERED } from "../conversation/schema";
 import type { DeadLetterEntry } from "../conversation/snapshot";
+import { Activity } from "./activity";
 
 /** With SNAPSHOT_INTERVAL_SECONDS=0 (no snapshot), a conversation still writes its row at most this often. */
 export const INDEX_MIN_INTERVAL_MS = 60_000;
@@ -40,6 +41,8 @@ export const IndexRow = z.object({
   last_error: z.string().nullable(),
   last_delivered_at: z.string().nullable(),
   last_latency_ms: z.number().nullable(),
+  /** Recent activity in 5-minute buckets, JSON (src/ops/activity.ts); null in rows written before migration 0003. */
+  activity: z.string().nullable(),
   updated_at: z.string(),
 });
 export type IndexRow = z.infer<typeof IndexRow>;
@@ -75,6 +78,7 @@ export function indexContent(
   key: string,
   counts: { pending: number; failed: number },
   entry: DeadLetterEntry | undefined,
+  activity: Activity,
 ): IndexContent {
   const last = sql.exec("SELECT accepted_at FROM receipts WHERE seq = ?", outbox.maxSeq).toArray()[0];
   const delivered = sql.exec("SELECT accepted_at, settled_at FROM receipts WHERE status = ? ORDER BY seq DESC LIMIT 1", DELIVERED).toArray()[0];
@@ -92,17 +96,42 @@ export function indexContent(
     last_error: entry?.lastError ?? null,
     last_delivered_at: settledAt !== null ? iso(settledAt) : null,
     last_latency_ms: lastDelivery && settledAt !== null ? settledAt - lastDelivery.accepted_at : null,
+    activity: JSON.stringify(activity),
   };
+}
+
+/** The content last written, as the object kept it (`indexed_row`), or undefined if none or unreadable. */
+export function parseIndexedRow(text: string): IndexContent | undefined {
+  if (!text) return undefined;
+  try {
+    const parsed = IndexRow.omit({ updated_at: true })
+      .extend({ activity: z.string().nullable().default(null) })
+      .safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The activity of a row's content, or undefined when it has none yet (rows written before migration 0003). */
+export function activityOf(content: IndexContent | undefined): Activity | undefined {
+  if (!content?.activity) return undefined;
+  try {
+    const parsed = Activity.safeParse(JSON.parse(content.activity));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** One upsert (never INSERT OR REPLACE, a delete and an insert). */
 export async function writeIndexRow(db: D1Database, row: IndexContent, updatedAt: number): Promise<void> {
   await db
     .prepare(
-      `INSERT INTO conversations (key, provider, app, chat, accepted, last_receipt_at, pending, failed, oldest_failed_at, last_error, last_delivered_at, last_latency_ms, updated_at)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+      `INSERT INTO conversations (key, provider, app, chat, accepted, last_receipt_at, pending, failed, oldest_failed_at, last_error, last_delivered_at, last_latency_ms, updated_at, activity)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
        ON CONFLICT (key) DO UPDATE SET provider = ?2, app = ?3, chat = ?4, accepted = ?5, last_receipt_at = ?6, pending = ?7, failed = ?8,
-         oldest_failed_at = ?9, last_error = ?10, last_delivered_at = ?11, last_latency_ms = ?12, updated_at = ?13`,
+         oldest_failed_at = ?9, last_error = ?10, last_delivered_at = ?11, last_latency_ms = ?12, updated_at = ?13, activity = ?14`,
     )
     .bind(
       row.key,
@@ -118,6 +147,7 @@ export async function writeIndexRow(db: D1Database, row: IndexContent, updatedAt
       row.last_delivered_at,
       row.last_latency_ms,
       iso(updatedAt),
+      row.activity,
     )
     .run();
 }

@@ -17,6 +17,7 @@ export async function indexRow(key: string, content: Partial<IndexContent>, at: 
     last_error: null,
     last_delivered_at: null,
     last_latency_ms: null,
+    activity: null,
   };
   await writeIndexRow(env.DB, { ...base, ...content }, at);
 }
