@@ -5,8 +5,8 @@ import { z } from "zod";
 import { Receipt } from "../src/receipt";
 import { env } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
-import { Outbox } from "../src/conversation/outbox";
-import { createLatest, DELIVERED, FAILED, PENDING, SCHEMA_V1, SCHEMA_VERSION } from "../src/conversation/schema";
+import { ATTEMPT_LOG_MAX, Outbox } from "../src/conversation/outbox";
+import { createLatest, DELIVERED, FAILED, PENDING, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION } from "../src/conversation/schema";
 import { snapshotKey } from "../src/conversation/snapshot";
 import { webhookBody } from "../src/delivery/webhook";
 import { retryNow, runAlarm, useSettings } from "./support/conversation-object";
@@ -54,6 +54,7 @@ describe("the outbox state machine", () => {
           lastStatus: 204,
           deliveredAt: new Date(t0 + 30).toISOString(),
           latencyMs: 29,
+          attemptLog: [{ at: new Date(t0 + 10).toISOString(), ms: 20, status: 204 }],
         },
       ]);
       expect(outbox.counts()).toEqual({ pending: 2, failed: 0 });
@@ -65,7 +66,7 @@ describe("the outbox state machine", () => {
       for (let n = 1; n <= 3; n++) enqueue(outbox, "c", n, t0);
       const head = outbox.head()!;
       outbox.beginAttempt(head, t0, t0 + 100, 1);
-      outbox.retryLater(head, t0 + 30_000, 503, "origin answered 503");
+      outbox.retryLater(head, t0, t0 + 20, t0 + 30_000, 503, "origin answered 503");
       expect(outbox.head()).toMatchObject({ seq: 1, next_attempt_at: t0 + 30_000, last_status: 503, last_error: "origin answered 503" });
       const again = outbox.head()!;
       outbox.beginAttempt(again, t0 + 30_000, t0 + 30_100, 1);
@@ -84,6 +85,35 @@ describe("the outbox state machine", () => {
         [1, "pending"],
         [3, "pending"],
       ]);
+      // The replayed receipt keeps its history; the replay's attempt is added to it.
+      const replayed = outbox.head()!;
+      outbox.beginAttempt(replayed, t0 + 40_000, t0 + 40_100, 1);
+      outbox.delivered([replayed], 1, t0 + 40_000, t0 + 40_007, 200);
+      expect(outbox.page("delivered", 10, 0).find((delivery) => delivery.seq === 1)?.attemptLog).toEqual([
+        { at: new Date(t0).toISOString(), ms: 20, status: 503, error: "origin answered 503" },
+        { at: new Date(t0 + 30_000).toISOString(), ms: 50, status: 400, error: "origin answered 400" },
+        { at: new Date(t0 + 40_000).toISOString(), ms: 7, status: 200 },
+      ]);
+    }));
+
+  it("logs every attempt of a batch on each receipt, and keeps the newest ATTEMPT_LOG_MAX", () =>
+    withOutbox((outbox) => {
+      const t0 = 4_000_000;
+      for (let n = 1; n <= 2; n++) enqueue(outbox, "c", n, t0);
+      const head = outbox.head()!;
+      for (let attempt = 1; attempt <= ATTEMPT_LOG_MAX + 2; attempt++) {
+        outbox.beginAttempt(head, t0 + attempt * 1000, t0 + attempt * 1000 + 100, 2);
+        outbox.retryLater(head, t0 + attempt * 1000, t0 + attempt * 1000 + 3, t0 + attempt * 1000 + 500, null, `network error ${"x".repeat(300)}`);
+      }
+      const rows = outbox.pendingFrom(outbox.head()!, 2);
+      outbox.delivered(rows, ATTEMPT_LOG_MAX + 3, t0 + 99_000, t0 + 99_010, 200);
+      const [first, second] = outbox.page("delivered", 10, 0);
+      expect(first?.attemptLog).toHaveLength(ATTEMPT_LOG_MAX);
+      // The oldest went first; errors are cut short in the log (the last error stays whole).
+      expect(first?.attemptLog[0]).toEqual({ at: new Date(t0 + 4000).toISOString(), ms: 3, error: `network error ${"x".repeat(186)}` });
+      expect(first?.attemptLog.at(-1)).toEqual({ at: new Date(t0 + 99_000).toISOString(), ms: 10, status: 200 });
+      // Only the head carries the retries; the batch's success is on both.
+      expect(second?.attemptLog).toEqual([{ at: new Date(t0 + 99_000).toISOString(), ms: 10, status: 200 }]);
     }));
 
   it("a batch keeps its size on its head, and settles every receipt it carried", () =>
@@ -94,7 +124,7 @@ describe("the outbox state machine", () => {
       const rows = outbox.pendingFrom(head, 3);
       expect(rows.map((row) => row.seq)).toEqual([1, 2, 3]);
       outbox.beginAttempt(head, t0, t0 + 100, rows.length);
-      outbox.retryLater(head, t0 + 1000, 500, "origin answered 500");
+      outbox.retryLater(head, t0, t0 + 5, t0 + 1000, 500, "origin answered 500");
       // A retry reforms the same batch from the head's stored size, whatever is due by then.
       const retried = outbox.head()!;
       expect(retried.batch).toBe(3);
@@ -121,6 +151,31 @@ describe("the outbox state machine", () => {
 });
 
 describe("schema migrations", () => {
+  it("loads an object written with schema v2: its rows kept, the attempt log added empty", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    const receipt = makeReceipt(conversation, 1);
+    await runInDurableObject(stub, (_, state) => {
+      const sql = state.storage.sql;
+      sql.exec(SCHEMA_V2);
+      sql.exec(
+        "INSERT INTO receipts (seq, id, read_at, body, status, accepted_at, attempts, last_status) VALUES (1, ?, ?, ?, ?, ?, 2, 200)",
+        receipt.id,
+        receipt.readAt,
+        JSON.stringify(receipt),
+        DELIVERED,
+        Date.now(),
+      );
+      sql.exec("INSERT INTO state (key, value) VALUES ('schema_version', '2'), ('conversation', ?)", conversation);
+    });
+    await evictDurableObject(stub);
+    expect(await stub.accept(receipt)).toBe("duplicate");
+    const [delivery] = (await stub.deliveries("all")) ?? [];
+    expect(delivery).toMatchObject({ receiptId: receipt.id, status: "delivered", attempts: 2, lastStatus: 200, attemptLog: [] });
+    const version = await runInDurableObject(stub, (_, state) => state.storage.sql.exec("SELECT value FROM state WHERE key = 'schema_version'").one().value);
+    expect(version).toBe(String(SCHEMA_VERSION));
+  });
+
   it("loads an object written with schema v1: receipts, outbox, seen ids and meta carried over", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);

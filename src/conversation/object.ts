@@ -264,7 +264,7 @@ export class Conversation extends DurableObject<Env> {
     }
     const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempts, result.retryAfterMs, Math.random()) : undefined;
     if (delay !== undefined) {
-      this.outbox.retryLater(head, at + delay, result.status ?? null, result.error);
+      this.outbox.retryLater(head, startedAt, at, at + delay, result.status ?? null, result.error);
       measure("retry");
       log("warn", "delivery_retry", { ...fields, error: result.error, retryInMs: delay });
       return "wait";

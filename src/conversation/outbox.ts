@@ -19,6 +19,10 @@ export const DEDUP_MAX_IDS = 20_000;
 export const PRUNE_EVERY = 100;
 /** The largest page of deliveries one call returns. */
 export const MAX_DELIVERIES_PAGE = 1000;
+/** Attempts kept in a receipt's log, newest (the default schedule makes 11 before a dead letter). */
+export const ATTEMPT_LOG_MAX = 20;
+/** An error kept in the log is cut to this many characters (the last error is kept whole). */
+const ATTEMPT_ERROR_CHARS = 200;
 
 export const DeliveryStatus = z.enum(["pending", "delivered", "failed"]);
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
@@ -42,8 +46,47 @@ export const ReceiptRow = z.object({
   last_error: z.string().nullable(),
   settled_at: z.number().nullable(),
   batch: z.number().nullable(),
+  attempt_log: z.string().nullable(),
 });
 export type ReceiptRow = z.infer<typeof ReceiptRow>;
+
+/** One logged attempt as stored: [startedAt, ms, HTTP status or null, error or null]. */
+const LoggedAttempt = z.tuple([z.number(), z.number(), z.number().nullable(), z.string().nullable()]);
+/** One attempt as the API shows it: when it started, how long it took, and what came of it. */
+export interface Attempt {
+  at: string;
+  ms: number;
+  status?: number;
+  error?: string;
+}
+
+/**
+ * Appends an attempt to `attempt_log` in SQL, keeping the newest ATTEMPT_LOG_MAX: part of the
+ * UPDATE that records the attempt's result, so the log costs no row written. Binds one JSON value.
+ */
+const APPEND_ATTEMPT = `attempt_log = json_insert(
+    CASE WHEN json_array_length(coalesce(attempt_log, '[]')) >= ${ATTEMPT_LOG_MAX} THEN json_remove(attempt_log, '$[0]') ELSE coalesce(attempt_log, '[]') END,
+    '$[#]', json(?))`;
+const loggedAttempt = (startedAt: number, at: number, status: number | null, error: string | null) =>
+  JSON.stringify([startedAt, at - startedAt, status, error === null ? null : error.slice(0, ATTEMPT_ERROR_CHARS)]);
+
+function attemptLog(text: string | null): Attempt[] {
+  if (!text) return [];
+  let stored: unknown;
+  try {
+    stored = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const parsed = z.array(LoggedAttempt).safeParse(stored);
+  if (!parsed.success) return [];
+  return parsed.data.map(([startedAt, ms, status, error]) => ({
+    at: iso(startedAt),
+    ms,
+    ...(status !== null ? { status } : {}),
+    ...(error !== null ? { error } : {}),
+  }));
+}
 const DELIVERY_COLUMNS = Object.keys(ReceiptRow.shape)
   .filter((column) => column !== "body")
   .join(", ");
@@ -65,6 +108,8 @@ export interface Delivery {
   failedAt?: string;
   /** From acceptance to the origin's 2xx. */
   latencyMs?: number;
+  /** Every attempt, oldest first (the newest ATTEMPT_LOG_MAX), across replays. */
+  attemptLog: Attempt[];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -176,9 +221,16 @@ export class Outbox {
     if (last) this.headFrom = Math.max(this.headFrom, last.seq + 1);
   }
 
-  /** The attempt failed and may be retried at `nextAt`: only the head changes. */
-  retryLater(head: ReceiptRow, nextAt: number, status: number | null, error: string): void {
-    this.sql.exec("UPDATE receipts SET next_attempt_at = ?, last_status = ?, last_error = ? WHERE seq = ?", nextAt, status, error, head.seq);
+  /** The attempt (started at `startedAt`, ended at `at`) failed and may be retried at `nextAt`: only the head changes. */
+  retryLater(head: ReceiptRow, startedAt: number, at: number, nextAt: number, status: number | null, error: string): void {
+    this.sql.exec(
+      `UPDATE receipts SET next_attempt_at = ?, last_status = ?, last_error = ?, ${APPEND_ATTEMPT} WHERE seq = ?`,
+      nextAt,
+      status,
+      error,
+      loggedAttempt(startedAt, at, status, error),
+      head.seq,
+    );
     this.lastChangeAt = Math.max(this.lastChangeAt, nextAt);
   }
 
@@ -195,7 +247,8 @@ export class Outbox {
     if (!first || !last) return;
     // One statement for the whole batch: the rows are the pending ones in this range.
     this.sql.exec(
-      `UPDATE receipts SET status = ?, attempts = ?, last_attempt_at = ?, last_status = ?, last_error = ?, settled_at = ?, batch = NULL, next_attempt_at = 0
+      `UPDATE receipts SET status = ?, attempts = ?, last_attempt_at = ?, last_status = ?, last_error = ?, settled_at = ?, batch = NULL, next_attempt_at = 0,
+         ${APPEND_ATTEMPT}
        WHERE seq BETWEEN ? AND ? AND status = ?`,
       to,
       attempts,
@@ -203,6 +256,7 @@ export class Outbox {
       status,
       error,
       at,
+      loggedAttempt(startedAt, at, status, error),
       first.seq,
       last.seq,
       PENDING,
@@ -316,5 +370,6 @@ function describe(row: DeliveryRow): Delivery {
     ...(row.last_error !== null ? { lastError: row.last_error } : {}),
     ...(status === "delivered" && row.settled_at !== null ? { deliveredAt: iso(row.settled_at), latencyMs: row.settled_at - row.accepted_at } : {}),
     ...(status === "failed" && row.settled_at !== null ? { failedAt: iso(row.settled_at) } : {}),
+    attemptLog: attemptLog(row.attempt_log),
   };
 }

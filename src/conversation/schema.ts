@@ -18,8 +18,9 @@ export const FAILED = 2;
  * would add a row written per insert, update and delete). The receipt id is looked up in memory,
  * loaded from this table when the object starts. `seq` is assigned by the object (the rowid, no
  * AUTOINCREMENT bookkeeping table). `state` holds the object's few values, written only when they change.
+ * Kept as shipped: step 2 creates it, step 3 changes it.
  */
-const LATEST = `
+export const SCHEMA_V2 = `
   CREATE TABLE receipts (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
@@ -39,6 +40,13 @@ const LATEST = `
   CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
 
+/**
+ * v3 (latest): v2 plus `attempt_log`, each attempt of the receipt as JSON, `[[startedAt, ms,
+ * status|null, error|null], …]` (outbox.ts, ATTEMPT_LOG_MAX newest). Written in the same UPDATE as
+ * the attempt's result, so it costs no row written; kept across replays.
+ */
+const LATEST = SCHEMA_V2.replace("    batch INTEGER\n", "    batch INTEGER,\n    attempt_log TEXT\n");
+
 /** v1, as shipped first: kept to describe what step 2 migrates from (and for its test). */
 export const SCHEMA_V1 = `
   CREATE TABLE IF NOT EXISTS receipts (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
@@ -54,7 +62,7 @@ export const SCHEMA_V1 = `
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const tableExists = (sql: SqlStorage, name: string) => sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
 
@@ -131,7 +139,7 @@ function migrateV1toV2(sql: SqlStorage, now: number): void {
   );
   sql.exec("ALTER TABLE receipts RENAME TO receipts_v1");
   sql.exec("ALTER TABLE reads RENAME TO reads_v1");
-  sql.exec(LATEST);
+  sql.exec(SCHEMA_V2);
   sql.exec("INSERT INTO reads (reader, state) SELECT reader, state FROM reads_v1");
 
   const insert = (seq: number, id: string, readAt: string, body: string, status: number, acceptedAt: number, delivery?: z.infer<typeof V1Outbox>) =>
@@ -203,8 +211,13 @@ function migrateV1toV2(sql: SqlStorage, now: number): void {
   sql.exec("DROP TABLE receipts_v1; DROP TABLE reads_v1; DROP TABLE outbox; DROP TABLE seen; DROP TABLE meta");
 }
 
+/** v2 → v3: the attempt log (empty for attempts made before; `attempts` still counts them). */
+function migrateV2toV3(sql: SqlStorage): void {
+  sql.exec("ALTER TABLE receipts ADD COLUMN attempt_log TEXT");
+}
+
 /** Ordered steps: `steps[n]` takes version n+1 to n+2. */
-const steps: ((sql: SqlStorage, now: number) => void)[] = [migrateV1toV2];
+const steps: ((sql: SqlStorage, now: number) => void)[] = [migrateV1toV2, migrateV2toV3];
 
 /** Brings the schema to the latest version; returns the version it found. Run inside a transaction. */
 export function migrate(sql: SqlStorage, now: number): number {
