@@ -157,7 +157,43 @@ describe("POST /v1/replays", () => {
     ).toEqual([DELIVERED]);
   });
 
+  it("sends a conversation's delivered receipts again, those delivered in the window, in order, under their webhook-ids", async () => {
+    const conversation = unique("tencent:1400000001:u:redeliver-");
+    const stub = stubFor(conversation);
+    for (let n = 1; n <= 3; n++) await stub.accept(makeReceipt(conversation, n));
+    await runAlarm(stub);
+    const ids = [1, 2, 3].map((n) => `test:${conversation}:${n}`);
+    expect(await deliveredReceipts(conversation)).toEqual(ids);
+    // Receipt 1 was delivered an hour ago (outside the window), 2 and 3 just now.
+    const now = Date.now();
+    await runInDurableObject(stub, (_, state) => state.storage.sql.exec("UPDATE receipts SET settled_at = ? WHERE seq = 1", now - 3_600_000));
+    const started = await startReplay({ delivered: { conversation, since: new Date(now - 600_000).toISOString() } });
+    expect(started).toMatchObject({ conversations: { done: 0, total: 1 } });
+    expect(await drive(started.id)).toMatchObject({ status: "done", conversations: { done: 1, total: 1 }, requeued: 2, skipped: 0 });
+    await retryNow(stub);
+    expect(await deliveredReceipts(conversation)).toEqual([...ids, ids[1], ids[2]]);
+    const history = (await stub.deliveries("all"))?.map((delivery) => [delivery.receiptId, delivery.status, delivery.attemptLog.length]);
+    expect(history).toEqual([
+      [ids[0], "delivered", 1],
+      [ids[1], "delivered", 2],
+      [ids[2], "delivered", 2],
+    ]);
+  });
+
+  it("a delivered replay of a conversation never seen is done, skipped, and says why", async () => {
+    const conversation = unique("tencent:1400000001:u:never-");
+    const started = await startReplay({ delivered: { conversation } });
+    const done = await drive(started.id);
+    expect(done).toMatchObject({ requeued: 0, skipped: 1 });
+    const body = z.object({ lastError: z.string() }).parse(await (await api(`/v1/replays/${started.id}`)).json());
+    expect(body.lastError).toContain("never stored");
+  });
+
   it.each([
+    [{ delivered: { conversation: "" } }, "conversation"],
+    [{ delivered: { conversation: "x", since: "yesterday" } }, "since"],
+    [{ delivered: { conversation: "x", since: "2026-12-02T00:00:00Z", until: "2026-12-01T00:00:00Z" } }, "until"],
+    [{ delivered: { conversation: "x" }, provider: "tencent" }, "provider"],
     [{ provider: 5 }, "provider"],
     [{ prefix: "" }, "prefix"],
     [{ conversation: "x" }, "conversation"],

@@ -165,6 +165,22 @@ export class Conversation extends DurableObject<Env> {
     }
   }
 
+  /**
+   * Re-queues the delivered receipts still kept (RECENT_LIMIT newest, and those within the dedup
+   * window) that were delivered between `since` and `until` (epoch ms), for an origin that lost them.
+   */
+  async redeliver(since: number, until: number): Promise<{ requeued: number } | null> {
+    if (!this.exists) return null;
+    const now = Date.now();
+    const requeued = this.ctx.storage.transactionSync(() => this.outbox.requeueDelivered(since, until, now));
+    if (requeued > 0) {
+      this.version++;
+      broadcast(this.ctx, { type: "requeued", count: requeued, at: new Date(now).toISOString() });
+      await this.armAlarm();
+    }
+    return { requeued };
+  }
+
   // ---- alarm: delivery, then the read model -------------------------------------------------
 
   override alarm(): Promise<void> {

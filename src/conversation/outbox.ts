@@ -282,6 +282,31 @@ export class Outbox {
     return requeued.length;
   }
 
+  /**
+   * Delivered receipts still kept whose delivery time is in [since, until] back to pending, with a
+   * fresh retry schedule (an origin that lost data gets them again, under the same webhook-ids,
+   * in their original order). Tombstones have no body and stay as they are.
+   */
+  requeueDelivered(since: number, until: number, now: number): number {
+    const requeued = this.sql
+      .exec(
+        `UPDATE receipts SET status = ?, attempts = 0, next_attempt_at = ?, settled_at = NULL, batch = NULL
+         WHERE status = ? AND body != '' AND settled_at BETWEEN ? AND ? RETURNING seq`,
+        PENDING,
+        now,
+        DELIVERED,
+        since,
+        until,
+      )
+      .toArray()
+      .map((row) => SeqRow.parse(row).seq);
+    if (requeued.length > 0) {
+      this.headFrom = Math.min(this.headFrom, ...requeued);
+      this.lastChangeAt = Math.max(this.lastChangeAt, now);
+    }
+    return requeued.length;
+  }
+
   counts(): { pending: number; failed: number } {
     const counts = { pending: 0, failed: 0 };
     for (const row of this.sql.exec("SELECT status, COUNT(*) AS count FROM receipts WHERE status != ? GROUP BY status", DELIVERED)) {

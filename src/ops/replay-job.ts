@@ -1,7 +1,9 @@
 /**
  * A bulk replay of dead letters as a durable job (`POST /v1/replays`): one SQLite Durable Object
  * per job (binding `REPLAYS`, named by the job id). At creation it snapshots, from the D1
- * conversation index, the keys of every conversation with dead letters that matches the filter;
+ * conversation index, the keys of every conversation with dead letters that matches the filter
+ * (or, for `{ delivered: { conversation, since, until } }`, takes that one conversation, whose
+ * delivered receipts still kept are sent again: `redeliver()`);
  * then its alarm works through them in batches of REPLAY_BATCH, calling each conversation
  * object's `retryDeadLetters()` (which requeues them in their original order, each keeping its
  * webhook-id). Progress (a cursor over the snapshot and the total requeued) is in its own SQLite,
@@ -23,16 +25,39 @@ const REPLAY_MAX_TRIES = 5;
 /** Keys read from D1 per query while taking the snapshot. */
 const SNAPSHOT_PAGE = 1000;
 
+/** Every dead letter relay-wide, optionally of one provider or under a key prefix. */
 export const ReplayFilter = z.strictObject({
   provider: z.string().min(1).max(64).optional(),
   prefix: z.string().min(1).max(4096).optional(),
 });
+/** The delivered receipts of one conversation still kept, delivered between since and until (ISO-8601; both optional). */
+export const DeliveredFilter = z.strictObject({
+  delivered: z
+    .strictObject({
+      conversation: z.string().min(1).max(4096),
+      since: z.iso.datetime({ offset: true }).optional(),
+      until: z.iso.datetime({ offset: true }).optional(),
+    })
+    .refine((range) => !range.since || !range.until || Date.parse(range.since) <= Date.parse(range.until), {
+      message: "since must not be after until",
+      path: ["until"],
+    }),
+});
 export type ReplayFilter = z.infer<typeof ReplayFilter>;
+/** What a job replays: dead letters (ReplayFilter) or one conversation's delivered receipts (DeliveredFilter). */
+export const ReplayJobFilter = z.union([DeliveredFilter, ReplayFilter]);
+export type ReplayJobFilter = z.infer<typeof ReplayJobFilter>;
+
+/** Validates a filter, judged by its own kind so that an error names the field that is wrong. */
+export function parseReplayFilter(body: unknown) {
+  const delivered = typeof body === "object" && body !== null && "delivered" in body;
+  return delivered ? DeliveredFilter.safeParse(body) : ReplayFilter.safeParse(body);
+}
 
 export interface ReplayStatus {
   id: string;
   status: "running" | "done";
-  filter: ReplayFilter;
+  filter: ReplayJobFilter;
   conversations: { done: number; total: number };
   requeued: number;
   skipped: number;
@@ -58,18 +83,22 @@ export class ReplayJob extends DurableObject<Env> {
    * Creates the job: snapshots the matching conversations and sets the alarm. Called once per id;
    * a second call answers the job as it is.
    */
-  async start(id: string, filter: ReplayFilter): Promise<ReplayStatus> {
+  async start(id: string, filter: ReplayJobFilter): Promise<ReplayStatus> {
     const existing = this.status();
     if (existing) return existing;
-    const db = indexDb(this.env);
-    if (!db) throw new Error("the conversation index (DB) is not bound");
     const keys: string[] = [];
-    const indexFilter: IndexFilter = { provider: filter.provider, prefix: filter.prefix };
-    for (let after: string | undefined; ;) {
-      const page = await failingKeys(db, indexFilter, SNAPSHOT_PAGE, after);
-      keys.push(...page);
-      if (page.length < SNAPSHOT_PAGE) break;
-      after = page[page.length - 1];
+    if ("delivered" in filter) {
+      keys.push(filter.delivered.conversation);
+    } else {
+      const db = indexDb(this.env);
+      if (!db) throw new Error("the conversation index (DB) is not bound");
+      const indexFilter: IndexFilter = { provider: filter.provider, prefix: filter.prefix };
+      for (let after: string | undefined; ;) {
+        const page = await failingKeys(db, indexFilter, SNAPSHOT_PAGE, after);
+        keys.push(...page);
+        if (page.length < SNAPSHOT_PAGE) break;
+        after = page[page.length - 1];
+      }
     }
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
@@ -107,6 +136,7 @@ export class ReplayJob extends DurableObject<Env> {
   private async runBatch(): Promise<void> {
     if (!this.started() || this.text("finished_at")) return;
     const id = this.text("id");
+    const filter = ReplayJobFilter.parse(JSON.parse(this.text("filter")));
     const cursor = Number(this.text("cursor"));
     const batch = this.sql
       .exec("SELECT pos, conversation FROM items WHERE pos > ? ORDER BY pos LIMIT ?", cursor, REPLAY_BATCH)
@@ -114,11 +144,20 @@ export class ReplayJob extends DurableObject<Env> {
       .map((row) => KeyRow.parse(row));
     for (const item of batch) {
       try {
-        const result = await conversationStub(this.env, item.conversation).retryDeadLetters();
+        const stub = conversationStub(this.env, item.conversation);
+        const result =
+          "delivered" in filter
+            ? await stub.redeliver(Date.parse(filter.delivered.since ?? "1970-01-01T00:00:00Z"), Date.parse(filter.delivered.until ?? "9999-12-31T23:59:59Z"))
+            : await stub.retryDeadLetters();
         this.ctx.storage.transactionSync(() => {
           this.set("cursor", String(item.pos));
           this.set("requeued", String(Number(this.text("requeued")) + (result?.requeued ?? 0)));
           if (this.text("tries")) this.sql.exec("DELETE FROM job WHERE key = 'tries'");
+          // A conversation the relay never stored: nothing to replay, and the caller should know.
+          if (result === null) {
+            this.set("skipped", String(Number(this.text("skipped")) + 1));
+            this.set("last_error", `${item.conversation}: the relay has never stored a receipt of this conversation`);
+          }
         });
       } catch (error) {
         const tries = Number(this.text("tries") || 0) + 1;
@@ -158,7 +197,7 @@ export class ReplayJob extends DurableObject<Env> {
     return {
       id: this.text("id"),
       status: finishedAt ? "done" : "running",
-      filter: ReplayFilter.parse(JSON.parse(this.text("filter"))),
+      filter: ReplayJobFilter.parse(JSON.parse(this.text("filter"))),
       conversations: { done, total },
       requeued: Number(this.text("requeued")),
       skipped: Number(this.text("skipped")),
