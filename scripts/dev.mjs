@@ -14,6 +14,7 @@ if (migrated.status !== 0) process.exit(migrated.status ?? 1);
 const demoOrigin = spawn(process.execPath, [`${root}scripts/demo-origin.mjs`, ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
 const relay = spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", process.env.PORT ?? "8787"], { stdio: "inherit", cwd: root });
 console.log("relay: http://127.0.0.1:8787   try: npm run send-samples   health: curl http://127.0.0.1:8787/healthz");
+console.log("dashboard: http://127.0.0.1:8787/dashboard   sign in with ADMIN_TOKEN from .dev.vars (the demo's: demo-admin-token)");
 
 const stop = () => [demoOrigin, relay].forEach((child) => child.exitCode === null && child.kill("SIGINT"));
 process.on("SIGINT", stop);

@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { apiRoutes } from "./api/routes";
 import { callbackRoutes } from "./callback-routes";
+import { dashboardRoutes } from "./dashboard/routes";
 import { healthOf } from "./health";
 import { apiError, jsonResponse } from "./http";
 import { log } from "./log";
@@ -13,6 +14,7 @@ export const app = new Hono<{ Bindings: Env }>()
   })
   .route("/v1/hooks", callbackRoutes)
   .route("/v1", apiRoutes)
+  .route("/dashboard", dashboardRoutes)
   .notFound((c) => apiError(404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`))
   .onError((error) => {
     log("error", "unhandled", { error: String(error) });

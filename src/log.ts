@@ -23,6 +23,7 @@ export type LogKind =
   | "alert_sent"
   | "alert_failed"
   | "alerts_failed"
+  | "dashboard_failed"
   | "unhandled";
 
 export function log(level: "info" | "warn" | "error", msg: LogKind, fields: Record<string, unknown> = {}): void {

@@ -10,7 +10,7 @@ import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
 import { apiError, jsonResponse } from "../http";
 import { describeIssue } from "../providers/provider";
 import { describeRow, IndexRow, IndexStatus, indexDb, keyParts, listIndex, MAX_INDEX_PAGE } from "../ops/conversation-index";
-import { ReplayFilter, type ReplayStatus } from "../ops/replay-job";
+import { parseReplayFilter, type ReplayJobFilter, type ReplayStatus } from "../ops/replay-job";
 import { Receipt } from "../receipt";
 
 export const indexDisabled = () =>
@@ -34,7 +34,7 @@ export const ListQuery = {
 };
 
 /** The cursor is the last key of the page, base64url: opaque to callers, and safe in a URL. */
-const encodeCursor = (key: string) => toBase64(utf8(key)).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+export const encodeCursor = (key: string) => toBase64(utf8(key)).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
 function decodeCursor(cursor: string): string | undefined {
   const standard = cursor.replaceAll("-", "+").replaceAll("_", "/");
   const bytes = fromBase64(standard.padEnd(Math.ceil(standard.length / 4) * 4, "="));
@@ -47,11 +47,18 @@ function decodeCursor(cursor: string): string | undefined {
   }
 }
 
-export async function listConversations(env: Env, params: z.infer<z.ZodObject<typeof ListQuery>>): Promise<Response> {
+export type ListParams = z.infer<z.ZodObject<typeof ListQuery>>;
+
+/** A page of the index as the API shows it; `cursor` when more may follow. */
+export async function conversationsPage(db: D1Database, params: ListParams) {
+  const { rows, next } = await listIndex(db, params, params.limit ?? 100, params.cursor);
+  return { conversations: rows.map(describeRow), ...(next !== undefined ? { cursor: encodeCursor(next) } : {}) };
+}
+
+export async function listConversations(env: Env, params: ListParams): Promise<Response> {
   const db = indexDb(env);
   if (!db) return indexDisabled();
-  const { rows, next } = await listIndex(db, params, params.limit ?? 100, params.cursor);
-  return jsonResponse(200, { conversations: rows.map(describeRow), ...(next !== undefined ? { cursor: encodeCursor(next) } : {}) });
+  return jsonResponse(200, await conversationsPage(db, params));
 }
 
 /** The object's outbox is read a page at a time; past this many pages the counts say `complete: false`. */
@@ -66,13 +73,20 @@ const PAGE = 1000;
  * table is paged from its start.
  */
 export async function conversationSummary(env: Env, conversation: string, limit: number): Promise<Response> {
+  const summary = await conversationSummaryData(env, conversation, limit);
+  if (!summary) return apiError(404, "conversation_not_found", "the relay has never stored a receipt of this conversation");
+  return jsonResponse(200, summary);
+}
+
+/** What `conversationSummary` answers, as data (the dashboard renders it too); null for a conversation never seen. */
+export async function conversationSummaryData(env: Env, conversation: string, limit: number) {
   const stub = conversationStub(env, conversation);
   // Validated rather than inferred through the RPC stub's types (too deep for tsc).
   const receipts = z
     .array(Receipt)
     .nullable()
     .parse(await stub.recent(limit));
-  if (!receipts) return apiError(404, "conversation_not_found", "the relay has never stored a receipt of this conversation");
+  if (!receipts) return null;
 
   let pending = 0;
   let failed = 0;
@@ -118,7 +132,7 @@ export async function conversationSummary(env: Env, conversation: string, limit:
     after = page[page.length - 1]!.seq;
   }
 
-  return jsonResponse(200, {
+  return {
     conversation,
     ...keyParts(conversation),
     accepted,
@@ -134,6 +148,7 @@ export async function conversationSummary(env: Env, conversation: string, limit:
           ? {
               status: delivery.status,
               attempts: delivery.attempts,
+              attemptLog: delivery.attemptLog,
               ...(delivery.lastStatus !== undefined ? { lastStatus: delivery.lastStatus } : {}),
               ...(delivery.lastError !== undefined ? { lastError: delivery.lastError } : {}),
               ...(delivery.deliveredAt ? { deliveredAt: delivery.deliveredAt, latencyMs: delivery.latencyMs } : {}),
@@ -143,8 +158,9 @@ export async function conversationSummary(env: Env, conversation: string, limit:
           : null,
       };
     }),
-  });
+  };
 }
+export type ConversationSummary = NonNullable<Awaited<ReturnType<typeof conversationSummaryData>>>;
 
 const replayStub = (env: Env, id: string) => env.REPLAYS.get(env.REPLAYS.idFromName(id));
 const ReplayId = z.uuid();
@@ -156,18 +172,31 @@ export async function startReplay(env: Env, request: Request): Promise<Response>
     const text = await request.text();
     body = text.trim() === "" ? {} : JSON.parse(text);
   } catch {
-    return apiError(400, "invalid_body", 'the body must be JSON: { "provider"?: string, "prefix"?: string }');
+    return apiError(
+      400,
+      "invalid_body",
+      'the body must be JSON: { "provider"?: string, "prefix"?: string } or { "delivered": { "conversation": string, "since"?: ISO-8601, "until"?: ISO-8601 } }',
+    );
   }
-  const filter = ReplayFilter.safeParse(body);
+  const filter = parseReplayFilter(body);
   if (!filter.success) return apiError(400, "invalid_body", describeIssue(filter.error.issues));
+  const status = await startReplayJob(env, filter.data);
+  return jsonResponse(202, status, { location: `/v1/replays/${status.id}` });
+}
+
+/** Creates a replay job under a fresh id; the caller has checked that the index (DB) is bound. */
+export async function startReplayJob(env: Env, filter: ReplayJobFilter): Promise<ReplayStatus> {
   const id = crypto.randomUUID();
-  const status = await replayStub(env, id).start(id, filter.data);
-  return jsonResponse(202, status, { location: `/v1/replays/${id}` });
+  return replayStub(env, id).start(id, filter);
 }
 
 export async function replayProgress(env: Env, id: string): Promise<Response> {
-  const notFound = () => apiError(404, "replay_not_found", "no replay with this id");
-  if (!ReplayId.safeParse(id).success) return notFound();
-  const status = await replayStub(env, id).progress();
-  return status ? jsonResponse(200, status) : notFound();
+  const status = await replayStatus(env, id);
+  return status ? jsonResponse(200, status) : apiError(404, "replay_not_found", "no replay with this id");
+}
+
+/** A replay job's progress; null for an id that is not a job's. */
+export async function replayStatus(env: Env, id: string): Promise<ReplayStatus | null> {
+  if (!ReplayId.safeParse(id).success) return null;
+  return replayStub(env, id).progress();
 }

@@ -1,0 +1,276 @@
+/**
+ * The dashboard's one script, served as /dashboard/assets/dashboard-<hash>.js (the CSP allows
+ * `script-src 'self'` only: no inline script, no event-handler attributes). Plain ES2017 for
+ * the browser, kept as text because the Worker has no build step for browser code.
+ *
+ * - Live tail (docs/dashboard.md, "Live tail"): a WebSocket to the panel's `data-live-url`, `ping`
+ *   every 30 s, reconnecting by itself after 1 s, doubling up to 30 s. Events are appended as
+ *   `[data-testid=live-event]`; a receipt event prepends its row to the receipts table, a delivery
+ *   event updates the rows' delivery status and attempts, a requeue turns failed rows pending.
+ * - Replay progress: polls the panel's `data-poll-url` every second until the job is done.
+ *
+ * Everything received is written with textContent/setAttribute, never as HTML.
+ * (No template literals or "${" inside: this text is itself a template literal.)
+ */
+export const DASHBOARD_SCRIPT = `(function () {
+  "use strict";
+
+  var PING_MS = 30000;
+  var FIRST_RETRY_MS = 1000;
+  var MAX_RETRY_MS = 30000;
+  var MAX_EVENTS = 200;
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (name) {
+        var value = attrs[name];
+        if (value !== undefined && value !== null) node.setAttribute(name, String(value));
+      });
+    }
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** The same format as the server's: "2026-12-03 10:00:00 UTC". */
+  function timeText(iso) {
+    var date = new Date(iso);
+    if (typeof iso !== "string" || isNaN(date.getTime())) return String(iso);
+    return date.toISOString().replace("T", " ").replace(/\\.\\d+Z$/, " UTC");
+  }
+
+  function timeNode(iso) {
+    return el("time", { datetime: iso }, timeText(iso));
+  }
+
+  /** The same summary as the server's: message ids, else #seq; then "up to". */
+  function messagesText(receipt) {
+    var parts = (Array.isArray(receipt.messages) ? receipt.messages : []).map(function (message) {
+      if (message && typeof message.id === "string") return message.id;
+      if (message && typeof message.seq === "number") return "#" + message.seq;
+      return "?";
+    });
+    var upTo = receipt.upTo;
+    if (upTo && typeof upTo.seq === "number") parts.push("up to #" + upTo.seq);
+    else if (upTo && typeof upTo.time === "string") parts.push("up to " + timeText(upTo.time));
+    return parts.join(", ") || "-";
+  }
+
+  var STATUS_BY_OUTCOME = { delivered: "delivered", retry: "pending", dead_letter: "failed", give_up: "failed" };
+
+  function receiptRows() {
+    return Array.prototype.slice.call(document.querySelectorAll('[data-testid="receipt-row"]'));
+  }
+
+  function rowFor(receiptId) {
+    var rows = receiptRows();
+    for (var i = 0; i < rows.length; i++) if (rows[i].getAttribute("data-receipt-id") === receiptId) return rows[i];
+    return null;
+  }
+
+  function setStatus(row, status) {
+    var badge = row.querySelector('[data-testid="delivery-status"]');
+    if (!badge) return;
+    badge.textContent = status;
+    badge.className = "status status-" + status;
+  }
+
+  function attemptText(event) {
+    var text = "attempt " + event.attempt + ": " + String(event.outcome).replace("_", " ");
+    if (typeof event.status === "number") text += ", status " + event.status;
+    text += ", " + event.ms + " ms";
+    if (typeof event.error === "string" && event.error) text += " (" + event.error + ")";
+    return text;
+  }
+
+  function addReceiptRow(event) {
+    var receipt = event.receipt;
+    if (rowFor(receipt.id)) return;
+    var body = document.querySelector('[data-testid="receipts"] tbody');
+    if (!body) return;
+    var empty = body.querySelector('[data-testid="no-receipts"]');
+    if (empty) empty.remove();
+    // The "waiting for the first receipt" notice of a watched conversation has served its purpose.
+    var watching = document.querySelector('[data-testid="watching"]');
+    if (watching) watching.remove();
+    var row = el("tr", { "data-testid": "receipt-row", "data-receipt-id": receipt.id, "data-accepted-at": event.acceptedAt });
+    var readAt = el("td");
+    readAt.appendChild(timeNode(receipt.readAt));
+    row.appendChild(readAt);
+    row.appendChild(el("td", null, (Array.isArray(receipt.readers) ? receipt.readers : []).join(", ") || "-"));
+    row.appendChild(el("td", null, messagesText(receipt)));
+    var status = el("td");
+    status.appendChild(el("span", { "data-testid": "delivery-status", class: "status status-pending" }, "pending"));
+    row.appendChild(status);
+    var attempts = el("td");
+    attempts.appendChild(el("ul", { "data-testid": "attempts", class: "attempts" }));
+    row.appendChild(attempts);
+    row.appendChild(el("td", { class: "num", "data-testid": "latency" }, "-"));
+    var id = el("td");
+    id.appendChild(el("code", null, receipt.id));
+    id.appendChild(el("div", { class: "muted" }, receipt.event));
+    row.appendChild(id);
+    body.insertBefore(row, body.firstChild);
+  }
+
+  function applyDelivery(event) {
+    var status = STATUS_BY_OUTCOME[event.outcome];
+    event.receiptIds.forEach(function (receiptId) {
+      var row = rowFor(receiptId);
+      if (!row) return;
+      if (status) setStatus(row, status);
+      var list = row.querySelector('[data-testid="attempts"]');
+      if (list) list.appendChild(el("li", { "data-testid": "attempt" }, attemptText(event)));
+      var acceptedAt = Date.parse(row.getAttribute("data-accepted-at") || "");
+      var latency = row.querySelector('[data-testid="latency"]');
+      if (status === "delivered" && latency && !isNaN(acceptedAt)) latency.textContent = Math.max(0, Date.parse(event.at) - acceptedAt) + " ms";
+    });
+  }
+
+  function applyRequeue() {
+    receiptRows().forEach(function (row) {
+      var badge = row.querySelector('[data-testid="delivery-status"]');
+      if (badge && badge.textContent === "failed") setStatus(row, "pending");
+    });
+  }
+
+  function liveTail(panel) {
+    var url = panel.getAttribute("data-live-url");
+    var statusNode = panel.querySelector('[data-testid="live-status"]');
+    var list = panel.querySelector('[data-testid="live-events"]');
+    var waiting = panel.querySelector('[data-testid="live-waiting"]');
+    var retryMs = FIRST_RETRY_MS;
+    var pinger = null;
+    var timer = null;
+
+    function show(state) {
+      statusNode.textContent = state;
+      statusNode.className = "live-status live-" + state;
+    }
+
+    function addEvent(type, attrs, text, at) {
+      if (waiting) waiting.hidden = true;
+      var item = el("li", Object.assign({ "data-testid": "live-event", "data-event-type": type }, attrs));
+      if (at) {
+        item.appendChild(timeNode(at));
+        item.appendChild(document.createTextNode(" "));
+      }
+      item.appendChild(document.createTextNode(text));
+      list.appendChild(item);
+      while (list.children.length > MAX_EVENTS) list.removeChild(list.firstElementChild);
+      list.scrollTop = list.scrollHeight;
+    }
+
+    function handle(event) {
+      if (!event || typeof event.type !== "string") return;
+      if (event.type === "hello") {
+        show("live");
+      } else if (event.type === "receipt" && event.receipt && typeof event.receipt.id === "string") {
+        var readers = Array.isArray(event.receipt.readers) ? event.receipt.readers.join(", ") : "";
+        addEvent("receipt", { "data-receipt-id": event.receipt.id }, "receipt " + event.receipt.id + " read by " + (readers || "-") + ": " + messagesText(event.receipt), event.acceptedAt);
+        addReceiptRow(event);
+      } else if (event.type === "delivery" && Array.isArray(event.receiptIds) && event.receiptIds.length > 0) {
+        addEvent("delivery", { "data-receipt-id": event.receiptIds[0], "data-outcome": event.outcome }, event.receiptIds.join(", ") + ": " + attemptText(event), event.at);
+        applyDelivery(event);
+      } else if (event.type === "requeued") {
+        addEvent("requeued", {}, event.count + " dead letter(s) re-queued", event.at);
+        applyRequeue();
+      }
+    }
+
+    function retry() {
+      if (timer !== null) return;
+      show("reconnecting");
+      timer = setTimeout(function () {
+        timer = null;
+        connect();
+      }, retryMs);
+      retryMs = Math.min(retryMs * 2, MAX_RETRY_MS);
+    }
+
+    function connect() {
+      var socket;
+      try {
+        socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + url);
+      } catch (error) {
+        retry();
+        return;
+      }
+      socket.addEventListener("open", function () {
+        retryMs = FIRST_RETRY_MS;
+        show("live");
+        pinger = setInterval(function () {
+          if (socket.readyState === WebSocket.OPEN) socket.send("ping");
+        }, PING_MS);
+      });
+      socket.addEventListener("message", function (message) {
+        if (typeof message.data !== "string" || message.data === "pong") return;
+        var event;
+        try {
+          event = JSON.parse(message.data);
+        } catch (error) {
+          return;
+        }
+        handle(event);
+      });
+      socket.addEventListener("close", function () {
+        if (pinger !== null) clearInterval(pinger);
+        pinger = null;
+        retry();
+      });
+    }
+
+    show("connecting");
+    connect();
+  }
+
+  function replayPoller(panel) {
+    var url = panel.getAttribute("data-poll-url");
+    var bar = panel.querySelector('[data-testid="replay-progress"]');
+    var state = panel.querySelector('[data-testid="replay-state"]');
+    var done = panel.querySelector('[data-testid="replay-done"]');
+    var total = panel.querySelector('[data-testid="replay-total"]');
+    var requeued = panel.querySelector('[data-testid="replay-requeued"]');
+    var skipped = panel.querySelector('[data-testid="replay-skipped"]');
+
+    function apply(job) {
+      // As attributes: the max property ignores 0 (a job with nothing to replay).
+      bar.setAttribute("max", String(job.conversations.total));
+      bar.setAttribute("value", String(job.conversations.done));
+      state.textContent = job.status;
+      state.className = "state-" + job.status;
+      if (done) done.textContent = String(job.conversations.done);
+      if (total) total.textContent = String(job.conversations.total);
+      if (requeued) requeued.textContent = String(job.requeued);
+      if (skipped) skipped.textContent = String(job.skipped);
+    }
+
+    function tick() {
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: { accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.json();
+        })
+        .then(function (job) {
+          apply(job);
+          if (job.status !== "done") setTimeout(tick, 1000);
+        })
+        .catch(function () {
+          setTimeout(tick, 5000);
+        });
+    }
+
+    if (state.textContent !== "done") setTimeout(tick, 1000);
+  }
+
+  function start() {
+    var live = document.querySelector('[data-testid="live-tail"][data-live-url]');
+    if (live) liveTail(live);
+    var replay = document.querySelector("[data-poll-url]");
+    if (replay) replayPoller(replay);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
+`;

@@ -1,0 +1,118 @@
+/**
+ * The page shell and the small pieces every page uses. Hono's JSX escapes every text and
+ * attribute value; nothing here passes data through `raw()`. No inline script or style: the CSP
+ * (routes.tsx) allows only the two assets.
+ */
+import type { Child, PropsWithChildren } from "hono/jsx";
+import { assetPath, SCRIPT, STYLESHEET } from "./assets";
+
+export type Section = "overview" | "conversations" | "dead-letters" | "none";
+
+/** "2026-12-03 10:00:00 UTC", the format the script uses too. */
+export function timeText(iso: string): string {
+  const ms = Date.parse(iso);
+  return Number.isNaN(ms)
+    ? iso
+    : new Date(ms)
+        .toISOString()
+        .replace("T", " ")
+        .replace(/\.\d+Z$/, " UTC");
+}
+
+export function Time({ iso }: { iso: string | null | undefined }) {
+  if (!iso) return <span class="muted">-</span>;
+  return <time datetime={iso}>{timeText(iso)}</time>;
+}
+
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return "-";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min`;
+  return `${(ms / 3_600_000).toFixed(1)} h`;
+}
+
+export const conversationPath = (key: string) => `/dashboard/conversations/${encodeURIComponent(key)}`;
+
+export function ConversationLink({ conversation }: { conversation: string }) {
+  return (
+    <a href={conversationPath(conversation)}>
+      <code>{conversation}</code>
+    </a>
+  );
+}
+
+export function ErrorPanel({ title, message }: { title: string; message: string }) {
+  return (
+    <div class="error-panel" role="alert" data-testid="error-panel">
+      <strong>{title}</strong> <span>{message}</span>
+    </div>
+  );
+}
+
+/** Shown wherever the D1 conversation index would be read but `DB` is not bound. */
+export function IndexOff() {
+  return (
+    <div class="notice" data-testid="index-off">
+      <strong>index off: bind D1 as DB.</strong> The conversation index, stats, dead letters and replays read it: add the <code>[[d1_databases]]</code> block
+      with <code>binding = "DB"</code> to <code>wrangler.toml</code> (docs/operations.md, "The conversation index").
+    </div>
+  );
+}
+
+const NAV: { section: Section; href: string; label: string }[] = [
+  { section: "overview", href: "/dashboard", label: "Overview" },
+  { section: "conversations", href: "/dashboard/conversations", label: "Conversations" },
+  { section: "dead-letters", href: "/dashboard/dead-letters", label: "Dead letters" },
+];
+
+export function Page({ title, section, signedIn, children }: PropsWithChildren<{ title: string; section: Section; signedIn: boolean }>) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="color-scheme" content="light dark" />
+        <title>{`${title} · receipt-relay`}</title>
+        <link rel="stylesheet" href={assetPath(STYLESHEET)} />
+        <script src={assetPath(SCRIPT)} defer></script>
+      </head>
+      <body>
+        <header class="top">
+          <span class="brand">receipt-relay</span>
+          {signedIn ? (
+            <>
+              <nav>
+                {NAV.map((item) => (
+                  <a href={item.href} aria-current={item.section === section ? "page" : undefined}>
+                    {item.label}
+                  </a>
+                ))}
+              </nav>
+              <form method="post" action="/dashboard/logout">
+                <button type="submit" data-testid="sign-out">
+                  Sign out
+                </button>
+              </form>
+            </>
+          ) : null}
+        </header>
+        <main>{children}</main>
+      </body>
+    </html>
+  );
+}
+
+/** A definition list of label → value pairs, skipping absent values. */
+export function Facts({ items }: { items: [string, Child][] }) {
+  return (
+    <dl class="facts">
+      {items.map(([label, value]) => (
+        <>
+          <dt>{label}</dt>
+          <dd>{value}</dd>
+        </>
+      ))}
+    </dl>
+  );
+}

@@ -1,0 +1,295 @@
+/**
+ * GET /dashboard/conversations/<key>: one conversation from its object (the truth): receipts newest
+ * first with their delivery state, read state per reader, the outbox, a replay button and the
+ * live tail.
+ */
+import type { Delivery } from "../../conversation/outbox";
+import type { ReadState } from "../../conversation/read-state";
+import type { ConversationSummary } from "../../api/conversations";
+import { conversationPath, duration, Facts, Page, Time } from "../layout";
+
+export interface ConversationData {
+  conversation: string;
+  /** Null for a conversation with no receipt yet (shown only with ?watch=1). */
+  summary: ConversationSummary | null;
+  reads: ReadState[];
+  outbox: { pending: Delivery[]; failed: Delivery[] };
+  /** The page size of each outbox list. */
+  outboxLimit: number;
+}
+
+type SummaryReceipt = ConversationSummary["receipts"][number];
+
+/** Message ids, else #seq, then "up to": the same text the script writes for live rows. */
+export function messagesText(receipt: Pick<SummaryReceipt, "messages" | "upTo">): string {
+  const parts = receipt.messages.map((message) => message.id ?? (message.seq !== undefined ? `#${message.seq}` : "?"));
+  if (receipt.upTo?.seq !== undefined) parts.push(`up to #${receipt.upTo.seq}`);
+  else if (receipt.upTo?.time !== undefined) parts.push(`up to ${receipt.upTo.time.replace("T", " ").replace(/\.\d+Z$/, " UTC")}`);
+  return parts.join(", ") || "-";
+}
+
+/**
+ * Each attempt from the receipt's attempt log (start, status or error, duration; the newest 20,
+ * across replays). Attempts made before the log existed (schema v3) show as a count.
+ */
+function Attempts({ delivery }: { delivery: SummaryReceipt["delivery"] }) {
+  if (!delivery) return <ul data-testid="attempts" class="attempts"></ul>;
+  const unlogged = delivery.attempts - delivery.attemptLog.length;
+  return (
+    <ul data-testid="attempts" class="attempts">
+      {delivery.attemptLog.map((attempt) => (
+        <li data-testid="attempt" data-status={attempt.status ?? ""}>
+          <Time iso={attempt.at} />
+          {` ${attempt.error ?? `answered ${attempt.status ?? "?"}`}, in ${duration(attempt.ms)}`}
+        </li>
+      ))}
+      {unlogged > 0 && delivery.attemptLog.length === 0 ? <li data-testid="attempt">{`${delivery.attempts} attempt(s), not logged`}</li> : null}
+      {delivery.nextAttemptAt ? (
+        <li>
+          {"next attempt "}
+          <Time iso={delivery.nextAttemptAt} />
+        </li>
+      ) : null}
+      {delivery.failedAt ? (
+        <li>
+          {"failed "}
+          <Time iso={delivery.failedAt} />
+        </li>
+      ) : null}
+    </ul>
+  );
+}
+
+function ReceiptRow({ receipt }: { receipt: SummaryReceipt }) {
+  // A receipt whose delivery row was not found in the pages read counts as pending: it is stored, not yet settled.
+  const status = receipt.delivery?.status ?? "pending";
+  return (
+    <tr data-testid="receipt-row" data-receipt-id={receipt.id} data-accepted-at={receipt.receivedAt}>
+      <td>
+        <Time iso={receipt.readAt} />
+      </td>
+      <td>{receipt.readers.join(", ") || "-"}</td>
+      <td>{messagesText(receipt)}</td>
+      <td>
+        <span data-testid="delivery-status" class={`status status-${status}`}>
+          {status}
+        </span>
+      </td>
+      <td>
+        <Attempts delivery={receipt.delivery} />
+      </td>
+      <td class="num" data-testid="latency">
+        {duration(receipt.delivery?.latencyMs)}
+      </td>
+      <td>
+        <code>{receipt.id}</code>
+        <div class="muted">{receipt.event}</div>
+      </td>
+    </tr>
+  );
+}
+
+function Receipts({ summary }: { summary: ConversationSummary | null }) {
+  const receipts = summary?.receipts ?? [];
+  return (
+    <section class="panel">
+      <h2>Receipts, newest first</h2>
+      <div class="scroll">
+        <table data-testid="receipts">
+          <thead>
+            <tr>
+              <th>read at</th>
+              <th>readers</th>
+              <th>messages</th>
+              <th>delivery</th>
+              <th>attempts</th>
+              <th class="num">latency</th>
+              <th>receipt</th>
+            </tr>
+          </thead>
+          <tbody>
+            {receipts.length === 0 ? (
+              <tr data-testid="no-receipts">
+                <td colspan={7} class="muted">
+                  No receipt yet: new ones appear here as they arrive.
+                </td>
+              </tr>
+            ) : (
+              receipts.map((receipt) => <ReceiptRow receipt={receipt} />)
+            )}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
+function Reads({ reads }: { reads: ReadState[] }) {
+  return (
+    <section class="panel" data-testid="reads">
+      <h2>Read state per reader</h2>
+      {reads.length === 0 ? (
+        <p class="muted">No reader yet.</p>
+      ) : (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th>reader</th>
+                <th>last read at</th>
+                <th>last message</th>
+                <th class="num">read up to seq</th>
+                <th>read up to time</th>
+                <th class="num">unread</th>
+              </tr>
+            </thead>
+            <tbody>
+              {reads.map((read) => (
+                <tr data-testid="read-row" data-reader={read.reader}>
+                  <td>{read.reader}</td>
+                  <td>
+                    <Time iso={read.lastReadAt} />
+                  </td>
+                  <td>{read.messageId ?? "-"}</td>
+                  <td class="num">{read.seq ?? "-"}</td>
+                  <td>
+                    <Time iso={read.time} />
+                  </td>
+                  <td class="num">{read.unreadTotal ?? "-"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function DeliveryTable({ deliveries, status, limit }: { deliveries: Delivery[]; status: "pending" | "failed"; limit: number }) {
+  if (deliveries.length === 0) return null;
+  return (
+    <>
+      <h3>{status === "pending" ? "Pending" : "Failed (dead letters)"}</h3>
+      <div class="scroll">
+        <table data-testid={`outbox-${status}`}>
+          <thead>
+            <tr>
+              <th class="num">seq</th>
+              <th>receipt</th>
+              <th>accepted</th>
+              <th class="num">attempts</th>
+              <th class="num">last status</th>
+              <th>last error</th>
+              <th>{status === "pending" ? "next attempt" : "failed at"}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {deliveries.map((delivery) => (
+              <tr data-testid="outbox-row" data-receipt-id={delivery.receiptId} data-status={delivery.status}>
+                <td class="num">{delivery.seq}</td>
+                <td>
+                  <code>{delivery.receiptId}</code>
+                </td>
+                <td>
+                  <Time iso={delivery.acceptedAt} />
+                </td>
+                <td class="num">{delivery.attempts}</td>
+                <td class="num">{delivery.lastStatus ?? "-"}</td>
+                <td>{delivery.lastError ?? "-"}</td>
+                <td>
+                  <Time iso={status === "pending" ? delivery.nextAttemptAt : delivery.failedAt} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {deliveries.length === limit ? <p class="muted">{`The first ${limit} are shown.`}</p> : null}
+    </>
+  );
+}
+
+function Outbox({ data }: { data: ConversationData }) {
+  const { summary, outbox, conversation } = data;
+  const counts = summary?.deliveries ?? { pending: 0, failed: 0 };
+  return (
+    <section class="panel" data-testid="outbox">
+      <h2>Outbox</h2>
+      <p>
+        <span data-testid="outbox-pending">{`${counts.pending} pending`}</span>
+        {", "}
+        <span data-testid="outbox-failed">{`${counts.failed} failed`}</span>
+        {summary?.deliveries.complete === false ? " (at least: the outbox is larger than one read)" : null}
+      </p>
+      {summary?.lastError !== undefined ? (
+        <p class="muted">
+          {"Last dead letter's error: "}
+          <span>{summary.lastError}</span>
+        </p>
+      ) : null}
+      <form method="post" action={`${conversationPath(conversation)}/replay`} data-testid="replay-conversation">
+        <input type="hidden" name="back" value="conversation" />
+        <button type="submit" class="danger" data-testid="replay-conversation-button">
+          Replay this conversation's dead letters
+        </button>
+      </form>
+      <DeliveryTable deliveries={outbox.pending} status="pending" limit={data.outboxLimit} />
+      <DeliveryTable deliveries={outbox.failed} status="failed" limit={data.outboxLimit} />
+    </section>
+  );
+}
+
+function LiveTail({ conversation }: { conversation: string }) {
+  return (
+    <section class="panel" data-testid="live-tail" data-live-url={`${conversationPath(conversation)}/live`}>
+      <h2>
+        {"Live tail: "}
+        <span data-testid="live-status" class="live-status live-connecting">
+          connecting
+        </span>
+      </h2>
+      <p class="muted" data-testid="live-waiting">
+        Waiting for new receipts and delivery attempts. Events missed while reconnecting are not replayed: reload to see the current state.
+      </p>
+      <ol class="plain live-events" data-testid="live-events"></ol>
+    </section>
+  );
+}
+
+export function ConversationPage({ data, requeued }: { data: ConversationData; requeued?: number | undefined }) {
+  const { summary, conversation } = data;
+  return (
+    <Page title={conversation} section="conversations" signedIn={true}>
+      <h1 data-testid="conversation-key">{conversation}</h1>
+      {requeued !== undefined ? (
+        <p class="flash" data-testid="flash">
+          {`${requeued} dead letter(s) re-queued.`}
+        </p>
+      ) : null}
+      {summary ? (
+        <section class="panel" data-testid="conversation-summary">
+          <Facts
+            items={[
+              ["provider", summary.provider],
+              ["app", summary.app],
+              ["chat", summary.chat],
+              ["accepted", String(summary.accepted)],
+              ["last delivered", <Time iso={summary.lastDeliveredAt} />],
+              ["last latency", duration(summary.lastLatencyMs)],
+              ["oldest dead letter", <Time iso={summary.oldestFailedAt} />],
+            ]}
+          />
+        </section>
+      ) : (
+        <p class="notice" data-testid="watching">
+          No receipt of this conversation yet. This page waits for the first one on the live tail.
+        </p>
+      )}
+      <LiveTail conversation={conversation} />
+      <Receipts summary={summary} />
+      <Reads reads={data.reads} />
+      <Outbox data={data} />
+    </Page>
+  );
+}

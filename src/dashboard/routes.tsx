@@ -1,0 +1,327 @@
+/**
+ * The operators' dashboard, served by the Worker under /dashboard (docs/dashboard.md):
+ * server-rendered pages over the same data as the API, a session cookie instead of the Bearer
+ * token, CSRF checks on every POST and a strict Content-Security-Policy on every page.
+ *
+ * Order matters: Hono runs handlers in the order they are registered, so the live-tail route comes
+ * first and answers its WebSocket upgrade untouched (no middleware may wrap or copy a 101
+ * response); the assets come before the session check (they hold nothing private), and every
+ * page after it.
+ */
+import { Hono, type Context } from "hono";
+import { csrf } from "hono/csrf";
+import { createMiddleware } from "hono/factory";
+import { html } from "hono/html";
+import { HTTPException } from "hono/http-exception";
+import type { JSX } from "hono/jsx/jsx-runtime";
+import { secureHeaders } from "hono/secure-headers";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { conversationsPage, replayStatus, startReplayJob } from "../api/conversations";
+import { clientAddress, countAuthFailure } from "../auth-limit";
+import { openLiveTail } from "../conversation/live-tail";
+import { conversationStub } from "../conversation/stub";
+import { timingSafeEqual } from "../crypto/timing-safe";
+import { apiError, jsonResponse } from "../http";
+import { log } from "../log";
+import { indexDb } from "../ops/conversation-index";
+import { ReplayFilter } from "../ops/replay-job";
+import { describeProblems, settingsOf } from "../settings";
+import { ASSET_CACHE_CONTROL, assetNamed } from "./assets";
+import { INDEX_PAGE, loadConversation, loadOverview, Requeued } from "./data";
+import {
+  ConversationKey,
+  ConversationQuery,
+  ConversationsQuery,
+  DeadLettersFlash,
+  DeadLettersQuery,
+  describeInvalid,
+  LoginForm,
+  LoginQuery,
+  NextPath,
+  ReplayAllForm,
+  ReplayConversationForm,
+} from "./inputs";
+import { conversationPath, ErrorPanel, IndexOff } from "./layout";
+import { load } from "./load";
+import { ConversationPage } from "./pages/conversation";
+import { ConversationsPageView } from "./pages/conversations";
+import { DeadLettersPage } from "./pages/dead-letters";
+import { DisabledPage, LoginPage, MessagePage } from "./pages/messages";
+import { OverviewPage } from "./pages/overview";
+import { ReplayPage } from "./pages/replay";
+import { endSession, hasSession, startSession } from "./session";
+
+type DashboardEnv = { Bindings: Env; Variables: { adminToken: string } };
+type DashboardContext = Context<DashboardEnv>;
+
+/** Forms are a few fields; anything larger is not one of ours. */
+const MAX_FORM_BYTES = 16 * 1024;
+
+/** Only the two assets run or style a page; nothing inline, nothing from elsewhere. */
+const pageHeaders = secureHeaders({
+  contentSecurityPolicy: {
+    defaultSrc: ["'none'"],
+    scriptSrc: ["'self'"],
+    styleSrc: ["'self'"],
+    imgSrc: ["'self'", "data:"],
+    connectSrc: ["'self'"],
+    formAction: ["'self'"],
+    frameAncestors: ["'none'"],
+    baseUri: ["'none'"],
+  },
+  xFrameOptions: "DENY",
+});
+
+function render(c: DashboardContext, status: ContentfulStatusCode, page: JSX.Element): Response | Promise<Response> {
+  return c.html(html`<!doctype html>${page}`, status);
+}
+
+/** The dashboard is on exactly when the API is: with a valid ADMIN_TOKEN, which is also the sign-in token. */
+function adminTokenOf(env: Env): { ok: true; token: string } | { ok: false; reason: string } {
+  const { settings, problems } = settingsOf(env);
+  const broken = problems.filter((problem) => problem.feature === "api");
+  if (broken.length > 0) return { ok: false, reason: `The dashboard is off: ${describeProblems(broken)}.` };
+  if (!settings.ADMIN_TOKEN) return { ok: false, reason: "The dashboard is off: ADMIN_TOKEN is not set." };
+  return { ok: true, token: settings.ADMIN_TOKEN };
+}
+
+const requireEnabled = createMiddleware<DashboardEnv>(async function requireEnabled(c, next) {
+  const admin = adminTokenOf(c.env);
+  if (!admin.ok) return render(c, 503, <DisabledPage reason={admin.reason} />);
+  c.set("adminToken", admin.token);
+  await next();
+});
+
+/** Pages that show relay data are never stored by a browser or a proxy. */
+const noStore = createMiddleware<DashboardEnv>(async function noStore(c, next) {
+  await next();
+  c.header("cache-control", "no-store");
+});
+
+/**
+ * A page without a session sends a browser to the sign-in form (coming back here after); a POST
+ * or the replay progress JSON is refused 401 instead (a redirect would lose the form).
+ */
+const requireSession = createMiddleware<DashboardEnv>(async function requireSession(c, next) {
+  if (await hasSession(c, c.var.adminToken, Date.now())) return next();
+  const url = new URL(c.req.url);
+  if (url.pathname.endsWith(".json")) return apiError(401, "unauthorized", "no dashboard session: sign in at /dashboard/login");
+  if (c.req.method !== "GET") {
+    return render(
+      c,
+      401,
+      <MessagePage title="Signed out" signedIn={false} testId="signed-out">
+        <p>
+          Your session has ended. <a href="/dashboard/login">Sign in</a> again, then repeat what you were doing.
+        </p>
+      </MessagePage>,
+    );
+  }
+  const back = NextPath.safeParse(url.pathname + url.search);
+  return c.redirect(back.success ? `/dashboard/login?next=${encodeURIComponent(back.data)}` : "/dashboard/login", 303);
+});
+
+async function readForm(c: DashboardContext): Promise<Record<string, unknown> | undefined> {
+  if (Number(c.req.header("content-length") ?? 0) > MAX_FORM_BYTES) return undefined;
+  return c.req.parseBody();
+}
+
+const tooLarge = (c: DashboardContext) =>
+  render(
+    c,
+    413,
+    <MessagePage title="Too large" signedIn={true} testId="too-large">
+      <p>That form was larger than any of this dashboard's.</p>
+    </MessagePage>,
+  );
+
+const notFoundPage = (c: DashboardContext, message: string) =>
+  render(
+    c,
+    404,
+    <MessagePage title="Not found" signedIn={true} testId="not-found">
+      <p>{message}</p>
+      <p>
+        <a href="/dashboard">Overview</a>
+      </p>
+    </MessagePage>,
+  );
+
+const failedPage = (c: DashboardContext, status: ContentfulStatusCode, title: string, message: string) =>
+  render(
+    c,
+    status,
+    <MessagePage title={title} signedIn={true} testId="failed">
+      <ErrorPanel title={title} message={message} />
+    </MessagePage>,
+  );
+
+export const dashboardRoutes = new Hono<DashboardEnv>()
+  // Live tail (docs/dashboard.md, "Live tail"): the session and the Origin are checked here, since
+  // a browser sends cookies with a cross-site WebSocket handshake (cross-site WebSocket hijacking).
+  .get("/conversations/:key/live", async (c) => {
+    const admin = adminTokenOf(c.env);
+    if (!admin.ok) return new Response(admin.reason, { status: 503 });
+    if (!(await hasSession(c, admin.token, Date.now()))) return new Response("no dashboard session: sign in at /dashboard/login", { status: 403 });
+    if (c.req.header("origin") !== new URL(c.req.url).origin) return new Response("the live tail opens from this dashboard's own pages only", { status: 403 });
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("expected a WebSocket upgrade", { status: 426, headers: { upgrade: "websocket" } });
+    }
+    const key = ConversationKey.safeParse(c.req.param("key"));
+    if (!key.success) return new Response("the conversation key must be 1 to 4096 characters", { status: 400 });
+    return openLiveTail(c.env, key.data, c.req.raw);
+  })
+  .use("*", pageHeaders)
+  .get("/assets/:name", (c) => {
+    const asset = assetNamed(c.req.param("name"));
+    if (!asset) return c.text("no such asset", 404, { "cache-control": "no-store" });
+    return c.body(asset.body, 200, { "content-type": asset.contentType, "cache-control": ASSET_CACHE_CONTROL });
+  })
+  .use("*", noStore, requireEnabled, csrf())
+  .get("/login", async (c) => {
+    const query = LoginQuery.parse(c.req.query());
+    if (await hasSession(c, c.var.adminToken, Date.now())) return c.redirect(query.next ?? "/dashboard", 303);
+    return render(c, 200, <LoginPage next={query.next} />);
+  })
+  .post("/login", async (c) => {
+    const body = await readForm(c);
+    if (!body) return tooLarge(c);
+    const form = LoginForm.safeParse(body);
+    if (!form.success) return render(c, 400, <LoginPage error={`Invalid form: ${describeInvalid(form.error)}`} />);
+    const { token, next } = form.data;
+    if (!(await timingSafeEqual(token.trim(), c.var.adminToken))) {
+      // Counted like the API's failed Bearer tokens (src/auth-limit.ts).
+      const limit = await countAuthFailure(c.env.AUTH_FAILURES, clientAddress(c.req.raw.headers));
+      if (limit.limited) {
+        c.header("retry-after", String(limit.retryAfterSeconds));
+        return render(c, 429, <LoginPage next={next} error="Too many failed sign-ins from this address: try again in a minute." />);
+      }
+      return render(c, 401, <LoginPage next={next} error="That is not the admin token (ADMIN_TOKEN)." />);
+    }
+    await startSession(c, c.var.adminToken, Date.now());
+    return c.redirect(next ?? "/dashboard", 303);
+  })
+  .post("/logout", (c) => {
+    endSession(c);
+    return c.redirect("/dashboard/login", 303);
+  })
+  .use("*", requireSession)
+  .get("/", async (c) => render(c, 200, <OverviewPage data={await loadOverview(c.env, Date.now())} />))
+  .get("/conversations", async (c) => {
+    const query = ConversationsQuery.safeParse(c.req.query());
+    if (!query.success) {
+      return render(c, 400, <ConversationsPageView filters={{}} result={{ kind: "invalid", message: describeInvalid(query.error) }} />);
+    }
+    const { provider, status, prefix, cursor } = query.data;
+    const filters = { provider, status, prefix };
+    const db = indexDb(c.env);
+    if (!db) return render(c, 503, <ConversationsPageView filters={filters} result={{ kind: "index-off" }} />);
+    const page = await load("reading the index", () => conversationsPage(db, { provider, status, prefix, cursor, limit: INDEX_PAGE }));
+    return render(c, page.ok ? 200 : 503, <ConversationsPageView filters={filters} result={{ kind: "loaded", page }} />);
+  })
+  .get("/conversations/:key", async (c) => {
+    const key = ConversationKey.safeParse(c.req.param("key"));
+    if (!key.success) return notFoundPage(c, "A conversation key is 1 to 4096 characters.");
+    const conversation = key.data;
+    const query = ConversationQuery.parse(c.req.query());
+    const recentLimit = settingsOf(c.env).settings.RECENT_LIMIT;
+    const data = await load("reading the conversation", () => loadConversation(c.env, conversation, recentLimit));
+    if (!data.ok) return failedPage(c, 503, "Could not read this conversation.", data.error);
+    if (!data.value.summary && query.watch !== "1") {
+      return render(
+        c,
+        404,
+        <MessagePage title="Conversation not found" signedIn={true} testId="not-found">
+          <p>The relay has never stored a receipt of this conversation.</p>
+          <p>
+            <a href={`${conversationPath(conversation)}?watch=1`} data-testid="watch-link">
+              Watch it anyway
+            </a>
+            : its page waits for the first receipt on the live tail.
+          </p>
+        </MessagePage>,
+      );
+    }
+    return render(c, 200, <ConversationPage data={data.value} requeued={query.requeued} />);
+  })
+  // Re-queues this conversation's dead letters, then back to where the button was.
+  .post("/conversations/:key/replay", async (c) => {
+    const key = ConversationKey.safeParse(c.req.param("key"));
+    if (!key.success) return notFoundPage(c, "A conversation key is 1 to 4096 characters.");
+    const body = await readForm(c);
+    if (!body) return tooLarge(c);
+    const { back } = ReplayConversationForm.parse(body);
+    const retried = await load("re-queueing the dead letters", async () => Requeued.parse(await conversationStub(c.env, key.data).retryDeadLetters()));
+    if (!retried.ok) return failedPage(c, 503, "Could not re-queue the dead letters.", retried.error);
+    if (!retried.value) return notFoundPage(c, "The relay has never stored a receipt of this conversation.");
+    const requeued = `requeued=${retried.value.requeued}`;
+    return c.redirect(back === "dead-letters" ? `/dashboard/dead-letters?${requeued}` : `${conversationPath(key.data)}?${requeued}`, 303);
+  })
+  .get("/dead-letters", async (c) => {
+    const { requeued } = DeadLettersFlash.parse(c.req.query());
+    const query = DeadLettersQuery.safeParse(c.req.query());
+    if (!query.success) return render(c, 400, <DeadLettersPage filters={{}} result={{ kind: "invalid", message: describeInvalid(query.error) }} />);
+    const { provider, prefix, cursor } = query.data;
+    const filters = { provider, prefix };
+    const db = indexDb(c.env);
+    if (!db) return render(c, 503, <DeadLettersPage filters={filters} result={{ kind: "index-off" }} />);
+    // The relay-wide dead letters are the index's failing rows (failed > 0).
+    const page = await load("reading the index", () => conversationsPage(db, { provider, prefix, cursor, status: "failing", limit: INDEX_PAGE }));
+    return render(c, page.ok ? 200 : 503, <DeadLettersPage filters={filters} result={{ kind: "loaded", page }} requeued={requeued} />);
+  })
+  // Replay all: a durable job (src/ops/replay-job.ts), then its progress page.
+  .post("/replays", async (c) => {
+    const body = await readForm(c);
+    if (!body) return tooLarge(c);
+    const form = ReplayAllForm.safeParse(body);
+    const filter = form.success ? ReplayFilter.safeParse(form.data) : form;
+    if (!filter.success) return failedPage(c, 400, "Invalid replay filter.", describeInvalid(filter.error));
+    if (!indexDb(c.env)) {
+      return render(
+        c,
+        503,
+        <MessagePage title="Replays need the index" signedIn={true} testId="failed">
+          <IndexOff />
+        </MessagePage>,
+      );
+    }
+    const job = await load("starting the replay", () => startReplayJob(c.env, filter.data));
+    if (!job.ok) return failedPage(c, 503, "Could not start the replay.", job.error);
+    return c.redirect(`/dashboard/replays/${job.value.id}`, 303);
+  })
+  // `<id>` is the progress page; `<id>.json` what its script polls.
+  .get("/replays/:name", async (c) => {
+    const name = c.req.param("name");
+    const asJson = name.endsWith(".json");
+    const id = asJson ? name.slice(0, -".json".length) : name;
+    const job = await load("reading the replay", () => replayStatus(c.env, id));
+    if (asJson) {
+      if (!job.ok) return apiError(503, "replay_unavailable", job.error);
+      return job.value ? jsonResponse(200, job.value) : apiError(404, "replay_not_found", "no replay with this id");
+    }
+    if (!job.ok) return failedPage(c, 503, "Could not read the replay.", job.error);
+    if (!job.value) return notFoundPage(c, "No replay with this id.");
+    return render(c, 200, <ReplayPage job={job.value} />);
+  })
+  .get("/*", (c) => notFoundPage(c, "No dashboard page here."))
+  .onError((error, c) => {
+    if (error instanceof HTTPException && error.status === 403) {
+      // hono/csrf: a form posted from another site (or without Origin and Sec-Fetch-Site).
+      return render(
+        c,
+        403,
+        <MessagePage title="Refused" signedIn={false} testId="csrf-refused">
+          <p>This form was not sent from this dashboard's own pages, so it was refused. Reload the page and try again.</p>
+        </MessagePage>,
+      );
+    }
+    if (error instanceof HTTPException) return error.getResponse();
+    log("error", "dashboard_failed", { what: "page", error: String(error) });
+    return render(
+      c,
+      500,
+      <MessagePage title="Something failed" signedIn={false} testId="failed">
+        <p>The dashboard could not show this page; the relay logged why. Try again in a moment.</p>
+      </MessagePage>,
+    );
+  });
