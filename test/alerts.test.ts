@@ -19,6 +19,7 @@ import {
   FIRST_WINDOW_MS,
   indexLagMs,
   nextState,
+  observe,
   planAlerts,
   readAlertState,
   slackText,
@@ -76,7 +77,7 @@ describe("what to alert (pure)", () => {
     expect(failed).toMatchObject({ deadLetterSince: WINDOW.since, sentAt: { dead_letter: null } });
   });
 
-  it("raises origin_failing while conversations are stuck, then sends recovered once none is", () => {
+  it("raises origin_failing while conversations are stuck, then sends recovered once none is and a delivery succeeded", () => {
     const failing = { deadLetters: none, stuck: some(3, ["origin answered 503"]) };
     expect(kinds(failing)).toEqual(["origin_failing"]);
     const raised = nextState(undefined, failing, NOW, WINDOW, new Set(["origin_failing"]));
@@ -84,7 +85,10 @@ describe("what to alert (pure)", () => {
     // Reminded every 15 minutes while it holds.
     expect(kinds(failing, raised, NOW + 60_000)).toEqual([]);
     expect(kinds(failing, raised, NOW + ALERT_COOLDOWN_MS)).toEqual(["origin_failing"]);
-    const healthy = { deadLetters: none, stuck: none };
+    // Nothing stuck because the stuck receipts became dead letters, the origin still down: not recovered.
+    expect(kinds({ deadLetters: some(3), stuck: none, lastDeliveredAt: NOW - 3_600_000 }, raised, NOW + 60_000)).toEqual(["dead_letter"]);
+    expect(kinds({ deadLetters: none, stuck: none, lastDeliveredAt: null }, raised, NOW + 60_000)).toEqual([]);
+    const healthy = { deadLetters: none, stuck: none, lastDeliveredAt: NOW + 30_000 };
     expect(kinds(healthy, raised, NOW + 60_000)).toEqual(["recovered"]);
     const recovered = nextState(raised, healthy, NOW + 60_000, WINDOW, new Set(["recovered"]));
     expect(recovered.failingRaised).toBe(false);
@@ -177,6 +181,14 @@ describe("the Cron Trigger", () => {
 
     const state = await readAlertState(env.DB);
     expect(state).toMatchObject({ checkedAt: T, deadLetterSince: T - lag, failingRaised: true, sentAt: { dead_letter: T, origin_failing: T } });
+  });
+
+  it("looks up the latest delivery only while origin_failing is raised", async () => {
+    const delivered = unique("tencent:1400000001:u:alert-delivered-");
+    await indexRow(delivered, { last_delivered_at: iso(T + 5_000), last_latency_ms: 12 }, T + 5_000);
+    const window = { since: T - 120_000, cutoff: T };
+    expect((await observe(env.DB, window, T + 10_000, 300)).lastDeliveredAt).toBeNull();
+    expect((await observe(env.DB, window, T + 10_000, 300, true)).lastDeliveredAt).toBeGreaterThanOrEqual(T + 5_000);
   });
 
   it("a failed alert changes nothing, and the next minute sends it", async () => {

@@ -63,6 +63,8 @@ export interface Observation {
   deadLetters: Group;
   /** Stuck conversations (see the header). */
   stuck: Group;
+  /** The latest delivery in the index (ms), looked up only while an origin_failing alert is raised. */
+  lastDeliveredAt?: number | null;
 }
 
 export interface Digest {
@@ -108,6 +110,17 @@ function digest(kind: AlertKind, now: number, group: Group, extra: Partial<Diges
   };
 }
 
+/**
+ * Recovered means deliveries work again, not only that nothing is stuck: stuck receipts also stop
+ * being stuck when they become dead letters while the origin is still down. So a delivery must have
+ * succeeded since the origin_failing alert went out.
+ */
+function recoveredSince(state: AlertState, observation: Observation): boolean {
+  const raisedAt = state.sentAt.origin_failing;
+  const delivered = observation.lastDeliveredAt ?? null;
+  return delivered !== null && (raisedAt === null || delivered > raisedAt);
+}
+
 /** The alerts due now, given the state, what the index shows, and the window and threshold used. */
 export function planAlerts(
   state: AlertState | undefined,
@@ -122,7 +135,7 @@ export function planAlerts(
   }
   if (observation.stuck.conversations > 0) {
     if (allowed(state, "origin_failing", now)) due.push(digest("origin_failing", now, observation.stuck, { afterSeconds }));
-  } else if (state?.failingRaised && allowed(state, "recovered", now)) {
+  } else if (state?.failingRaised && recoveredSince(state, observation) && allowed(state, "recovered", now)) {
     due.push(digest("recovered", now, { conversations: 0, total: 0, keys: [], errors: [] }));
   }
   return due;
@@ -237,16 +250,31 @@ async function group(db: D1Database, where: string, totalColumn: string, order: 
   };
 }
 
+const LatestRow = z.object({ latest: z.string().nullable() });
+
+async function latestDelivery(db: D1Database): Promise<number | null> {
+  const row = LatestRow.parse(await db.prepare("SELECT MAX(last_delivered_at) AS latest FROM conversations").first());
+  return row.latest === null ? null : Date.parse(row.latest);
+}
+
 /** What the index shows now (times compare as ISO-8601 strings, as stored). */
-export async function observe(db: D1Database, window: { since: number; cutoff: number }, now: number, afterSeconds: number): Promise<Observation> {
+export async function observe(
+  db: D1Database,
+  window: { since: number; cutoff: number },
+  now: number,
+  afterSeconds: number,
+  failingRaised = false,
+): Promise<Observation> {
   const stuckBefore = iso(now - afterSeconds * 1000);
-  const [deadLetters, stuck] = await Promise.all([
+  const [deadLetters, stuck, lastDeliveredAt] = await Promise.all([
     group(db, "failed > 0 AND oldest_failed_at > ?1 AND oldest_failed_at <= ?2", "failed", "oldest_failed_at, key", [iso(window.since), iso(window.cutoff)]),
     group(db, "pending > 0 AND last_receipt_at < ?1 AND (last_delivered_at IS NULL OR last_delivered_at < ?1)", "pending", "last_receipt_at, key", [
       stuckBefore,
     ]),
+    // Read only while it matters (a scan of the index): recovery needs a delivery since the alert.
+    failingRaised ? latestDelivery(db) : Promise.resolve(null),
   ]);
-  return { deadLetters, stuck };
+  return { deadLetters, stuck, lastDeliveredAt };
 }
 
 /** One evaluation: read state and index, POST what is due, write the state back. */
@@ -259,7 +287,7 @@ export async function runAlerts(
 ): Promise<Digest[]> {
   const state = await readAlertState(db);
   const window = deadLetterWindow(state, now, indexLagMs(snapshotIntervalSeconds));
-  const observation = await observe(db, window, now, alerting.afterSeconds);
+  const observation = await observe(db, window, now, alerting.afterSeconds, state?.failingRaised ?? false);
   const due = planAlerts(state, observation, now, window, alerting.afterSeconds);
   const delivered = new Set<AlertKind>();
   for (const alert of due) {
