@@ -325,7 +325,14 @@ describe("a malformed setting turns off only what it configures", () => {
   });
 
   it("an error escaping a route is a 500 in the API's shape (app.onError)", async () => {
-    const throwingDb = { ...env, DB: { prepare: () => Promise.reject(new Error("d1 exploded")) } };
+    const throwingDb = {
+      ...env,
+      DB: {
+        prepare: () => {
+          throw new Error("d1 exploded");
+        },
+      },
+    };
     const context = createExecutionContext();
     const response = await app.fetch(
       new Request("http://relay.test/v1/dead-letters", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
