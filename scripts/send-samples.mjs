@@ -1,17 +1,36 @@
 #!/usr/bin/env node
 // Sends every provider's sample read receipt to a running relay, signed with the settings in
 // .dev.vars, and prints each answer. Usage: npm run send-samples [-- http://127.0.0.1:8787]
+// First it prints the dashboard's live page of every sample conversation (docs/dashboard.md,
+// "Try it locally"): the keys are the same on every run, so that page, opened once, shows the
+// next run's receipts arrive and reach the origin.
 import { loadDevVars } from "./dev-vars.mjs";
 import { buildSamples, enablingSettings, expectedReceipt, first, postSample } from "./samples.mjs";
 
 const vars = loadDevVars();
 const relay = process.argv[2] ?? process.env.RELAY_URL ?? "http://127.0.0.1:8787";
+/** What one live page watches at most (MAX_LIVE_CONVERSATIONS in src/dashboard/inputs.ts). */
+const MAX_LIVE_CONVERSATIONS = 20;
 
-/** Each conversation the samples went to, with its dashboard page (live tail included). */
+const samples = buildSamples(vars);
+/** Each conversation the samples go to, computed by the relay's own provider code. */
 const conversations = new Set();
-for (const sample of buildSamples(vars)) {
+for (const sample of samples) {
   const expected = await expectedReceipt(sample).catch(() => ({ error: "unknown" }));
   if (expected.conversation) conversations.add(expected.conversation);
+}
+
+if (conversations.size > 0) {
+  const query = [...conversations]
+    .slice(0, MAX_LIVE_CONVERSATIONS)
+    .map((conversation) => `conversation=${encodeURIComponent(conversation)}`)
+    .join("&");
+  console.log(
+    `watch every sample conversation live: open ${relay}/dashboard/live?${query} (signed in), then run npm run send-samples again to watch them arrive`,
+  );
+}
+
+for (const sample of samples) {
   let answer;
   try {
     answer = await postSample(relay, sample);

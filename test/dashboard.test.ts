@@ -7,6 +7,7 @@ import { z } from "zod";
 import { app } from "../src/app";
 import { SCRIPT, STYLESHEET } from "../src/dashboard/assets";
 import { ActivityFigure, DashboardStats, type SeriesPoint } from "../src/dashboard/chart";
+import { livePath } from "../src/dashboard/layout";
 import { sessionSetCookie, SESSION_TTL_SECONDS } from "../src/dashboard/session";
 import { singleConversationKey } from "../src/receipt";
 import { ADMIN_TOKEN, copy, samples, send, TENCENT_APP, tencentPath, unique } from "./support/callbacks";
@@ -84,6 +85,15 @@ function receiptRows(html: string): { id: string; status: string }[] {
     id: match[1] ?? "",
     status: match[2] ?? "",
   }));
+}
+
+/** The keys a "Watch these live" link (`a[data-testid=watch-page]`) names, in order; undefined without one. */
+function watchedKeys(html: string): string[] | undefined {
+  const href = /<a href="([^"]*)" data-testid="watch-page"/.exec(html)?.[1];
+  if (href === undefined) return undefined;
+  const url = new URL(unescape(href), ORIGIN);
+  expect(url.pathname).toBe("/dashboard/live");
+  return url.searchParams.getAll("conversation");
 }
 
 const unescape = (text: string) =>
@@ -359,10 +369,22 @@ describe("overview", () => {
     expect(DashboardStats.parse({ ...stats(), series: [{ at: 1 }] }).series).toBeUndefined();
   });
 
+  it('links "Watch these live" to the live page of the most recently active conversations, newest first', async () => {
+    // Later than any other test's rows, so first in the index's last_receipt_at order.
+    const future = Date.now() + 86_400_000;
+    const [newest, second] = [unique("sendbird:app:g:recent-a-"), unique("stream:app:g:recent-b-")];
+    await indexRow(second, {}, future);
+    await indexRow(newest, {}, future + 1000);
+    const keys = watchedKeys(await page("", await signIn()));
+    expect(keys?.slice(0, 2)).toEqual([newest, second]);
+    expect(keys?.length).toBeLessThanOrEqual(20);
+  });
+
   it("without the index (no DB binding) says so, and still shows the providers", async () => {
     const response = await dashboard("", { cookie: await signIn(), env: { DB: undefined } });
     expect(response.status).toBe(200);
     const html = await response.text();
+    expect(watchedKeys(html)).toBeUndefined();
     expect(html).toContain("index off: bind D1 as DB");
     expect(html.match(/data-testid="provider"/g)).toHaveLength(5);
     for (const id of ["backlog", "failing-count", "alerts", "activity-chart"]) expect(html).toContain(`data-testid="${id}"`);
@@ -396,6 +418,20 @@ describe("conversations", () => {
     expect(failing).toContain('<option value="failing" selected="">');
     const none = await page(`/conversations?prefix=${encodeURIComponent(prefix)}&provider=openim`, cookie);
     expect(none).toContain('data-testid="no-conversations"');
+  });
+
+  it('links "Watch these live" to the live page of the first 20 conversations of the page shown', async () => {
+    const prefix = unique("tencent:1400000001:g:watch-") + "-";
+    const now = Date.now();
+    for (let n = 0; n < 22; n++) await indexRow(`${prefix}${String(n).padStart(2, "0")}`, {}, now);
+    const cookie = await signIn();
+    const html = await page(`/conversations?prefix=${encodeURIComponent(prefix)}`, cookie);
+    const rows = [...html.matchAll(/data-testid="conversation-row" data-conversation="([^"]*)"/g)].map((match) => unescape(match[1] ?? ""));
+    expect(rows).toHaveLength(22);
+    expect(watchedKeys(html)).toEqual(rows.slice(0, 20));
+    const few = await page(`/conversations?prefix=${encodeURIComponent(`${prefix}2`)}`, cookie);
+    expect(watchedKeys(few)).toEqual([`${prefix}20`, `${prefix}21`]);
+    expect(watchedKeys(await page(`/conversations?prefix=${encodeURIComponent(`${prefix}none`)}`, cookie))).toBeUndefined();
   });
 
   it("escapes keys and errors, and links with encodeURIComponent", async () => {
@@ -561,6 +597,62 @@ describe("dead letters and replays", () => {
     const withoutDb = await dashboard("/replays", { method: "POST", cookie, form: {}, env: { DB: undefined } });
     expect(withoutDb.status).toBe(503);
     expect(await withoutDb.text()).toContain("index off: bind D1 as DB");
+  });
+});
+
+describe("live page", () => {
+  const livePage = (keys: string[]) => `/live?${keys.map((key) => `conversation=${encodeURIComponent(key)}`).join("&")}`;
+  /** Each `[data-testid=live-status]`'s conversation and text, in page order. */
+  const statuses = (html: string) =>
+    [...html.matchAll(/data-testid="live-status" data-conversation="([^"]*)"[^>]*>([^<]*)</g)].map((match) => [unescape(match[1] ?? ""), match[2]?.trim()]);
+
+  it("shows one status per conversation, each with its live-tail socket, once per key, escaped", async () => {
+    const tencent = singleConversationKey("tencent", TENCENT_APP, unique("lp-"), "Jonh");
+    const hostile = `easemob:app:g:${unique("x-")}<img src=x onerror=alert(1)>"&`;
+    const html = await page(livePage([tencent, hostile, tencent]), await signIn());
+    expect(statuses(html)).toEqual([
+      [tencent, "connecting"],
+      [hostile, "connecting"],
+    ]);
+    expect(html).not.toContain("<img src=x");
+    for (const key of [tencent, hostile]) {
+      expect(html).toContain(`data-live-url="/dashboard/conversations/${encodeURIComponent(key).replaceAll("&", "&amp;")}/live"`);
+      expect(html).toContain(`href="/dashboard/conversations/${encodeURIComponent(key).replaceAll("&", "&amp;")}"`);
+    }
+    expect(html).toMatch(/data-testid="live-connection" data-conversation="tencent:[^"]*" data-provider="tencent"/);
+    expect(html).toMatch(/data-testid="live-connection" data-conversation="easemob:[^"]*" data-provider="easemob"/);
+    expect(after(html, "live-feed")).toContain('data-testid="live-events"');
+  });
+
+  it("refuses no conversation, an empty key and more than 20 with a 400 page", async () => {
+    const cookie = await signIn();
+    const keys = Array.from({ length: 21 }, (_, n) => `tencent:1400000001:g:many-${n}`);
+    for (const [path, says] of [
+      ["/live", "at least one"],
+      ["/live?conversation=", "cannot be empty"],
+      [livePage(keys), "at most 20"],
+    ] as const) {
+      const html = await page(path, cookie, 400);
+      expect(after(html, "error-panel", 400)).toContain(says);
+      expect(html).not.toContain('data-testid="live-status"');
+    }
+    expect(statuses(await page(livePage(keys.slice(0, 20)), cookie))).toHaveLength(20);
+  });
+
+  it("sends a browser without a session to sign in, coming back after", async () => {
+    const path = livePage(["tencent:1400000001:g:a", "openim:openim:u:u1:u2"]);
+    const response = await dashboard(path);
+    expect(response.status).toBe(303);
+    expect(response.headers.get("location")).toBe(`/dashboard/login?next=${encodeURIComponent(`/dashboard${path}`)}`);
+  });
+
+  it("links at most 20 keys, and fewer when their keys would make the URL too long", () => {
+    const short = Array.from({ length: 25 }, (_, n) => `stream:app:g:${n}`);
+    expect(new URL(livePath(short), ORIGIN).searchParams.getAll("conversation")).toEqual(short.slice(0, 20));
+    const long = Array.from({ length: 20 }, (_, n) => `stream:app:g:${n}${"x".repeat(4000)}`);
+    const path = livePath(long);
+    expect(path.length).toBeLessThan(9000);
+    expect(new URL(path, ORIGIN).searchParams.getAll("conversation")).toEqual(long.slice(0, 2));
   });
 });
 

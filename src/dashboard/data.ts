@@ -12,6 +12,7 @@ import { readAlertState } from "../ops/alerts";
 import { indexDb } from "../ops/conversation-index";
 import { relayStats, type StatsWindow } from "../ops/stats";
 import { DashboardStats } from "./chart";
+import { MAX_LIVE_CONVERSATIONS } from "./inputs";
 import { load } from "./load";
 import type { ConversationData } from "./pages/conversation";
 import type { OverviewData } from "./pages/overview";
@@ -23,13 +24,33 @@ export const INDEX_PAGE = 50;
 /** Deliveries listed per outbox status on a conversation's page. */
 export const OUTBOX_LIST = 100;
 
+const KeyRow = z.object({ key: z.string() });
+
+/**
+ * The keys of the conversations with the latest receipts, newest first (the index's
+ * `last_receipt_at`, so as recent as the index: docs/dashboard.md, "Where the figures come from").
+ * No index covers `last_receipt_at`: this scans the table, as the stats beside it on the overview do.
+ */
+export async function recentlyActiveKeys(db: D1Database, limit: number): Promise<string[]> {
+  const result = await db
+    .prepare("SELECT key FROM conversations WHERE last_receipt_at IS NOT NULL ORDER BY last_receipt_at DESC, key LIMIT ?")
+    .bind(limit)
+    .all();
+  return result.results.map((row) => KeyRow.parse(row).key);
+}
+
 export async function loadOverview(env: Env, now: number): Promise<OverviewData> {
   const health = healthOf(env);
   const db = indexDb(env);
   if (!db) return { health };
   const stats = (window: StatsWindow) => load(`the ${window} stats`, async () => DashboardStats.parse(await relayStats(db, window, now)));
-  const [hour, day, alertState] = await Promise.all([stats("1h"), stats("24h"), load("the alert state", () => readAlertState(db))]);
-  return { health, index: { hour, day, alertState } };
+  const [hour, day, alertState, recent] = await Promise.all([
+    stats("1h"),
+    stats("24h"),
+    load("the alert state", () => readAlertState(db)),
+    load("the most recently active conversations", () => recentlyActiveKeys(db, MAX_LIVE_CONVERSATIONS)),
+  ]);
+  return { health, index: { hour, day, alertState, recent } };
 }
 
 const Reads = z.array(ReadState).nullable();

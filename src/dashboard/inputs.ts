@@ -40,6 +40,21 @@ export const DeadLettersQuery = ConversationsQuery.omit({ status: true });
 /** The same bounds as the API's conversation keys (src/api/routes.ts). */
 export const ConversationKey = z.string().min(1).max(4096);
 
+/**
+ * Conversations one live page watches at most: one WebSocket each (docs/dashboard.md, "Live
+ * tail"), so a page stays light for the browser and for each conversation's 64 viewers.
+ */
+export const MAX_LIVE_CONVERSATIONS = 20;
+
+/** GET /dashboard/live: `conversation` repeated, 1 to 20 keys; a key given twice is watched once. */
+export const LiveQuery = z.object({
+  conversation: z
+    .array(z.string().min(1, "a conversation key cannot be empty").max(4096, "a conversation key is at most 4096 characters"))
+    .min(1, "name at least one conversation: ?conversation=<key>")
+    .max(MAX_LIVE_CONVERSATIONS, `at most ${MAX_LIVE_CONVERSATIONS} conversations at once`)
+    .transform((keys) => [...new Set(keys)]),
+});
+
 export const ConversationQuery = z.object({
   // `?watch=1`: a conversation with no receipt yet still gets its page, to wait on the live tail.
   watch: optionalField(z.literal("1").optional()).catch(undefined),

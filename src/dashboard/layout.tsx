@@ -5,6 +5,7 @@
  */
 import type { Child, PropsWithChildren } from "hono/jsx";
 import { assetPath, SCRIPT, STYLESHEET } from "./assets";
+import { MAX_LIVE_CONVERSATIONS } from "./inputs";
 
 export type Section = "overview" | "conversations" | "dead-letters" | "none";
 
@@ -33,6 +34,35 @@ export function duration(ms: number | null | undefined): string {
 }
 
 export const conversationPath = (key: string) => `/dashboard/conversations/${encodeURIComponent(key)}`;
+
+/** A live page's query stays well under what proxies and the platform accept in a URL (16 KB on Cloudflare). */
+const MAX_LIVE_QUERY_CHARS = 8 * 1024;
+
+/**
+ * The live page of these conversations (docs/dashboard.md, "Live tail"): the first 20, fewer if
+ * their keys would make the URL too long. At least one key, so never an empty (400) page.
+ */
+export function livePath(keys: readonly string[]): string {
+  const parts: string[] = [];
+  let length = 0;
+  for (const key of keys.slice(0, MAX_LIVE_CONVERSATIONS)) {
+    const part = `conversation=${encodeURIComponent(key)}`;
+    if (parts.length > 0 && length + part.length + 1 > MAX_LIVE_QUERY_CHARS) break;
+    parts.push(part);
+    length += part.length + 1;
+  }
+  return `/dashboard/live?${parts.join("&")}`;
+}
+
+/** "Watch these live": the live page of these conversations, or nothing when there are none. */
+export function WatchLink({ keys, children }: PropsWithChildren<{ keys: readonly string[] }>) {
+  if (keys.length === 0) return null;
+  return (
+    <a href={livePath(keys)} data-testid="watch-page">
+      {children}
+    </a>
+  );
+}
 
 export function ConversationLink({ conversation }: { conversation: string }) {
   return (

@@ -35,6 +35,7 @@ import {
   DeadLettersFlash,
   DeadLettersQuery,
   describeInvalid,
+  LiveQuery,
   LoginForm,
   LoginQuery,
   NextPath,
@@ -46,6 +47,7 @@ import { load } from "./load";
 import { ConversationPage } from "./pages/conversation";
 import { ConversationsPageView } from "./pages/conversations";
 import { DeadLettersPage } from "./pages/dead-letters";
+import { LivePage } from "./pages/live";
 import { DisabledPage, LoginPage, MessagePage } from "./pages/messages";
 import { OverviewPage } from "./pages/overview";
 import { ReplayPage } from "./pages/replay";
@@ -218,6 +220,13 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
     if (!db) return render(c, 503, <ConversationsPageView filters={filters} result={{ kind: "index-off" }} />);
     const page = await load("reading the index", () => conversationsPage(db, { provider, status, prefix, cursor, limit: INDEX_PAGE }));
     return render(c, page.ok ? 200 : 503, <ConversationsPageView filters={filters} result={{ kind: "loaded", page }} />);
+  })
+  // Several conversations' live tails in one feed: the page names them, its script opens one
+  // socket each on the route above (docs/dashboard.md, "Live tail").
+  .get("/live", (c) => {
+    const query = LiveQuery.safeParse({ conversation: c.req.queries("conversation") ?? [] });
+    if (!query.success) return render(c, 400, <LivePage result={{ kind: "invalid", message: describeInvalid(query.error) }} />);
+    return render(c, 200, <LivePage result={{ kind: "watching", conversations: query.data.conversation }} />);
   })
   .get("/conversations/:key", async (c) => {
     const key = ConversationKey.safeParse(c.req.param("key"));

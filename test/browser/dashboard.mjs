@@ -32,6 +32,8 @@ let page;
 /** The callback watched arriving in the live tail, and the one that becomes a dead letter. */
 let live;
 let dead;
+/** The live page of two providers' conversations, once it showed both arriving. */
+let livePagePath;
 /** The replay job's page, once the dashboard has started one. */
 let replayPath;
 /** Names of the cookies that signing in set. */
@@ -50,6 +52,7 @@ const failedSteps = new Set();
 /** A CSS attribute-selector value (ids hold characters such as # and :). */
 const css = (value) => JSON.stringify(value);
 const conversationPath = (key) => `/dashboard/conversations/${encodeURIComponent(key)}`;
+const livePath = (keys) => `/dashboard/live?${keys.map((key) => `conversation=${encodeURIComponent(key)}`).join("&")}`;
 
 /** A step of the scenario; skipped when a step it needs failed. */
 function step(name, needs, fn) {
@@ -405,6 +408,68 @@ step(LISTS, [SIGN_IN, LIVE_TAIL, DEAD_LETTER], async () => {
   await shot(page, "conversations-easemob-desktop");
 });
 
+const LIVE_PAGE = "live page: two providers' conversations in one feed, each receipt and its delivery as it happens";
+step(LIVE_PAGE, [SIGN_IN], async () => {
+  const watched = [await signedCallback(settings, "stream message.read"), await signedCallback(settings, "sendbird group_channel:message_read")];
+  assert.notEqual(watched[0].conversation, watched[1].conversation, "the live page needs two conversations");
+  const path = livePath(watched.map((callback) => callback.conversation));
+  await open(page, path);
+  const statusOf = (callback) => page.locator(`[data-testid=live-status][data-conversation=${css(callback.conversation)}]`);
+  for (const callback of watched) await waitForText(statusOf(callback), "live", `the live page's status of ${callback.conversation}`);
+  assert.equal(await page.locator("[data-testid=live-event]").count(), 0, "the live page shows an event before any was sent");
+
+  origin.answerWith(200);
+  for (const callback of watched) await sendCallback(relay.url, callback);
+  const eventOf = (callback, type) =>
+    page.locator(
+      `[data-testid=live-event][data-event-type=${type}][data-conversation=${css(callback.conversation)}][data-receipt-id=${css(callback.receiptId)}]`,
+    );
+  for (const callback of watched) {
+    for (const type of ["receipt", "delivery"]) {
+      await eventOf(callback, type)
+        .first()
+        .waitFor()
+        .catch(async () => {
+          const seen = await page
+            .locator("[data-testid=live-event]")
+            .evaluateAll((events) =>
+              events.map(
+                (event) => `${event.getAttribute("data-event-type")} ${event.getAttribute("data-conversation")} ${event.getAttribute("data-receipt-id")}`,
+              ),
+            );
+          throw new Error(
+            `no ${type} event of ${callback.receiptId} in ${callback.conversation} appeared within ${WAIT_MS / 1000} s; events seen: ${JSON.stringify(seen)}`,
+          );
+        });
+    }
+    const delivery = eventOf(callback, "delivery").first();
+    assert.equal(await delivery.getAttribute("data-outcome"), "delivered", `the delivery of ${callback.receiptId} is not "delivered"`);
+    assert.equal(await delivery.getAttribute("data-provider"), callback.sample.provider, `the delivery of ${callback.receiptId} names another provider`);
+    const detail = (await delivery.textContent()) ?? "";
+    assert.match(detail, /status 200/, `the delivery of ${callback.receiptId} does not show the origin's status: ${detail}`);
+    assert.match(detail, /\d+(\.\d+)? (ms|s)\b/, `the delivery of ${callback.receiptId} does not show how long it took: ${detail}`);
+    assert.equal(
+      await delivery.locator(`a[href=${css(conversationPath(callback.conversation))}]`).count(),
+      1,
+      `the delivery of ${callback.receiptId} does not link to its conversation`,
+    );
+    // Newest first: the delivery came after its receipt, so it is listed above it.
+    const order = await page
+      .locator("[data-testid=live-event]")
+      .evaluateAll(
+        (events, id) => events.filter((event) => event.getAttribute("data-receipt-id") === id).map((event) => event.getAttribute("data-event-type")),
+        callback.receiptId,
+      );
+    assert.deepEqual(order.slice(-2), ["delivery", "receipt"], `the feed is not newest first for ${callback.receiptId}: ${JSON.stringify(order)}`);
+    assert.ok(
+      origin.deliveriesOf(callback.receiptId).some((delivery) => delivery.answered === 200),
+      `the origin should have accepted ${callback.receiptId}`,
+    );
+  }
+  livePagePath = path;
+  await shot(page, "live-desktop");
+});
+
 const OVERVIEW_SHOT = "overview: a screenshot for the README (docs/img/dashboard.png when it changed)";
 step(OVERVIEW_SHOT, [SIGN_IN], async () => {
   await open(page, "/dashboard");
@@ -419,7 +484,7 @@ step(OVERVIEW_SHOT, [SIGN_IN], async () => {
   } else console.log(`# docs/img/dashboard.png kept (${(change * 100).toFixed(2)} % of pixels differ: times and ids)`);
 });
 
-const PHONE_STEP = "phone: sign-in, overview and conversation pages fit a 390 px wide screen, sign-out visible";
+const PHONE_STEP = "phone: sign-in, overview, conversation and live pages fit a 390 px wide screen, sign-out visible";
 step(PHONE_STEP, [SIGN_IN], async () => {
   const phone = await newContext("phone", PHONE);
   try {
@@ -440,11 +505,19 @@ step(PHONE_STEP, [SIGN_IN], async () => {
       ["conversations-phone", "/dashboard/conversations"],
       ["dead-letters-phone", "/dashboard/dead-letters"],
       ...(replayPath ? [["replay-phone", replayPath]] : []),
+      ...(livePagePath ? [["live-phone", livePagePath]] : []),
     ];
     const misfits = [];
     for (const [name, path] of pages) {
       await open(small, path);
       if (path.includes("watch=1")) await waitForText(small.locator("[data-testid=live-status]"), "live", `the live tail's status on a phone`);
+      if (path === livePagePath) {
+        for (const status of await small.locator("[data-testid=live-status]").all()) await waitForText(status, "live", `a live page's status on a phone`);
+        // A fresh receipt, so that the feed the phone has to fit holds events.
+        const more = await signedCallback(settings, "stream message.read");
+        await sendCallback(relay.url, more);
+        await small.locator(`[data-testid=live-event][data-event-type=delivery][data-receipt-id=${css(more.receiptId)}]`).waitFor();
+      }
       await shot(small, name);
       const fit = await overflow(small);
       if (!fit.fits) misfits.push(`${path} (scrollWidth ${fit.scrollWidth} > ${fit.innerWidth})`);

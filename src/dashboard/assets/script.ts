@@ -3,10 +3,12 @@
  * `script-src 'self'` only: no inline script, no event-handler attributes). Plain ES2017 for
  * the browser, kept as text because the Worker has no build step for browser code.
  *
- * - Live tail (docs/dashboard.md, "Live tail"): a WebSocket to the panel's `data-live-url`, `ping`
- *   every 30 s, reconnecting by itself after 1 s, doubling up to 30 s. Events are appended as
- *   `[data-testid=live-event]`; a receipt event prepends its row to the receipts table, a delivery
- *   event updates the rows' delivery status and attempts, a requeue turns failed rows pending.
+ * - Live tail (docs/dashboard.md, "Live tail"): `openTail` is one WebSocket to a `data-live-url`,
+ *   `ping` every 30 s, reconnecting by itself after 1 s, doubling up to 30 s. A conversation's page
+ *   has one: its events are appended as `[data-testid=live-event]`; a receipt event prepends its
+ *   row to the receipts table, a delivery event updates the rows' delivery status and attempts, a
+ *   requeue turns failed rows pending. The live page has one per `[data-testid=live-connection]`,
+ *   each with its own status and back-off, and prepends every conversation's events to one feed.
  * - Replay progress: polls the panel's `data-poll-url` every second until the job is done.
  *
  * Everything received is written with textContent/setAttribute, never as HTML.
@@ -134,53 +136,38 @@ export const DASHBOARD_SCRIPT = `(function () {
     });
   }
 
-  function liveTail(panel) {
-    var url = panel.getAttribute("data-live-url");
-    var statusNode = panel.querySelector('[data-testid="live-status"]');
-    var list = panel.querySelector('[data-testid="live-events"]');
-    var waiting = panel.querySelector('[data-testid="live-waiting"]');
+  function showState(node, state) {
+    node.textContent = state;
+    node.className = "live-status live-" + state;
+  }
+
+  /** The event's kind when it has the fields the pages read, else null (ignored). */
+  function kindOf(event) {
+    if (!event || typeof event.type !== "string") return null;
+    if (event.type === "receipt" && event.receipt && typeof event.receipt.id === "string") return "receipt";
+    if (event.type === "delivery" && Array.isArray(event.receiptIds) && event.receiptIds.length > 0) return "delivery";
+    if (event.type === "requeued") return "requeued";
+    return null;
+  }
+
+  function readersOf(receipt) {
+    return Array.isArray(receipt.readers) ? receipt.readers.map(String) : [];
+  }
+
+  /**
+   * One live-tail socket, shared by a conversation's page and the live page (one per conversation
+   * there): connects to the dashboard path url, pings every 30 s, and after a drop reconnects by
+   * itself after 1 s, doubling up to 30 s, each socket on its own. onState gets connecting, live
+   * or reconnecting; onEvent each receipt, delivery or requeued event whose fields kindOf checked.
+   */
+  function openTail(url, onState, onEvent) {
     var retryMs = FIRST_RETRY_MS;
     var pinger = null;
     var timer = null;
 
-    function show(state) {
-      statusNode.textContent = state;
-      statusNode.className = "live-status live-" + state;
-    }
-
-    function addEvent(type, attrs, text, at) {
-      if (waiting) waiting.hidden = true;
-      var item = el("li", Object.assign({ "data-testid": "live-event", "data-event-type": type }, attrs));
-      if (at) {
-        item.appendChild(timeNode(at));
-        item.appendChild(document.createTextNode(" "));
-      }
-      item.appendChild(document.createTextNode(text));
-      list.appendChild(item);
-      while (list.children.length > MAX_EVENTS) list.removeChild(list.firstElementChild);
-      list.scrollTop = list.scrollHeight;
-    }
-
-    function handle(event) {
-      if (!event || typeof event.type !== "string") return;
-      if (event.type === "hello") {
-        show("live");
-      } else if (event.type === "receipt" && event.receipt && typeof event.receipt.id === "string") {
-        var readers = Array.isArray(event.receipt.readers) ? event.receipt.readers.join(", ") : "";
-        addEvent("receipt", { "data-receipt-id": event.receipt.id }, "receipt " + event.receipt.id + " read by " + (readers || "-") + ": " + messagesText(event.receipt), event.acceptedAt);
-        addReceiptRow(event);
-      } else if (event.type === "delivery" && Array.isArray(event.receiptIds) && event.receiptIds.length > 0) {
-        addEvent("delivery", { "data-receipt-id": event.receiptIds[0], "data-outcome": event.outcome }, event.receiptIds.join(", ") + ": " + attemptText(event), event.at);
-        applyDelivery(event);
-      } else if (event.type === "requeued") {
-        addEvent("requeued", {}, event.count + " dead letter(s) re-queued", event.at);
-        applyRequeue();
-      }
-    }
-
     function retry() {
       if (timer !== null) return;
-      show("reconnecting");
+      onState("reconnecting");
       timer = setTimeout(function () {
         timer = null;
         connect();
@@ -198,7 +185,7 @@ export const DASHBOARD_SCRIPT = `(function () {
       }
       socket.addEventListener("open", function () {
         retryMs = FIRST_RETRY_MS;
-        show("live");
+        onState("live");
         pinger = setInterval(function () {
           if (socket.readyState === WebSocket.OPEN) socket.send("ping");
         }, PING_MS);
@@ -211,7 +198,8 @@ export const DASHBOARD_SCRIPT = `(function () {
         } catch (error) {
           return;
         }
-        handle(event);
+        if (event && event.type === "hello") onState("live");
+        else if (kindOf(event)) onEvent(event);
       });
       socket.addEventListener("close", function () {
         if (pinger !== null) clearInterval(pinger);
@@ -220,8 +208,155 @@ export const DASHBOARD_SCRIPT = `(function () {
       });
     }
 
-    show("connecting");
+    onState("connecting");
     connect();
+  }
+
+  /** A conversation's page: its events appended to the panel, and its tables kept current. */
+  function conversationTail(panel) {
+    var statusNode = panel.querySelector('[data-testid="live-status"]');
+    var list = panel.querySelector('[data-testid="live-events"]');
+    var waiting = panel.querySelector('[data-testid="live-waiting"]');
+
+    function addEvent(type, attrs, text, at) {
+      if (waiting) waiting.hidden = true;
+      var item = el("li", Object.assign({ "data-testid": "live-event", "data-event-type": type }, attrs));
+      if (at) {
+        item.appendChild(timeNode(at));
+        item.appendChild(document.createTextNode(" "));
+      }
+      item.appendChild(document.createTextNode(text));
+      list.appendChild(item);
+      while (list.children.length > MAX_EVENTS) list.removeChild(list.firstElementChild);
+      list.scrollTop = list.scrollHeight;
+    }
+
+    openTail(
+      panel.getAttribute("data-live-url"),
+      function (state) {
+        showState(statusNode, state);
+      },
+      function (event) {
+        var kind = kindOf(event);
+        if (kind === "receipt") {
+          addEvent("receipt", { "data-receipt-id": event.receipt.id }, "receipt " + event.receipt.id + " read by " + (readersOf(event.receipt).join(", ") || "-") + ": " + messagesText(event.receipt), event.acceptedAt);
+          addReceiptRow(event);
+        } else if (kind === "delivery") {
+          addEvent("delivery", { "data-receipt-id": event.receiptIds[0], "data-outcome": event.outcome }, event.receiptIds.join(", ") + ": " + attemptText(event), event.at);
+          applyDelivery(event);
+        } else if (kind === "requeued") {
+          addEvent("requeued", {}, event.count + " dead letter(s) re-queued", event.at);
+          applyRequeue();
+        }
+      },
+    );
+  }
+
+  /** The same format as the server's duration(): ms, s, min or h. */
+  function durationText(ms) {
+    if (typeof ms !== "number" || isNaN(ms)) return "-";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    if (ms < 120000) return (ms / 1000).toFixed(1) + " s";
+    if (ms < 7200000) return Math.round(ms / 60000) + " min";
+    return (ms / 3600000).toFixed(1) + " h";
+  }
+
+  var OUTCOME_CLASS = { delivered: "status-delivered", retry: "status-pending", dead_letter: "status-failed", give_up: "status-failed" };
+
+  /**
+   * The live page: one socket per [data-testid=live-connection], each with its status, and one
+   * feed of every conversation's events, newest first. A delivery names the readers of its
+   * receipts when their receipt event arrived on this page (a delivery event carries only ids).
+   */
+  function liveFeed(feed) {
+    var list = feed.querySelector('[data-testid="live-events"]');
+    var waiting = feed.querySelector('[data-testid="live-waiting"]');
+    var readersByReceipt = new Map();
+
+    function rememberReaders(conversation, receiptId, readers) {
+      readersByReceipt.set(conversation + "\\n" + receiptId, readers);
+      // A Map iterates in insertion order: the oldest go first, so it stays as small as the feed.
+      while (readersByReceipt.size > MAX_EVENTS) readersByReceipt.delete(readersByReceipt.keys().next().value);
+    }
+
+    function knownReaders(conversation, receiptIds) {
+      var readers = [];
+      receiptIds.forEach(function (receiptId) {
+        (readersByReceipt.get(conversation + "\\n" + receiptId) || []).forEach(function (reader) {
+          if (readers.indexOf(reader) < 0) readers.push(reader);
+        });
+      });
+      return readers;
+    }
+
+    function addItem(watched, type, attrs, at, label, labelClass, details) {
+      if (waiting) waiting.hidden = true;
+      var item = el("li", Object.assign({ "data-testid": "live-event", "data-event-type": type, "data-conversation": watched.conversation, "data-provider": watched.provider }, attrs));
+      var head = el("div", { class: "live-head" });
+      if (at) head.appendChild(timeNode(at));
+      head.appendChild(el("span", { class: "status " + labelClass, "data-testid": "live-event-label" }, label));
+      head.appendChild(el("span", { class: "provider" }, watched.provider));
+      var link = el("a", { href: watched.href });
+      link.appendChild(el("code", null, watched.conversation));
+      head.appendChild(link);
+      item.appendChild(head);
+      item.appendChild(el("div", { class: "live-detail muted" }, details.filter(Boolean).join(" · ")));
+      list.insertBefore(item, list.firstChild);
+      while (list.children.length > MAX_EVENTS) list.removeChild(list.lastElementChild);
+    }
+
+    function handle(watched, event) {
+      var kind = kindOf(event);
+      if (kind === "receipt") {
+        var readers = readersOf(event.receipt);
+        rememberReaders(watched.conversation, event.receipt.id, readers);
+        addItem(watched, "receipt", { "data-receipt-id": event.receipt.id }, event.acceptedAt, "receipt", "status-receipt", [
+          "receipt " + event.receipt.id,
+          "read by " + (readers.join(", ") || "-"),
+          messagesText(event.receipt),
+        ]);
+      } else if (kind === "delivery") {
+        var outcome = String(event.outcome);
+        var deliveryReaders = knownReaders(watched.conversation, event.receiptIds);
+        addItem(
+          watched,
+          "delivery",
+          { "data-receipt-id": event.receiptIds[0], "data-outcome": outcome, "data-status": typeof event.status === "number" ? event.status : null },
+          event.at,
+          outcome.replace("_", " "),
+          OUTCOME_CLASS[outcome] || "status-pending",
+          [
+            (event.receiptIds.length > 1 ? "receipts " : "receipt ") + event.receiptIds.join(", "),
+            "read by " + (deliveryReaders.join(", ") || "-"),
+            typeof event.status === "number" ? "status " + event.status : "no status",
+            durationText(event.ms),
+            "attempt " + event.attempt,
+            typeof event.error === "string" && event.error ? event.error : "",
+          ],
+        );
+      } else if (kind === "requeued") {
+        addItem(watched, "requeued", {}, event.at, "requeued", "status-pending", [event.count + " dead letter(s) re-queued"]);
+      }
+    }
+
+    Array.prototype.forEach.call(document.querySelectorAll('[data-testid="live-connection"][data-live-url]'), function (row) {
+      var statusNode = row.querySelector('[data-testid="live-status"]');
+      var link = row.querySelector("a[href]");
+      var watched = {
+        conversation: row.getAttribute("data-conversation") || "",
+        provider: row.getAttribute("data-provider") || "",
+        href: link ? link.getAttribute("href") : null,
+      };
+      openTail(
+        row.getAttribute("data-live-url"),
+        function (state) {
+          showState(statusNode, state);
+        },
+        function (event) {
+          handle(watched, event);
+        },
+      );
+    });
   }
 
   function replayPoller(panel) {
@@ -264,8 +399,10 @@ export const DASHBOARD_SCRIPT = `(function () {
   }
 
   function start() {
-    var live = document.querySelector('[data-testid="live-tail"][data-live-url]');
-    if (live) liveTail(live);
+    var tail = document.querySelector('[data-testid="live-tail"][data-live-url]');
+    if (tail) conversationTail(tail);
+    var feed = document.querySelector('[data-testid="live-feed"]');
+    if (feed) liveFeed(feed);
     var replay = document.querySelector("[data-poll-url]");
     if (replay) replayPoller(replay);
   }

@@ -127,6 +127,16 @@ progress { width: 100%; height: 1.2rem; }
 .live-events { max-height: 24rem; overflow-y: auto; font-size: 0.9em; }
 .live-events li { padding: 0.25rem 0; border-bottom: 1px solid var(--border); }
 .live-status { font-weight: 600; }
+.status-receipt { color: var(--accent); }
+p.watch { margin: 0 0 0.8rem; }
+.page-head { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: 0 1rem; }
+.page-head p.watch { margin: 0 0 0.6rem; }
+ul.live-connections li { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0.1rem 0.6rem; padding: 0.2rem 0; min-width: 0; }
+ul.live-connections .live-status { min-width: 7.5rem; }
+.provider { font-size: 0.85em; color: var(--muted); }
+.live-feed { max-height: 36rem; }
+.live-feed .live-head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0.1rem 0.6rem; min-width: 0; }
+.live-feed .live-detail { overflow-wrap: anywhere; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.2rem 1rem; margin: 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; word-break: break-all; }

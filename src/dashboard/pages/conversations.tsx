@@ -1,7 +1,8 @@
 /** GET /dashboard/conversations: the D1 index, filtered by provider, status and key prefix, a page at a time. */
 import type { ConversationsPage } from "../data";
 import { providerNames } from "../../receipt";
-import { ConversationLink, duration, ErrorPanel, IndexOff, Page, Time } from "../layout";
+import { MAX_LIVE_CONVERSATIONS } from "../inputs";
+import { ConversationLink, duration, ErrorPanel, IndexOff, Page, Time, WatchLink } from "../layout";
 import type { Loaded } from "../load";
 
 /** The filters as typed (validated, but before the cursor is decoded), to fill the form and build links. */
@@ -66,8 +67,17 @@ function Filters({ filters }: { filters: ConversationFilters }) {
 }
 
 function Table({ page, filters }: { page: ConversationsPage; filters: ConversationFilters }) {
+  const keys = page.conversations.map((row) => row.conversation);
   return (
     <>
+      {keys.length > 0 ? (
+        <p class="watch">
+          <WatchLink keys={keys}>Watch these live</WatchLink>
+          {keys.length > MAX_LIVE_CONVERSATIONS
+            ? `: the first ${MAX_LIVE_CONVERSATIONS} conversations of this page, in one live feed.`
+            : ": the conversations of this page, in one live feed."}
+        </p>
+      ) : null}
       <div class="scroll">
         <table data-testid="conversations">
           <thead>

@@ -3,7 +3,7 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 import type { Health } from "../../health";
 import type { AlertKind, AlertState } from "../../ops/alerts";
 import { ActivityFigure, type DashboardStats } from "../chart";
-import { duration, ErrorPanel, Facts, IndexOff, Page, Time } from "../layout";
+import { duration, ErrorPanel, Facts, IndexOff, Page, Time, WatchLink } from "../layout";
 import type { Loaded } from "../load";
 
 export interface OverviewData {
@@ -13,6 +13,8 @@ export interface OverviewData {
     hour: Loaded<DashboardStats>;
     day: Loaded<DashboardStats>;
     alertState: Loaded<AlertState | undefined>;
+    /** The keys of the most recently active conversations, newest first (at most 20). */
+    recent: Loaded<string[]>;
   };
 }
 
@@ -236,12 +238,30 @@ function Figures({ hour, day }: { hour: Loaded<DashboardStats> | undefined; day:
   );
 }
 
+/**
+ * Beside the heading (so that it moves nothing below it): a link to watch the most recently
+ * active conversations in one live feed; nothing before the first conversation.
+ */
+function WatchRecent({ recent }: { recent: Loaded<string[]> | undefined }) {
+  if (!recent?.ok || recent.value.length === 0) return null;
+  return (
+    <p class="watch" data-testid="watch-recent">
+      <WatchLink keys={recent.value}>Watch these live</WatchLink>
+      <span class="muted">{` (the ${recent.value.length} most recently active conversation(s))`}</span>
+    </p>
+  );
+}
+
 export function OverviewPage({ data }: { data: OverviewData }) {
   const { health, index } = data;
   return (
     <Page title="Overview" section="overview" signedIn={true}>
-      <h1>Overview</h1>
+      <div class="page-head">
+        <h1>Overview</h1>
+        <WatchRecent recent={index?.recent} />
+      </div>
       {!index ? <IndexOff /> : null}
+      {index?.recent.ok === false ? <ErrorPanel title="Could not read the most recently active conversations." message={index.recent.error} /> : null}
       <div data-testid="overview">
         <Providers health={health} hour={index?.hour.ok ? index.hour.value : undefined} day={index?.day.ok ? index.day.value : undefined} />
         <div class="grid">
