@@ -266,20 +266,7 @@ export class Outbox {
 
   /** Dead letters back to pending, in their original order, with a fresh retry schedule. */
   requeueFailed(now: number): number {
-    const requeued = this.sql
-      .exec(
-        "UPDATE receipts SET status = ?, attempts = 0, next_attempt_at = ?, settled_at = NULL, batch = NULL WHERE status = ? RETURNING seq",
-        PENDING,
-        now,
-        FAILED,
-      )
-      .toArray()
-      .map((row) => SeqRow.parse(row).seq);
-    if (requeued.length > 0) {
-      this.headFrom = Math.min(this.headFrom, ...requeued);
-      this.lastChangeAt = Math.max(this.lastChangeAt, now);
-    }
-    return requeued.length;
+    return this.requeue("status = ?", [FAILED], now);
   }
 
   /**
@@ -288,15 +275,17 @@ export class Outbox {
    * in their original order). Tombstones have no body and stay as they are.
    */
   requeueDelivered(since: number, until: number, now: number): number {
+    return this.requeue("status = ? AND body != '' AND settled_at BETWEEN ? AND ?", [DELIVERED, since, until], now);
+  }
+
+  /** Rows matching `where` back to pending, due now; the attempt log stays (the history of the receipt). */
+  private requeue(where: string, params: number[], now: number): number {
     const requeued = this.sql
       .exec(
-        `UPDATE receipts SET status = ?, attempts = 0, next_attempt_at = ?, settled_at = NULL, batch = NULL
-         WHERE status = ? AND body != '' AND settled_at BETWEEN ? AND ? RETURNING seq`,
+        `UPDATE receipts SET status = ?, attempts = 0, next_attempt_at = ?, settled_at = NULL, batch = NULL WHERE ${where} RETURNING seq`,
         PENDING,
         now,
-        DELIVERED,
-        since,
-        until,
+        ...params,
       )
       .toArray()
       .map((row) => SeqRow.parse(row).seq);

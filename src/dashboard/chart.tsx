@@ -6,39 +6,12 @@
  * Its input is `series` from relayStats (src/ops/stats.ts): 5-minute buckets, which may be sparse
  * (only buckets with activity) or dense; either way they are laid on a full grid of slots here.
  */
-import { z } from "zod";
-import type { StatsWindow } from "../ops/stats";
+import type { relayStats, StatsWindow } from "../ops/stats";
 import { timeText } from "./layout";
 
-export const SeriesPoint = z.object({
-  at: z.string(),
-  accepted: z.number(),
-  duplicates: z.number(),
-  delivered: z.number(),
-  retried: z.number(),
-  failed: z.number(),
-});
-export type SeriesPoint = z.infer<typeof SeriesPoint>;
-
-/** What the dashboard reads of relayStats: the fields it shows; the newer ones optional, and dropped if malformed. */
-export const DashboardStats = z.object({
-  window: z.enum(["1h", "24h"]),
-  generatedAt: z.string(),
-  conversations: z.object({ total: z.number(), withPending: z.number(), withDeadLetters: z.number() }),
-  backlog: z.number(),
-  deadLetters: z.number(),
-  oldestPendingBefore: z.string().nullable(),
-  oldestFailureAt: z.string().nullable(),
-  activeConversations: z.number(),
-  latencyMs: z.object({ samples: z.number(), p50: z.number().nullable(), p95: z.number().nullable() }),
-  callbacks: z
-    .object({ byProvider: z.record(z.string(), z.object({ accepted: z.number(), duplicates: z.number() })) })
-    .optional()
-    .catch(undefined),
-  deliveries: z.object({ delivered: z.number(), retried: z.number(), failed: z.number() }).optional().catch(undefined),
-  series: z.array(SeriesPoint).optional().catch(undefined),
-});
-export type DashboardStats = z.infer<typeof DashboardStats>;
+/** What the dashboard shows of the relay's stats: relayStats' own result (same process, already typed). */
+export type DashboardStats = Awaited<ReturnType<typeof relayStats>>;
+export type SeriesPoint = DashboardStats["series"][number];
 
 const BUCKET_MS = 5 * 60_000;
 const SLOTS: Record<StatsWindow, { count: number; ms: number }> = {
