@@ -15,7 +15,7 @@ import { ADMIN_TOKEN, copy, samples, send, TENCENT_APP, tencentPath, unique } fr
 import { publishNow, retryNow, runAlarm } from "./support/conversation-object";
 import { indexRow } from "./support/index-rows";
 import { script, waitFor } from "./support/origin-control";
-import { makeReceipt, stubFor } from "./support/receipts";
+import { makeReceipt, stubFor, withDeadLetters as withDeadLettersOf } from "./support/receipts";
 
 const ORIGIN = "http://relay.test";
 const CSP =
@@ -109,17 +109,8 @@ async function tencentReceipt(reader: string, readTime: number): Promise<string>
   return singleConversationKey("tencent", TENCENT_APP, reader, "Jonh");
 }
 
-/** A conversation whose receipts were all refused by the origin (400: dead letters), published to the index. */
-async function withDeadLetters(conversation: string, receipts = 1): Promise<void> {
-  const stub = stubFor(conversation);
-  await script(
-    conversation,
-    Array.from({ length: receipts }, () => ({ status: 400 })),
-  );
-  for (let n = 1; n <= receipts; n++) await stub.accept(makeReceipt(conversation, n));
-  await runAlarm(stub);
-  await publishNow(stub);
-}
+/** Dead letters of a conversation (test/support/receipts.ts), 1 by default here. */
+const withDeadLetters = (conversation: string, receipts = 1) => withDeadLettersOf(conversation, receipts);
 
 describe("sign-in", () => {
   it("shows the form: a password field and a button, no token in any URL", async () => {

@@ -9,7 +9,7 @@ import { REPLAY_BATCH, type ReplayJob } from "../src/ops/replay-job";
 import { ADMIN_TOKEN, api, unique } from "./support/callbacks";
 import { outboxRows, publishNow, retryNow, runAlarm } from "./support/conversation-object";
 import { deliveredReceipts, script, waitFor } from "./support/origin-control";
-import { makeReceipt, stubFor } from "./support/receipts";
+import { makeReceipt, stubFor, withDeadLetters as withDeadLettersOf } from "./support/receipts";
 
 const Progress = z.object({
   id: z.string(),
@@ -19,17 +19,8 @@ const Progress = z.object({
   skipped: z.number(),
 });
 
-/** A conversation whose `receipts` first deliveries are refused (400: dead letters), published to the index. */
-async function withDeadLetters(conversation: string, receipts = 2): Promise<void> {
-  const stub = stubFor(conversation);
-  await script(
-    conversation,
-    Array.from({ length: receipts }, () => ({ status: 400 })),
-  );
-  for (let n = 1; n <= receipts; n++) await stub.accept(makeReceipt(conversation, n));
-  await runAlarm(stub);
-  await publishNow(stub);
-}
+/** Dead letters of a conversation (test/support/receipts.ts), 2 by default here. */
+const withDeadLetters = (conversation: string, receipts = 2) => withDeadLettersOf(conversation, receipts);
 
 async function healthy(conversation: string): Promise<void> {
   const stub = stubFor(conversation);

@@ -4,6 +4,8 @@ import { env } from "cloudflare:workers";
 import { conversationStub } from "../../src/conversation/stub";
 import type { Receipt } from "../../src/receipt";
 import { unique } from "./callbacks";
+import { publishNow, runAlarm } from "./conversation-object";
+import { script } from "./origin-control";
 
 export function makeReceipt(conversation: string, n: number, overrides: Partial<Receipt> = {}): Receipt {
   return {
@@ -39,4 +41,16 @@ export async function acceptAll(conversation: string, from: number, count: numbe
     ids.push(receipt.id);
   }
   return ids;
+}
+
+/** A conversation whose `receipts` first deliveries the origin refuses (400: dead letters at once), published to the index. */
+export async function withDeadLetters(conversation: string, receipts: number): Promise<void> {
+  const stub = stubFor(conversation);
+  await script(
+    conversation,
+    Array.from({ length: receipts }, () => ({ status: 400 })),
+  );
+  for (let n = 1; n <= receipts; n++) await stub.accept(makeReceipt(conversation, n));
+  await runAlarm(stub);
+  await publishNow(stub);
 }
