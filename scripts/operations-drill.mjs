@@ -20,14 +20,11 @@
 //     the last dead letter, and once more to see nothing repeated;
 //   - the origin recovers; one bulk replay; the held receipts go out at the end of their Retry-After;
 //     one more cron run raises `alert.recovered`.
-import { spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { createRequire } from "node:module";
-import { createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
 import { Webhook } from "standardwebhooks";
-import { loadDevVars, root } from "./dev-vars.mjs";
+import { loadDevVars } from "./dev-vars.mjs";
+import { freePort, startLocalRelay } from "./local-relay.mjs";
 import { buildSamples, expectedReceipt, first } from "./samples.mjs";
 
 // ---------------------------------------------------------------------------------------------
@@ -96,31 +93,17 @@ const alertSecret = first(vars.ALERT_SECRET) || first(vars.FORWARD_SECRET);
 // ---------------------------------------------------------------------------------------------
 // Children and cleanup
 
-const wranglerBin = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
-const state = mkdtempSync(`${tmpdir()}/receipt-relay-ops-drill-`);
-const wranglerLog = createWriteStream(`${state}/wrangler.log`);
-/** Child processes started with detached: true (each the leader of its own process group). */
-const children = new Set();
+/** The relay under `wrangler dev` (scripts/local-relay.mjs), once started. */
+let relay;
 let server;
-
-function killGroup(child, signal) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {}
-}
 
 let cleanedUp = false;
 function cleanupNow() {
   if (cleanedUp) return;
   cleanedUp = true;
-  for (const child of children) killGroup(child, "SIGKILL");
   server?.close();
   server?.closeAllConnections?.();
-  try {
-    wranglerLog.end();
-  } catch {}
-  rmSync(state, { recursive: true, force: true });
+  // wrangler's process group and the temporary directory go with this process (local-relay.mjs).
 }
 process.on("exit", cleanupNow);
 for (const signal of ["SIGINT", "SIGTERM"]) {
@@ -131,56 +114,12 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   });
 }
 
-/** Ends the run: the summary or the failure is printed by the caller. */
-async function stopChildren() {
-  const waits = [...children].map(async (child) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    killGroup(child, "SIGINT");
-    if (!(await Promise.race([exited.then(() => true), sleep(8000).then(() => false)]))) {
-      killGroup(child, "SIGKILL");
-      await Promise.race([exited, sleep(3000)]);
-    }
-  });
-  await Promise.all(waits);
-}
-
-function spawnWrangler(args) {
-  const child = spawn(process.execPath, [wranglerBin, ...args], {
-    cwd: root,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
-  });
-  children.add(child);
-  child.stdout.pipe(wranglerLog, { end: false });
-  child.stderr.pipe(wranglerLog, { end: false });
-  return child;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-function tailOfLog(lines) {
-  try {
-    return redact(readFileSync(`${state}/wrangler.log`, "utf8").trimEnd().split("\n").slice(-lines).join("\n"));
-  } catch {
-    return "(no log)";
-  }
-}
+const tailOfLog = (lines) => (relay ? redact(relay.logTail(lines)) : "(the relay did not start)");
 
 /** Lines of wrangler's log with this `msg` (the relay's JSON log lines), parsed; info lines only (wrangler wraps warn and error ones). */
 function logLines(msg) {
   try {
-    return readFileSync(`${state}/wrangler.log`, "utf8")
+    return readFileSync(relay.logPath, "utf8")
       .split("\n")
       .flatMap((line) => {
         const start = line.indexOf("{");
@@ -395,8 +334,7 @@ deadline.unref();
 const figures = {};
 try {
   // ---- Setup.
-  const [originPort, relayPort, inspectorPort] = [await freePort(), await freePort(), await freePort()];
-  relayUrl = `http://127.0.0.1:${relayPort}`;
+  const originPort = await freePort();
   const originUrl = `http://127.0.0.1:${originPort}/receipts`;
   const alertUrl = `http://127.0.0.1:${originPort}/alerts`;
   server = createServer(handle);
@@ -405,7 +343,7 @@ try {
     server.listen(originPort, "127.0.0.1", resolve);
   });
 
-  // The demo settings, then the drill's: every one passed as --var (over whatever .dev.vars says).
+  // The demo settings, then the drill's, in the relay's own env file (over whatever .dev.vars says).
   const settings = {
     ...Object.fromEntries(Object.entries(vars).filter(([, value]) => value.trim() !== "")),
     ORIGIN_URL: originUrl,
@@ -419,46 +357,20 @@ try {
   };
 
   await step("start", async () => {
-    const migrate = spawnWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", state]);
-    const code = await new Promise((resolve) => migrate.once("exit", (exit, signal) => resolve(exit ?? signal)));
-    children.delete(migrate);
-    if (code !== 0) throw new Error(`wrangler d1 migrations apply DB --local answered ${code}:\n${tailOfLog(15)}`);
-    const relay = spawnWrangler([
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(relayPort),
-      "--inspector-port",
-      String(inspectorPort),
-      "--persist-to",
-      state,
-      "--test-scheduled",
-      "--show-interactive-dev-session=false",
-      ...Object.entries(settings).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
-    ]);
-    const health = await waitFor(
-      async () => {
-        if (relay.exitCode !== null || relay.signalCode !== null)
-          throw new Error(`wrangler dev exited (${relay.exitCode ?? relay.signalCode}):\n${tailOfLog(20)}`);
-        try {
-          const answer = await (await fetch(`${relayUrl}/healthz`, { signal: AbortSignal.timeout(3000) })).json();
-          const ready =
-            PROVIDERS.every((name) => answer?.providers?.[name]?.state === "enabled") &&
-            answer?.forwarding?.state === "on" &&
-            answer?.api?.state === "on" &&
-            answer?.alerts?.state === "on";
-          return ready ? answer : { ok: false, answer };
-        } catch {
-          return { ok: false };
-        }
-      },
-      STARTUP_TIMEOUT_MS,
-      (last) =>
-        `the relay did not become ready (all providers enabled, forwarding, API and alerts on): ${last?.answer ? JSON.stringify(last.answer).slice(0, 500) : "no answer from /healthz"}`,
-      500,
-    );
-    return `relay ${relayUrl} (wrangler dev --test-scheduled, D1 migrated, state in ${state}), /healthz ${health.status}: ${PROVIDERS.join(", ")} enabled, forwarding on, alerts ${health.alerts.format}; origin and alert receiver on 127.0.0.1:${originPort}; FORWARD_RETRY_SCHEDULE=${RETRY_SCHEDULE} SNAPSHOT_INTERVAL_SECONDS=${SNAPSHOT_INTERVAL_SECONDS} ALERT_AFTER_SECONDS=${ALERT_AFTER_SECONDS}`;
+    relay = await startLocalRelay({
+      settings,
+      args: ["--test-scheduled"],
+      prefix: "receipt-relay-ops-drill-",
+      ready: (answer) =>
+        PROVIDERS.every((name) => answer?.providers?.[name]?.state === "enabled") &&
+        answer?.forwarding?.state === "on" &&
+        answer?.api?.state === "on" &&
+        answer?.alerts?.state === "on",
+      startupTimeoutMs: STARTUP_TIMEOUT_MS,
+    });
+    relayUrl = relay.url;
+    const health = relay.health;
+    return `relay ${relayUrl} (wrangler dev --test-scheduled, D1 migrated, state in ${relay.dir}), /healthz ${health.status}: ${PROVIDERS.join(", ")} enabled, forwarding on, alerts ${health.alerts.format}; origin and alert receiver on 127.0.0.1:${originPort}; FORWARD_RETRY_SCHEDULE=${RETRY_SCHEDULE} SNAPSHOT_INTERVAL_SECONDS=${SNAPSHOT_INTERVAL_SECONDS} ALERT_AFTER_SECONDS=${ALERT_AFTER_SECONDS}`;
   });
 
   await step("baseline cron", async () => {
@@ -834,7 +746,7 @@ try {
   console.error(`drill: ${alerts.length} alerts received so far: ${describeAlerts(alerts)}`);
   console.error(`drill: the end of wrangler's log:\n${tailOfLog(25)}`);
 } finally {
-  await stopChildren();
+  await relay?.stop();
   cleanupNow();
   process.exit(exitCode);
 }

@@ -2,19 +2,15 @@
 // and persistence in a temporary directory, a scriptable local origin, and signed callbacks built
 // by scripts/samples.mjs. Everything started here is stopped by `stopAll()`, on exit and on signals.
 // (The approach of scripts/soak.mjs: a process group per wrangler, so that workerd goes with it.)
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { createRequire } from "node:module";
-import { createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
 import { Webhook } from "standardwebhooks";
 import { root } from "../../scripts/dev-vars.mjs";
+import { freePort, startLocalRelay } from "../../scripts/local-relay.mjs";
 import { buildSamples, expectedReceipt, postSample, readVarsFile } from "../../scripts/samples.mjs";
 
-export { root };
-const wranglerBin = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
+export { freePort, root };
 
 // ---------------------------------------------------------------------------------------------
 // Waiting: conditions with deadlines, never bare sleeps
@@ -47,22 +43,9 @@ export async function waitFor(what, check, { timeoutMs = 15_000, intervalMs = 20
   }
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cleanup: everything started here, stopped once, whatever way the process ends
 
-/** @type {Set<() => void>} synchronous last-resort stoppers (process "exit" allows no waiting) */
-const onExit = new Set();
 /** @type {(() => Promise<void>)[]} orderly stoppers, last started first stopped */
 const stoppers = [];
 let stopping;
@@ -81,7 +64,6 @@ export function stopAll() {
   return stopping;
 }
 
-process.on("exit", () => onExit.forEach((stop) => stop()));
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.once(signal, () => {
     console.error(`harness: ${signal}, stopping the relay, the origin and the browser`);
@@ -94,13 +76,6 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
 /** Adds an orderly stopper (run by `stopAll()`, last added first). */
 export function onStop(stop) {
   stoppers.push(stop);
-}
-
-/** A temporary directory removed on exit. */
-export function tempDir(prefix) {
-  const dir = mkdtempSync(`${tmpdir()}/${prefix}`);
-  onExit.add(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /** Records a child's process group for the runner's backstop (test/browser/run.mjs), if it asked. */
@@ -200,144 +175,22 @@ export function relaySettings() {
   };
 }
 
-/** Runs wrangler to completion; rejects with the end of its output when it fails. */
-function runWrangler(args, { timeoutMs = 90_000, log } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [wranglerBin, ...args], {
-      cwd: root,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "1" },
-    });
-    registerGroup(child.pid);
-    let output = "";
-    const collect = (chunk) => {
-      output += chunk;
-      log?.write(chunk);
-    };
-    child.stdout.on("data", collect);
-    child.stderr.on("data", collect);
-    const kill = () => {
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch {}
-    };
-    onExit.add(kill);
-    const timer = setTimeout(() => {
-      kill();
-      reject(new Error(`wrangler ${args.slice(0, 3).join(" ")} did not finish within ${timeoutMs / 1000} s:\n${tail(output, 15)}`));
-    }, timeoutMs);
-    child.once("error", reject);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      onExit.delete(kill);
-      if (code === 0) resolve(output);
-      else reject(new Error(`wrangler ${args.slice(0, 3).join(" ")} failed (${signal ?? `exit ${code}`}):\n${tail(output, 15)}`));
-    });
-  });
-}
-
-const tail = (text, lines) => text.trimEnd().split("\n").slice(-lines).join("\n");
-
-/** Settings in a .env file of the run's own (mode 0600): never on a command line, where `ps` shows them. */
-function writeEnvFile(path, settings) {
-  const lines = Object.entries(settings).map(([name, value]) => {
-    if (!/^[A-Z0-9_]+$/.test(name) || /["\\\n\r$`]/.test(value)) throw new Error(`setting ${name} cannot be written to an env file as it is`);
-    return `${name}="${value}"`;
-  });
-  writeFileSync(path, `${lines.join("\n")}\n`, { mode: 0o600 });
-}
-
 /**
- * Starts the relay: D1 migrations applied to a fresh persistence directory, then `wrangler dev`
- * on 127.0.0.1 at a free port with `settings` from an env file (which also keeps a developer's
- * .dev.vars out), until /healthz says every provider, forwarding and the API are on.
+ * Starts the relay (scripts/local-relay.mjs: D1 migrations applied to a fresh persistence
+ * directory, then `wrangler dev` on 127.0.0.1 at a free port with `settings` from an env file)
+ * until /healthz says every provider, forwarding and the API are on. Stopped by `stopAll()`.
  * @param {Record<string, string>} settings
  */
 export async function startRelay(settings, { startupTimeoutMs = 120_000 } = {}) {
-  const dir = tempDir("receipt-relay-browser-");
-  const persist = `${dir}/state`;
-  const envFile = `${dir}/relay.env`;
-  writeEnvFile(envFile, settings);
-  const logPath = `${dir}/wrangler.log`;
-  const log = createWriteStream(logPath);
-  const startedAt = Date.now();
-  await runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persist, "--env-file", envFile], { log });
-
-  const [port, inspectorPort] = [await freePort(), await freePort()];
-  const args = [
-    "dev",
-    "--ip",
-    "127.0.0.1",
-    "--port",
-    String(port),
-    "--inspector-port",
-    String(inspectorPort),
-    "--persist-to",
-    persist,
-    "--env-file",
-    envFile,
-    "--show-interactive-dev-session=false",
-  ];
-  const relay = spawn(process.execPath, [wranglerBin, ...args], {
-    cwd: root,
-    // Leader of its own process group: workerd is killed with it.
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+  const relay = await startLocalRelay({
+    settings,
+    prefix: "receipt-relay-browser-",
+    ready: (health) => health?.status === "ok" && health?.forwarding?.state === "on" && health?.api?.state === "on",
+    startupTimeoutMs,
+    onSpawn: registerGroup,
   });
-  registerGroup(relay.pid);
-  relay.stdout.pipe(log, { end: false });
-  relay.stderr.pipe(log, { end: false });
-  const running = () => relay.exitCode === null && relay.signalCode === null;
-  const killGroup = (signal) => {
-    if (!running()) return;
-    try {
-      process.kill(-relay.pid, signal);
-    } catch {}
-  };
-  const exited = new Promise((resolve) => relay.once("exit", resolve));
-  const stop = async () => {
-    killGroup("SIGTERM");
-    const gone = await Promise.race([exited.then(() => true), sleep(8000).then(() => false)]);
-    if (!gone) killGroup("SIGKILL");
-    // workerd may outlive wrangler by a moment: the group is swept once more.
-    try {
-      process.kill(-relay.pid, "SIGKILL");
-    } catch {}
-  };
-  onExit.add(() => {
-    try {
-      process.kill(-relay.pid, "SIGKILL");
-    } catch {}
-  });
-  stoppers.push(stop);
-
-  const url = `http://127.0.0.1:${port}`;
-  const logTail = (lines = 25) => {
-    try {
-      return tail(readFileSync(logPath, "utf8"), lines);
-    } catch {
-      return "(no wrangler log)";
-    }
-  };
-  let lastHealth;
-  try {
-    await waitFor(
-      `the relay's /healthz at ${url} to report every provider, forwarding and the API on`,
-      async () => {
-        if (!running()) throw new Error(`wrangler dev exited (${relay.exitCode ?? relay.signalCode})`);
-        const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(3000) });
-        lastHealth = await response.json();
-        return lastHealth?.status === "ok" && lastHealth?.forwarding?.state === "on" && lastHealth?.api?.state === "on";
-      },
-      { timeoutMs: startupTimeoutMs, intervalMs: 300 },
-    );
-  } catch (error) {
-    const health = lastHealth ? `\nlast /healthz: ${JSON.stringify(lastHealth).slice(0, 600)}` : "";
-    throw new Error(`${error instanceof Error ? error.message : error}${health}\nthe end of wrangler's log:\n${logTail()}`);
-  }
-  return { url, port, startedInMs: Date.now() - startedAt, logTail, stop };
+  stoppers.push(relay.stop);
+  return relay;
 }
 
 // ---------------------------------------------------------------------------------------------
