@@ -1,4 +1,4 @@
-import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 import { testSettings } from "./test/support/settings.ts";
@@ -15,6 +15,8 @@ export default defineConfig({
           ORIGIN_URL: `http://127.0.0.1:${inject("originPort")}/receipts`,
           TEST_MIGRATIONS: await readD1Migrations(fileURLToPath(new URL("./migrations", import.meta.url))),
         },
+        // A D1 database no migration is ever applied to: an index whose tables are missing (test/index-unavailable.test.ts).
+        d1Databases: { UNMIGRATED_DB: "unmigrated-test-db" },
       },
     })),
   ],

@@ -31,6 +31,9 @@ interface Counters {
   d1RowsRead: number;
   /** Workers Analytics Engine data points (`METRICS.writeDataPoint`), when the binding exists. */
   analyticsPoints: number;
+  /** Messages sent to the accept queue (`ACCEPT_QUEUE.send`/`sendBatch`), and batches its consumer took. */
+  queueSends: number;
+  queueBatches: number;
   /** Rows of cursors already folded in (see `fold`). */
   foldedRowsRead: number;
   foldedRowsWritten: number;
@@ -50,6 +53,8 @@ const fresh = (): Counters => ({
   d1RowsWritten: 0,
   d1RowsRead: 0,
   analyticsPoints: 0,
+  queueSends: 0,
+  queueBatches: 0,
   foldedRowsRead: 0,
   foldedRowsWritten: 0,
   constructed: 0,
@@ -225,8 +230,30 @@ function meteredEnv(env: Env, kind: Kind): Env {
         },
       })
     : undefined;
+  const acceptQueue = (env as unknown as { ACCEPT_QUEUE?: Queue }).ACCEPT_QUEUE;
+  const queue = acceptQueue
+    ? new Proxy(acceptQueue, {
+        get(target, property) {
+          const value = passThrough(target, property);
+          if (property === "send") {
+            return (...args: Parameters<Queue["send"]>) => {
+              counters[kind].queueSends++;
+              return target.send(...args);
+            };
+          }
+          if (property === "sendBatch") {
+            return (...args: Parameters<Queue["sendBatch"]>) => {
+              counters[kind].queueSends += [...args[0]].length;
+              return target.sendBatch(...args);
+            };
+          }
+          return value;
+        },
+      })
+    : undefined;
   const proxy = new Proxy(env, {
     get(target, property, receiver) {
+      if (property === "ACCEPT_QUEUE" && queue) return queue;
       if (property === "RECEIPTS_KV" && kv) return kv;
       if (property === "DB" && d1) return d1;
       if (property === "METRICS" && analytics) return analytics;
@@ -237,13 +264,14 @@ function meteredEnv(env: Env, kind: Kind): Env {
   return proxy;
 }
 
-const countRequest = (kind: Kind, method: string) => {
+const countRequest = (kind: Kind, method: string, n = 1) => {
   const requests = counters[kind].requests;
-  requests[method] = (requests[method] ?? 0) + 1;
+  requests[method] = (requests[method] ?? 0) + n;
+  if (requests[method] === 0) delete requests[method];
 };
 
 /** The conversation object's public RPC methods (and `alarm`): each call is one billed request. */
-export const CONVERSATION_RPC = ["accept", "recent", "readStates", "deliveries", "retryDeadLetters", "alarm"] as const;
+export const CONVERSATION_RPC = ["accept", "acceptMany", "recent", "readStates", "deliveries", "retryDeadLetters", "alarm"] as const;
 export const CLAIMS_RPC = ["claim"] as const;
 
 export class Conversation extends RelayConversation {
@@ -275,6 +303,9 @@ function meterMethods(subclass: { prototype: object }, parent: { prototype: obje
         try {
           const result = await (original as (...a: unknown[]) => unknown).apply(this, args);
           if (kind === "conversation" && name === "accept" && typeof result === "string") outcomes[result] = (outcomes[result] ?? 0) + 1;
+          if (kind === "conversation" && name === "acceptMany" && Array.isArray(result)) {
+            for (const each of result) if (typeof each === "string") outcomes[each] = (outcomes[each] ?? 0) + 1;
+          }
           return result;
         } catch (error) {
           counters[kind].errors++;
@@ -321,9 +352,36 @@ function report(kind: Kind) {
     d1RowsWritten: c.d1RowsWritten,
     d1RowsRead: c.d1RowsRead,
     analyticsPoints: c.analyticsPoints,
+    queueSends: c.queueSends,
+    queueBatches: c.queueBatches,
     objectsConstructed: c.constructed,
     errors: c.errors,
   };
+}
+
+/**
+ * A conversation's stored receipts read back from its object, a page at a time: how many, how many
+ * distinct ids, and whether their sequence numbers only go up (the burst checks none lost or doubled).
+ */
+async function storedReceipts(env: Env, conversation: string) {
+  const stub = env.CONVERSATION.get(env.CONVERSATION.idFromName(conversation));
+  const ids = new Set<string>();
+  let count = 0;
+  let ordered = true;
+  let after = 0;
+  for (;;) {
+    const page = await stub.deliveries("all", 1000, after);
+    // The bench's own reads are not the relay's requests.
+    countRequest("conversation", "deliveries", -1);
+    if (!page || page.length === 0) break;
+    for (const delivery of page) {
+      count++;
+      ids.add(delivery.receiptId);
+      if (delivery.seq <= after) ordered = false;
+      after = delivery.seq;
+    }
+  }
+  return { count, unique: ids.size, ordered, lastSeq: after };
 }
 
 function reset(): void {
@@ -352,11 +410,18 @@ export default {
         parentMethods: { conversation: methodsOf(RelayConversation), claims: methodsOf(RelayCallbackClaims) },
       });
     }
+    if (pathname === "/__meter/stored" && request.method === "GET") {
+      return Response.json(await storedReceipts(env, new URL(request.url).searchParams.get("conversation") ?? ""));
+    }
     if (pathname === "/__meter/reset" && request.method === "POST") {
       reset();
       return new Response(null, { status: 204 });
     }
     workerRequests++;
     return relay.fetch(request, meteredEnv(env, "worker"), ctx);
+  },
+  async queue(batch, env) {
+    counters.worker.queueBatches++;
+    return relay.queue(batch, meteredEnv(env, "worker"));
   },
 } satisfies ExportedHandler<Env>;

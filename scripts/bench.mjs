@@ -25,6 +25,8 @@ import { root } from "./dev-vars.mjs";
 //   $1.00/M: https://developers.cloudflare.com/durable-objects/platform/pricing/
 //   KV writes (and deletes) $5.00/M, reads $0.50/M: https://developers.cloudflare.com/kv/platform/pricing/
 //   Analytics Engine data points written $0.25/M: https://developers.cloudflare.com/analytics/analytics-engine/pricing/
+//   Queues $0.40/M operations, each 64 KB written, read or deleted one operation, so 3 per message
+//   delivered once: https://developers.cloudflare.com/queues/platform/pricing/ (the accept queue).
 // Not counted: CPU time (Workers: $0.02 per million CPU ms; cpu_us below is local workerd CPU, not
 // billed CPU), Durable Object duration (GB-s, wall-clock while active) and stored GB-months.
 // A `setAlarm()` is priced as one row written (the alarm is a row of the object's SQLite storage):
@@ -38,6 +40,7 @@ export const PRICES = {
   kvWrites: 5.0,
   kvReads: 0.5,
   analyticsPoints: 0.25,
+  queueOperations: 0.4,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -51,6 +54,9 @@ const OPTIONS = {
   "quiet-seconds": { value: 65, min: 5, max: 600, help: "measured window of the quiet storage cases (> the 60 s snapshot interval)" },
   "quiet-conversations": { value: 100, min: 1, max: 5000, help: "conversations in the quiet storage cases" },
   "quiet-spacing": { value: 3, min: 1, max: 60, help: "seconds between two receipts of one quiet conversation" },
+  "burst-seconds": { value: 10, min: 1, max: 60, help: "seconds of each load run of the burst into one conversation" },
+  "burst-connections": { value: 32, min: 1, max: 256, help: "concurrent connections of the burst into one conversation" },
+  "burst-pairs": { value: 1, min: 1, max: 10, help: "no-op/relay pairs of the burst into one conversation" },
 };
 const FLAGS = {
   quick: "smoke run: 1 pair of 2 s runs, 5 s hot load, 12 s quiet window (its KV figure is then not steady state)",
@@ -97,6 +103,7 @@ function parseOptions(argv) {
     if (!given("hot-seconds")) values["hot-seconds"] = 5;
     if (!given("quiet-seconds")) values["quiet-seconds"] = 12;
     if (!given("quiet-conversations")) values["quiet-conversations"] = 40;
+    if (!given("burst-seconds")) values["burst-seconds"] = 5;
   }
   return values;
 }
@@ -140,6 +147,7 @@ const fixture = (name) => JSON.parse(readFileSync(join(root, "test/fixtures", `$
 const FIXTURES = {
   easemob: fixture("easemob-read_ack-single"),
   tencent: fixture("tencent-C2C.CallbackAfterMsgReadReceipt"),
+  tencentGroup: fixture("tencent-Group.CallbackAfterReadReceipt"),
   openim: fixture("openim-callbackAfterSingleMsgReadCommand"),
   stream: fixture("stream-message.read"),
   sendbird: fixture("sendbird-group_channel-message_read"),
@@ -170,6 +178,25 @@ const generators = {
     const body = structuredClone(FIXTURES.tencent);
     Object.assign(body, { Operator_Account: `u${RUN}${n % conversations}`, Peer_Account: "peer", EventTime: Date.now() });
     body.C2CMsgInfo = [{ From_Account: "peer", To_Account: body.Operator_Account, MsgKey: `${RUN}_${n}`, MsgId: `${RUN}-${n}` }];
+    const requestTime = String(Math.floor(Date.now() / 1000));
+    const query = new URLSearchParams({
+      SdkAppid: SECRETS.TENCENT_SDKAPPID,
+      CallbackCommand: body.CallbackCommand,
+      contenttype: "json",
+      ClientIP: "127.0.0.1",
+      OptPlatform: "Web",
+      RequestTime: requestTime,
+      Sign: sha256(`${SECRETS.TENCENT_TOKEN}${requestTime}`),
+    });
+    return { path: `/v1/hooks/tencent?${query}`, headers: JSON_HEADERS, body: JSON.stringify(body) };
+  },
+  /** A group read burst: every callback one more member of one group reading message 1 (Tencent never retries). */
+  tencentGroup({ group }) {
+    const n = ++sequence;
+    const body = structuredClone(FIXTURES.tencentGroup);
+    body.GroupId = group;
+    body.EventTime = String(Date.now());
+    body.GroupMsgReceiptList = [{ MsgSeq: 1, ReadNum: n, UnreadNum: 0, ReadReceiptMembers: [{ Member_Account: `m${RUN}-${n}` }] }];
     const requestTime = String(Math.floor(Date.now() / 1000));
     const query = new URLSearchParams({
       SdkAppid: SECRETS.TENCENT_SDKAPPID,
@@ -280,7 +307,7 @@ const SCENARIOS = [
     request: () => generators[provider]({ conversations: 1000 }),
   })),
 ];
-const SCENARIO_IDS = [...SCENARIOS.map((scenario) => scenario.id), "hot", "quiet"];
+const SCENARIO_IDS = [...SCENARIOS.map((scenario) => scenario.id), "hot", "quiet", "burst"];
 
 // ---------------------------------------------------------------------------------------------
 // Processes, temp dirs and cleanup
@@ -289,9 +316,8 @@ const options = parseOptions(process.argv.slice(2));
 const HOST = "127.0.0.1";
 const COMPATIBILITY_DATE = "2026-04-20"; // wrangler.toml's; it sets no compatibility_flags
 const COMPATIBILITY_FLAGS = [];
-// The Miniflare that the pinned wrangler runs (`wrangler dev` uses it): its workerd is the one that
-// wrangler.toml's compatibility date is pinned against. (node_modules/miniflare is another major,
-// brought by @cloudflare/vitest-plugin, with a different options API.)
+// The Miniflare that the pinned wrangler runs (`wrangler dev` and the tests use it): its workerd is
+// the one that wrangler.toml's compatibility date is pinned against.
 const wranglerRequire = createRequire(createRequire(import.meta.url).resolve("wrangler/package.json"));
 const { Miniflare } = wranglerRequire("miniflare");
 const MINIFLARE_VERSION = JSON.parse(readFileSync(wranglerRequire.resolve("miniflare/package.json"), "utf8")).version;
@@ -335,7 +361,11 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 
 /** The backstop, should a phase hang: every phase is bounded on its own. */
 const plannedSeconds =
-  SCENARIOS.length * (options.pairs * 2 * (options.seconds + 20) + 40) + 2 * (options["hot-seconds"] + 60) + options["quiet-seconds"] + 180;
+  SCENARIOS.length * (options.pairs * 2 * (options.seconds + 20) + 40) +
+  2 * (options["hot-seconds"] + 60) +
+  options["quiet-seconds"] +
+  options["burst-pairs"] * 2 * (options["burst-seconds"] + 40) +
+  240;
 setTimeout(() => {
   console.error("bench: hard deadline passed, stopping");
   process.exit(2);
@@ -401,7 +431,10 @@ function workerdChildren() {
 const cpuMicros = (pid) => ((procStat(pid)?.ticks ?? NaN) * 1e6) / CLOCK_TICKS;
 
 let instanceCount = 0;
-async function startWorker(scriptPath, { relay = false, settings = {} } = {}) {
+/** wrangler.toml's accept queue and its consumer (Miniflare runs both in workerd). */
+const ACCEPT_QUEUE = "receipt-relay-accept";
+
+async function startWorker(scriptPath, { relay = false, settings = {}, acceptQueue = false } = {}) {
   const name = `${relay ? "relay" : "noop"}-${++instanceCount}`;
   const state = join(temp, name);
   const before = workerdChildren();
@@ -432,6 +465,12 @@ async function startWorker(scriptPath, { relay = false, settings = {} } = {}) {
           // wrangler.toml's optional metrics dataset (local: accepted and dropped).
           analyticsEngineDatasets: { METRICS: { dataset: "receipt_relay" } },
           bindings: settings,
+          ...(acceptQueue
+            ? {
+                queueProducers: { ACCEPT_QUEUE: { queueName: ACCEPT_QUEUE } },
+                queueConsumers: { [ACCEPT_QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 10 } },
+              }
+            : {}),
           // In workerd, on disk.
           durableObjectsPersist: join(state, "do"),
           kvPersist: join(state, "kv"),
@@ -556,9 +595,9 @@ function load(instance, makeRequest, seconds, { connections = options.connection
 }
 
 /** One load run, with the workerd process's CPU time across it. */
-async function measuredRun(instance, makeRequest, seconds) {
+async function measuredRun(instance, makeRequest, seconds, connections = options.connections) {
   const cpuBefore = instance.pid ? cpuMicros(instance.pid) : NaN;
-  const result = await load(instance, makeRequest, seconds);
+  const result = await load(instance, makeRequest, seconds, { connections });
   const cpuAfter = instance.pid ? cpuMicros(instance.pid) : NaN;
   const requests = result.requests.total;
   return {
@@ -646,6 +685,8 @@ function perReceipt(m, originReceipts) {
     sql_statements_per_receipt: round(c.sqlStatements / per, 1),
     d1_rows_written_per_receipt: c.d1Statements > 0 ? round(c.d1RowsWritten / per, 2) : undefined,
     analytics_points_per_receipt: round((c.analyticsPoints + m.claims.analyticsPoints + (m.worker?.analyticsPoints ?? 0)) / per, 3),
+    // The accept queue: write, read and delete per message sent (each up to 64 KB).
+    queue_operations_per_receipt: m.worker?.queueSends ? round((3 * m.worker.queueSends) / per, 3) : undefined,
     worker_kv_puts_per_receipt: m.worker?.kvPuts ? round(m.worker.kvPuts / per, 3) : undefined,
     requests_by_method: c.requestsByMethod,
     claims: {
@@ -667,7 +708,8 @@ function usdPerMillion(p, { alarmsAsRows = true } = {}) {
       p.rows_read_per_receipt * PRICES.rowsRead +
       p.kv_puts_per_receipt * PRICES.kvWrites +
       (p.d1_rows_written_per_receipt ?? 0) * PRICES.rowsWritten +
-      (p.analytics_points_per_receipt ?? 0) * PRICES.analyticsPoints,
+      (p.analytics_points_per_receipt ?? 0) * PRICES.analyticsPoints +
+      (p.queue_operations_per_receipt ?? 0) * PRICES.queueOperations,
     3,
   );
 }
@@ -879,8 +921,113 @@ async function runQuiet(relay, origin, label) {
   }
 }
 
+/** What the metered worker reads back from a conversation: its stored receipts, counted. */
+async function storedIn(instance, conversation) {
+  const response = await fetch(`${instance.url}/__meter/stored?conversation=${encodeURIComponent(conversation)}`, { signal: AbortSignal.timeout(30_000) });
+  if (!response.ok) throw new Error(`/__meter/stored answered ${response.status}`);
+  return response.json();
+}
+
+/**
+ * A large group's read burst (docs/design.md, "A burst into one conversation"): Tencent group read
+ * receipts, one member each, into one conversation from `burst-connections` connections, beside
+ * the no-op worker for the ratio. Tencent never retries, so a receipt answered 200 must be stored.
+ * Afterwards (the accept queue drained) the conversation's receipts are read back from its object:
+ * each one answered 200 stored, none twice, in strictly increasing sequence numbers.
+ */
+async function runBurst(relayScript, noop) {
+  const group = `@TGS#burst${RUN}`;
+  const conversation = ["tencent", SECRETS.TENCENT_SDKAPPID, "g", group].map(encodeURIComponent).join(":");
+  const relay = await startWorker(relayScript, { relay: true, settings: held(), acceptQueue: true });
+  try {
+    const makeRequest = () => generators.tencentGroup({ group });
+    const seconds = options["burst-seconds"];
+    const connections = options["burst-connections"];
+    // Warm both; the conversation exists before the burst (its first receipt creates its tables).
+    await load(noop, makeRequest, 1, { connections });
+    await load(relay, makeRequest, 0, { connections: 1, amount: 20 });
+    await settle(relay, undefined, 10_000);
+    const before = await storedIn(relay, conversation);
+    await resetMeter(relay);
+    const runs = { noop: [], relay: [] };
+    for (let pair = 0; pair < options["burst-pairs"]; pair++) {
+      const order = pair % 2 === 0 ? ["noop", "relay"] : ["relay", "noop"];
+      for (const which of order) runs[which].push(await measuredRun(which === "noop" ? noop : relay, makeRequest, seconds, connections));
+    }
+    const answered200 = runs.relay.reduce((sum, run) => sum + (run.status["200"] ?? 0), 0);
+    // Receipts that went through the accept queue are stored when it drains: wait for them (bounded).
+    const drainStartedAt = Date.now();
+    let after = await storedIn(relay, conversation);
+    while (Date.now() - drainStartedAt < 30_000 && after.count - before.count < answered200) {
+      await sleep(250);
+      after = await storedIn(relay, conversation);
+    }
+    const drainedInMs = Date.now() - drainStartedAt;
+    const settled = await settle(relay, undefined, 20_000);
+    const m = settled.meter;
+    const storage = perReceipt(m, 0);
+    const stored = after.count - before.count;
+    const ratios = runs.relay.map((run, i) => run.rps / runs.noop[i].rps);
+    const acceptedRps = runs.relay.map((run) => (run.status["200"] ?? 0) / seconds);
+    return {
+      id: "burst",
+      name: "burst into one conversation (Tencent group reads, held)",
+      connections,
+      seconds_per_run: seconds,
+      noop_rps: round(median(runs.noop.map((run) => run.rps)), 0),
+      relay_rps: round(median(runs.relay.map((run) => run.rps)), 0),
+      accepted_rps: round(median(acceptedRps), 0),
+      ratio: round(median(ratios), 3),
+      accepted_ratio: round(median(acceptedRps.map((rps, i) => rps / runs.noop[i].rps)), 3),
+      p50_ms: round(median(runs.relay.map((run) => run.p50)), 1),
+      p99_ms: round(median(runs.relay.map((run) => run.p99)), 1),
+      noop_p99_ms: round(median(runs.noop.map((run) => run.p99)), 1),
+      cpu_us: round(median(runs.relay.map((run) => run.cpuUs)), 0),
+      relay_status: sumStatus(runs.relay),
+      relay_errors: runs.relay.reduce((sum, run) => sum + run.errors + run.timeouts, 0),
+      answered_200: answered200,
+      stored,
+      stored_unique: after.unique - before.unique,
+      stored_in_order: after.ordered,
+      lost: Math.max(0, answered200 - stored),
+      duplicated: after.count - after.unique,
+      queued: m.worker.queueSends ?? 0,
+      usd_per_million: usdPerMillion(storage),
+      queue_batches: m.worker.queueBatches ?? 0,
+      drained_in_ms: drainedInMs,
+      storage,
+      relay_log: { errors: relay.logs.errors, warnings: relay.logs.warnings, samples: relay.logs.samples },
+    };
+  } finally {
+    await relay.dispose();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output
+
+const burstColumns = [
+  ["connections", (b) => b.connections],
+  ["no-op req/s", (b) => b.noop_rps],
+  ["accepted/s", (b) => b.accepted_rps],
+  ["ratio", (b) => b.accepted_ratio?.toFixed(2)],
+  ["p50 ms", (b) => b.p50_ms],
+  ["p99 ms", (b) => b.p99_ms],
+  [
+    "answers",
+    (b) =>
+      Object.entries(b.relay_status)
+        .map(([code, count]) => `${code}×${count}`)
+        .join(" "),
+  ],
+  ["stored", (b) => b.stored],
+  ["lost", (b) => b.lost],
+  ["duplicated", (b) => b.duplicated],
+  ["queued", (b) => b.queued],
+  ["obj req", (b) => b.storage.object_requests_per_receipt],
+  ["rows w", (b) => b.storage.rows_written_per_receipt],
+  ["SQL stmts", (b) => b.storage.sql_statements_per_receipt],
+];
 
 function printTable(rows, columns) {
   const widths = columns.map(([title, get]) => Math.max(title.length, ...rows.map((row) => String(get(row) ?? "–").length)));
@@ -941,6 +1088,32 @@ function svgChart(scenarios, costs, meta) {
   parts.push(targetLine(6, maxCost, "$6", costTop - 4, y));
   y += 16;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${parts.join("\n")}\n</svg>\n`;
+}
+
+/** The previous bench/results.json with what a `--only` run measured in place of its parts. */
+function mergedResults(fresh, ran) {
+  let previous = {};
+  try {
+    previous = JSON.parse(readFileSync(join(root, "bench/results.json"), "utf8"));
+  } catch {
+    return fresh;
+  }
+  const merged = { ...previous, environment: fresh.environment, prices_usd_per_million: fresh.prices_usd_per_million };
+  const byId = new Map((previous.scenarios ?? []).map((scenario) => [scenario.id, scenario]));
+  for (const scenario of fresh.scenarios) byId.set(scenario.id, scenario);
+  merged.scenarios = [...byId.values()];
+  if (ran.hot) merged.hot_conversation = fresh.hot_conversation;
+  if (ran.quiet || fresh.storage["busy conversation, forwarded"]) {
+    for (const key of ["storage", "usd_per_million", "usd_per_million_if_set_alarm_is_free"]) merged[key] = { ...previous[key], ...fresh[key] };
+  }
+  if (ran.burst) merged.burst_one_conversation = fresh.burst_one_conversation;
+  const freshTargets = new Set(fresh.targets.map((target) => target.target));
+  merged.targets = [...(previous.targets ?? []).filter((target) => !freshTargets.has(target.target)), ...fresh.targets];
+  merged.partial_runs = [
+    ...(previous.partial_runs ?? []),
+    { at: fresh.generated_at, only: String(options.only), options: fresh.options, duration_s: fresh.duration_s },
+  ].slice(-10);
+  return merged;
 }
 
 /** Public RPC methods of the objects (from their source) that the metered worker does not count. */
@@ -1023,6 +1196,15 @@ try {
     storage["quiet conversation, forwarded"] = forwarded;
     storage["quiet, held"] = quietHeld;
   }
+  let burst;
+  if (wanted("burst")) {
+    process.stdout.write(`bench: burst into one conversation, ${options["burst-connections"]} connections ... `);
+    burst = await runBurst(relayScript, noop);
+    console.log(
+      `${burst.accepted_rps} accepted/s vs no-op ${burst.noop_rps} req/s (ratio ${burst.accepted_ratio}), p99 ${burst.p99_ms} ms; ` +
+        `${burst.stored} stored of ${burst.answered_200} answered 200 (lost ${burst.lost}, duplicated ${burst.duplicated}, queued ${burst.queued})`,
+    );
+  }
   const busy = scenarios.find((scenario) => scenario.id === "forwarded_1");
   if (busy) storage["busy conversation, forwarded"] = { ...busy.storage, note: "the 'accepted + forwarded, 1 conversation' runs, after deliveries settled" };
   const usd = Object.fromEntries(Object.entries(storage).map(([name, figures]) => [name, usdPerMillion(figures)]));
@@ -1063,6 +1245,8 @@ try {
       (v) => v >= 0.35,
     ],
     scenarios.find((s) => s.id === "refused") && ["refused: relay/no-op ≥ 0.7", scenarios.find((s) => s.id === "refused").ratio, (v) => v >= 0.7],
+    burst && ["burst into one conversation: accepted ≥ 1,000/s", burst.accepted_rps, (v) => v >= 1000],
+    burst && ["burst into one conversation: every receipt answered 200 stored once", burst.lost + burst.duplicated, (v) => v === 0],
   ]
     .filter(Boolean)
     .map(([target, value, ok]) => ({ target, value, met: value !== null && value !== undefined && ok(value) }));
@@ -1137,7 +1321,11 @@ try {
     console.log("\nTargets:");
     for (const target of targets) console.log(`  ${target.met ? "met   " : "NOT MET"}  ${target.target}: ${target.value}`);
   }
-  const logProblems = [...scenarios, ...hot].filter((s) => s.relay_log.errors > 0);
+  if (burst) {
+    console.log("\nBurst into one conversation:\n");
+    printTable([burst], burstColumns);
+  }
+  const logProblems = [...scenarios, ...hot, ...(burst ? [burst] : [])].filter((s) => s.relay_log.errors > 0);
   for (const s of logProblems) console.log(`\nbench: ${s.name}: the relay logged ${s.relay_log.errors} errors, e.g. ${s.relay_log.samples.join(" | ")}`);
 
   // ---- files
@@ -1160,15 +1348,21 @@ try {
     usd_per_million: usd,
     usd_per_million_if_set_alarm_is_free: usdWithoutAlarmRows,
     easemob_claims: claimsNote,
+    burst_one_conversation: burst
+      ? (({ relay_log, ...rest }) => ({ ...rest, relay_log_errors: relay_log.errors, relay_log_samples: relay_log.samples }))(burst)
+      : undefined,
     targets,
     duration_s: round((Date.now() - startedAt) / 1000, 0),
   };
   mkdirSync(join(root, "bench"), { recursive: true });
-  writeFileSync(join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(root, "bench/results.svg"), svgChart(scenarios, usd, meta));
+  // With --only, the parts that ran replace theirs in the previous results; the rest is kept.
+  const written = options.only ? mergedResults(results, { hot: wanted("hot"), quiet: wanted("quiet"), burst: wanted("burst") }) : results;
+  writeFileSync(join(root, "bench/results.json"), `${JSON.stringify(written, null, 2)}\n`);
+  writeFileSync(join(root, "bench/results.svg"), svgChart(written.scenarios ?? scenarios, written.usd_per_million ?? usd, meta));
   console.log(`\nMarkdown (for the README):\n`);
   console.log(markdownTable(scenarios, scenarioColumns.slice(0, 7).concat(scenarioColumns.slice(8, 12))));
   if (storageRows.length > 0) console.log(`\n${markdownTable(storageRows, storageColumns)}`);
+  if (burst) console.log(`\n${markdownTable([burst], burstColumns)}`);
   console.log(`\nbench: wrote bench/results.json and bench/results.svg in ${results.duration_s} s`);
 } catch (error) {
   console.error(

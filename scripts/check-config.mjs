@@ -1,20 +1,22 @@
 #!/usr/bin/env node
 // `npm run check`, first step: fails on what would make a deploy of wrangler.toml go wrong.
-//   - a placeholder KV namespace id or D1 database_id (the checkout's zeros);
+//   - a placeholder KV namespace id or D1 database_id (zeros, <id>): leave the id out instead, and
+//     `wrangler deploy` provisions the resource (docs/deploy.md); a D1 binding with neither
+//     database_id nor database_name (`npm run deploy` finds the database by its name);
 //   - a [[ratelimits]] binding without namespace_id, or with a period other than 10 or 60;
 //   - a [vars] value the relay would refuse, judged by the relay's own schemas (src/settings.ts
 //     and each provider's `settings`); a [vars] name the relay does not read; a secret in [vars].
-// Usage: node scripts/check-config.mjs [--allow-placeholders] [--env NAME] [--config PATH]
-//   CHECK_ALLOW_PLACEHOLDERS=1 does what --allow-placeholders does (for `npm run check`, whose
-//   arguments would go to wrangler); CLOUDFLARE_ENV=NAME what --env does (wrangler reads it too).
+// Usage: node scripts/check-config.mjs [--env NAME] [--config PATH]
+//   CLOUDFLARE_ENV=NAME does what --env does (for `npm run check`, whose arguments would go to
+//   wrangler; wrangler reads it too).
 import { parseArgs } from "node:util";
 import { loadRelay, root } from "./samples.mjs";
 
-const usage = "usage: node scripts/check-config.mjs [--allow-placeholders] [--env NAME] [--config PATH]";
+const usage = "usage: node scripts/check-config.mjs [--env NAME] [--config PATH]";
 let options;
 try {
   options = parseArgs({
-    options: { "allow-placeholders": { type: "boolean" }, env: { type: "string" }, config: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: { env: { type: "string" }, config: { type: "string" }, help: { type: "boolean", short: "h" } },
   }).values;
 } catch (error) {
   console.error(`${error.message}\n${usage}`);
@@ -24,16 +26,12 @@ if (options.help) {
   console.log(usage);
   process.exit(0);
 }
-const truthy = (value) => value !== undefined && !["", "0", "false", "no"].includes(value.toLowerCase());
-const allowPlaceholders = options["allow-placeholders"] || truthy(process.env.CHECK_ALLOW_PLACEHOLDERS);
 const envName = options.env ?? (process.env.CLOUDFLARE_ENV || undefined);
 const configPath = options.config ?? `${root}wrangler.toml`;
 const shownPath = options.config ?? "wrangler.toml";
 
 /** @type {string[]} */
 const errors = [];
-/** @type {string[]} */
-const placeholders = [];
 /** @type {string[]} */
 const notes = [];
 
@@ -60,20 +58,24 @@ const isPlaceholder = (id) => /^[0-]+$/.test(id) || /[<>]|x{4}|your|placeholder|
 
 for (const [i, namespace] of (section.kv_namespaces ?? []).entries()) {
   const name = `${where("[[kv_namespaces]]")} ${namespace.binding ?? `#${i + 1}`}`;
-  if (namespace.id === undefined) notes.push(`${name}: no id: \`wrangler deploy\` creates a namespace for it`);
+  if (namespace.id === undefined) notes.push(`${name}: no id: \`wrangler deploy\` creates a namespace for it, or keeps the deployed Worker's`);
   else if (typeof namespace.id !== "string" || isPlaceholder(namespace.id)) {
-    placeholders.push(
-      `${name}: id "${namespace.id}" is a placeholder: run \`npx wrangler kv namespace create ${namespace.binding}\` and put the id it prints here`,
-    );
+    errors.push(`${name}: id "${namespace.id}" is a placeholder: remove the line, and \`wrangler deploy\` creates the namespace`);
   } else if (!/^[0-9a-f]{32}$/i.test(namespace.id)) errors.push(`${name}: id "${namespace.id}" is not a KV namespace id (32 hexadecimal digits)`);
 }
 
 for (const [i, database] of (section.d1_databases ?? []).entries()) {
   const name = `${where("[[d1_databases]]")} ${database.binding ?? `#${i + 1}`}`;
-  if (typeof database.database_id === "string" && isPlaceholder(database.database_id)) {
-    placeholders.push(
-      `${name}: database_id "${database.database_id}" is a placeholder: run \`npx wrangler d1 create ${database.database_name ?? "<name>"}\` and put the id it prints here`,
+  if (database.database_id !== undefined && (typeof database.database_id !== "string" || isPlaceholder(database.database_id))) {
+    errors.push(
+      `${name}: database_id "${database.database_id}" is a placeholder: remove the line, and \`wrangler deploy\` creates or binds the database named by database_name`,
     );
+  } else if (database.database_id === undefined && !database.database_name) {
+    errors.push(
+      `${name}: give it a database_name (e.g. "receipt-relay"): \`wrangler deploy\` creates the database under it and \`npm run deploy\` finds it by it to apply migrations`,
+    );
+  } else if (database.database_id === undefined) {
+    notes.push(`${name}: no database_id: \`wrangler deploy\` creates database "${database.database_name}", or binds it if it exists`);
   }
 }
 
@@ -124,15 +126,9 @@ for (const name of Object.keys(vars)) {
 const unique = [...new Set(errors)];
 const label = envName === undefined ? shownPath : `${shownPath} [env.${envName}]`;
 for (const note of notes) console.log(`  note: ${note}`);
-const allowedBy = options["allow-placeholders"] ? "--allow-placeholders" : "CHECK_ALLOW_PLACEHOLDERS";
-if (allowPlaceholders) for (const placeholder of placeholders) console.log(`  allowed (${allowedBy}): ${placeholder}`);
-const failures = [...unique, ...(allowPlaceholders ? [] : placeholders)];
-if (failures.length > 0) {
-  console.error(`✗ ${label}: ${failures.length} problem${failures.length === 1 ? "" : "s"} to fix before deploying:`);
-  for (const failure of failures) console.error(`  - ${failure}`);
-  if (!allowPlaceholders && placeholders.length > 0) {
-    console.error("  (placeholders only matter for a real deploy: CHECK_ALLOW_PLACEHOLDERS=1 npm run check builds the bundle anyway)");
-  }
+if (unique.length > 0) {
+  console.error(`✗ ${label}: ${unique.length} problem${unique.length === 1 ? "" : "s"} to fix before deploying:`);
+  for (const failure of unique) console.error(`  - ${failure}`);
   process.exit(1);
 }
 console.log(`✓ ${label}: ids, rate limiters and [vars] (${Object.keys(vars).length} checked with the relay's schemas) are fine`);

@@ -2,16 +2,19 @@
 import { Hono } from "hono";
 import { apiRoutes } from "./api/routes";
 import { callbackRoutes } from "./callback-routes";
+import { assetPath, ICON } from "./dashboard/assets";
 import { dashboardRoutes } from "./dashboard/routes";
 import { healthOf } from "./health";
 import { apiError, jsonResponse } from "./http";
 import { log } from "./log";
 
 export const app = new Hono<{ Bindings: Env }>()
-  .get("/healthz", (c) => {
-    const health = healthOf(c.env);
+  .get("/healthz", async (c) => {
+    const health = await healthOf(c.env);
     return jsonResponse(health.status === "down" ? 503 : 200, health);
   })
+  // Browsers ask for it by this name when a page declares no icon: the dashboard's (its pages link it).
+  .get("/favicon.ico", (c) => c.redirect(assetPath(ICON), 301))
   .route("/v1/hooks", callbackRoutes)
   .route("/v1", apiRoutes)
   .route("/dashboard", dashboardRoutes)

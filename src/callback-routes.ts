@@ -1,11 +1,10 @@
 /** `/v1/hooks/<provider>/...`: resolve the provider, then method, size, and the ingest pipeline. */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { clientAddress, countAuthFailure } from "./auth-limit";
 import { claimsStub } from "./claims/stub";
-import { conversationStub } from "./conversation/stub";
-import { answerResponse, apiError } from "./http";
+import { storeReceipt } from "./conversation/accept-queue";
+import { answerResponse, apiError, limitBody } from "./http";
 import { outcomeOf, type Ingestor } from "./ingest";
 import { recordCallback } from "./ops/metrics";
 import type { Answer } from "./providers/provider";
@@ -67,13 +66,13 @@ const requirePost = createMiddleware<CallbackEnv>(async function requirePost(c, 
   await next();
 });
 
-const limitBody = bodyLimit({
-  maxSize: MAX_BODY_BYTES,
-  onError: (c) =>
-    answered(c.env, c.var.ingestor.name, c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${MAX_BODY_BYTES} bytes` })),
-});
+// Counts streamed bytes, and drains a slightly larger body before refusing, so that a chunked
+// upload still gets the provider's answer (src/http.ts, `limitBody`).
+const limitCallbackBody = limitBody<CallbackEnv>(MAX_BODY_BYTES, (c) =>
+  answered(c.env, c.var.ingestor.name, c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${MAX_BODY_BYTES} bytes` })),
+);
 
-export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider, requirePost, limitBody, async (c) => {
+export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider, requirePost, limitCallbackBody, async (c) => {
   const bytes = new Uint8Array(await c.req.arrayBuffer());
   // Workers' clock moves only across I/O: this measures the pipeline's waits (claim, store), not CPU alone.
   const started = Date.now();
@@ -82,8 +81,8 @@ export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider,
     {
       env: c.env,
       now: Date.now(),
-      store: (receipt) => conversationStub(c.env, receipt.conversation).accept(receipt),
-      claim: (claim, conversation) => claimsStub(c.env, claim.key).claim(claim.key, conversation, claim.expiresAt),
+      store: (receipt) => storeReceipt(c.env, receipt),
+      claim: (claim, conversation) => claimsStub(c.env, claim.key).claim(claim.key, conversation, claim.expiresAt, claim.digest),
       countAuthFailure: () => countAuthFailure(c.env.AUTH_FAILURES, clientAddress(c.req.raw.headers)),
     },
   );

@@ -1,10 +1,11 @@
 /**
  * `/healthz`: what works and what does not. "ok" when nothing is wrong; "degraded" (still 200)
- * when a setting is malformed or deliveries are held, but receipts can still be taken; "down"
- * (503) when no provider can take receipts.
+ * when a setting is malformed, deliveries are held or the bound D1 index cannot be used, but
+ * receipts can still be taken; "down" (503) when no provider can take receipts.
  */
 import { ignoredEvents, type ProviderStatus } from "./ingest";
 import { providers } from "./providers";
+import { indexDb, probeIndex } from "./ops/conversation-index";
 import { alertingOf, settingsOf, type SettingProblem } from "./settings";
 
 export interface Health {
@@ -14,12 +15,23 @@ export interface Health {
   api: { state: "on" } | { state: "off"; reason: string };
   /** Alerts to ALERT_URL (docs/alerts-and-stats.md): on with their format, or off and why. */
   alerts: { state: "on"; format: "standard" | "slack" } | { state: "off"; reason: string };
+  /**
+   * The D1 conversation index (`DB`): on; off (not bound: its API answers 503 index_disabled); or
+   * unavailable, with the missing tables (`missing`, migrations not applied) or D1's failure, and
+   * the fix. Probed at most every 30 s per isolate (src/ops/conversation-index.ts).
+   */
+  index: { state: "on" } | { state: "off"; reason: string } | { state: "unavailable"; kind: "unmigrated" | "failing"; missing?: string[]; reason: string };
+  /**
+   * Where a receipt goes when its conversation's object is overloaded or unreachable (docs/design.md,
+   * "A burst into one conversation"): the accept queue, or nowhere (answered 503) when unbound.
+   */
+  acceptQueue: { state: "on" } | { state: "off"; reason: string };
   /** Every malformed setting, with the feature it turns off. */
   problems: SettingProblem[];
   ignoredEventsSinceStart: Record<string, number>;
 }
 
-export function healthOf(env: Env): Health {
+export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
   const relay = settingsOf(env);
   const { settings, problems: relayProblems, forwarding } = relay;
   const alerting = alertingOf(relay);
@@ -37,12 +49,23 @@ export function healthOf(env: Env): Health {
       ? { state: "on" }
       : { state: "off", reason: "ADMIN_TOKEN is not set" };
   const anyEnabled = Object.values(statuses).some((status) => status.state === "enabled");
+  const db = indexDb(env);
+  const problem = db ? await probeIndex(db, now) : undefined;
+  const index: Health["index"] = !db
+    ? { state: "off", reason: "no D1 database is bound as DB" }
+    : problem
+      ? { state: "unavailable", kind: problem.kind, ...(problem.kind === "unmigrated" ? { missing: problem.missing } : {}), reason: problem.message }
+      : { state: "on" };
   return {
-    status: !anyEnabled ? "down" : problems.length > 0 || forwarding.state === "held" ? "degraded" : "ok",
+    status: !anyEnabled ? "down" : problems.length > 0 || forwarding.state === "held" || problem ? "degraded" : "ok",
     providers: statuses,
     forwarding: forwarding.state === "on" ? { state: "on" } : forwarding,
     api,
     alerts: alerting.state === "on" ? { state: "on", format: alerting.format } : alerting,
+    index,
+    acceptQueue: env.ACCEPT_QUEUE
+      ? { state: "on" }
+      : { state: "off", reason: "no queue is bound as ACCEPT_QUEUE: a receipt its overloaded object refuses is answered 503" },
     problems,
     ignoredEventsSinceStart: Object.fromEntries(ignoredEvents),
   };

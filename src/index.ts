@@ -1,26 +1,42 @@
 /** Entry point: the HTTP app, the Cron Trigger and the Durable Object classes the runtime instantiates. */
 import { app } from "./app";
-import { log } from "./log";
+import { drainAcceptQueue } from "./conversation/accept-queue";
 import { runAlerts } from "./ops/alerts";
-import { indexDb } from "./ops/conversation-index";
-import { alertingOf, settingsOf } from "./settings";
+import { indexDb, indexProblemOf, reportIndexProblem } from "./ops/conversation-index";
+import { alertingOf, settingsOf, useLogLevel } from "./settings";
 
 export { CallbackClaims } from "./claims/object";
 export { Conversation } from "./conversation/object";
 export { ReplayJob } from "./ops/replay-job";
+export { SessionRevocations } from "./dashboard/revocations";
 
 /** Every minute (wrangler.toml, [triggers]): alerts from the conversation index (src/ops/alerts.ts). */
 export async function scheduled(controller: ScheduledController, env: Env): Promise<void> {
+  useLogLevel(env);
   const relay = settingsOf(env);
   const alerting = alertingOf(relay);
   const db = indexDb(env);
   if (alerting.state !== "on" || !db) return;
   try {
     await runAlerts(db, alerting, relay.settings.SNAPSHOT_INTERVAL_SECONDS, controller.scheduledTime);
+    reportIndexProblem("alerts", undefined);
   } catch (error) {
-    // D1 failed: nothing was recorded, so the next minute evaluates the same window again.
-    log("error", "alerts_failed", { error: String(error) });
+    // D1 failed: nothing was recorded, so the next minute evaluates the same window again. Logged
+    // once per isolate and kind of failure (`index_unavailable`): a missing table fails every minute.
+    reportIndexProblem("alerts", indexProblemOf(error));
   }
 }
 
-export default { fetch: app.fetch, scheduled } satisfies ExportedHandler<Env>;
+/** The accept queue's consumer (wrangler.toml, [[queues.consumers]]): stores queued receipts in their objects. */
+export async function queue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  useLogLevel(env);
+  await drainAcceptQueue(batch, env);
+}
+
+/** Every request: LOG_LEVEL first (a cache lookup), then the app. */
+function fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response> {
+  useLogLevel(env);
+  return app.fetch(request, env, ctx);
+}
+
+export default { fetch, scheduled, queue } satisfies ExportedHandler<Env>;

@@ -2,8 +2,9 @@
  * The one way through for every provider: settings → parse → verify → normalize → claim → store →
  * answer. Pure apart from the functions it is handed, so the whole pipeline is tested without bindings.
  */
-import type { Answer, Claim, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
-import type { ProviderName, Receipt } from "./receipt";
+import { sha256BytesHex } from "./crypto/hash";
+import type { Answer, BodyClaim, EventTime, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
+import { MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, withinBounds, type ProviderName, type Receipt } from "./receipt";
 import { describeProblems, parseGroup } from "./settings";
 import { log } from "./log";
 import type { z } from "zod";
@@ -16,8 +17,8 @@ export interface IngestDeps {
   now: number;
   /** Commits the receipt durably; resolves "duplicate" when its id was seen before. Throws when it cannot. */
   store(receipt: Receipt): Promise<"accepted" | "duplicate">;
-  /** Binds a signed nonce to a conversation relay-wide. Throws when it cannot. */
-  claim(claim: Claim, conversation: string): Promise<ClaimResult>;
+  /** Binds a signed nonce to a body (its digest) and a conversation relay-wide. Throws when it cannot. */
+  claim(claim: BodyClaim, conversation: string): Promise<ClaimResult>;
   /** Counts one failed authentication for the caller; says whether the caller is over its limit. */
   countAuthFailure(): Promise<{ limited: false } | { limited: true; retryAfterSeconds: number }>;
 }
@@ -68,6 +69,26 @@ export const outcomeOf = (answer: Answer): SettledOutcome | undefined => outcome
 
 /** What an authentic callback that is not a read receipt binds its nonce to (conversation keys start with a provider's name). */
 const NOT_A_RECEIPT = "(not a receipt)";
+
+/**
+ * A signed event time too old for the dedup window to still know its id (or too far ahead for the
+ * same guarantee): 401 `expired`, like any stale signature (docs/design.md, "Deduplication").
+ */
+function staleEvent(eventTime: EventTime, now: number): Rejection | undefined {
+  if (eventTime === null) return undefined;
+  if (now - eventTime.ms > MAX_EVENT_AGE_MS) {
+    const hours = MAX_EVENT_AGE_MS / 3_600_000;
+    return {
+      status: 401,
+      code: "expired",
+      message: `${eventTime.field} is more than ${Math.floor(hours)} h ${Math.round((hours % 1) * 60)} min old: past the relay's deduplication window, so it could be a replay`,
+    };
+  }
+  if (eventTime.ms - now > MAX_FUTURE_SKEW_MS) {
+    return { status: 401, code: "from_the_future", message: `${eventTime.field} is more than ${MAX_FUTURE_SKEW_MS / 60_000} minutes in the future` };
+  }
+  return undefined;
+}
 
 /** The 401/403 refusals of authentication, counted per client by the rate limiter. */
 const isAuthFailure = (rejection: Rejection) => rejection.status === 401 || rejection.status === 403;
@@ -131,7 +152,9 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     const normalized = await provider.normalize(parsed.value, { receivedAt: new Date(deps.now).toISOString() });
     if (!normalized.ok) return settle({ ok: false, ...normalized.rejection });
     const normal = normalized.value;
-    const receipt = normal.kind === "receipt" ? normal.receipt : undefined;
+    const stale = normal.kind === "receipt" ? staleEvent(normal.eventTime, deps.now) : undefined;
+    if (stale && normal.kind === "receipt") return refuseAuth(stale, deps, { receiptId: normal.receipt.id });
+    const receipt = normal.kind === "receipt" ? withinBounds(normal.receipt) : undefined;
     const details = receipt
       ? { receiptId: receipt.id, conversation: receipt.conversation }
       : { event: normal.kind === "ignored" ? normal.event.slice(0, 64) : "" };
@@ -139,7 +162,8 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     // a captured chat callback's signature could carry a forged read receipt.
     try {
       const claim = provider.claim?.(parsed.value, configured.config);
-      if (claim && (await deps.claim(claim, receipt?.conversation ?? NOT_A_RECEIPT)) === "conflict") {
+      // The digest of the bytes as received: the provider's retry sends the same bytes.
+      if (claim && (await deps.claim({ ...claim, digest: await sha256BytesHex(raw.bytes) }, receipt?.conversation ?? NOT_A_RECEIPT)) === "conflict") {
         return refuseAuth({ status: 401, code: "replayed", message: "this signed callback was already used with another body: a replay" }, deps, details);
       }
     } catch (error) {
@@ -159,7 +183,11 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
       log("error", "store_failed", { provider: provider.name, ...details, error: String(error) });
       return settle(unavailable);
     }
-    return settle({ ok: true, result: stored, event: receipt.event, receiptId: receipt.id }, { conversation: receipt.conversation });
+    // A receipt cut to its bounds says so in its own `truncated` and in this line.
+    return settle(
+      { ok: true, result: stored, event: receipt.event, receiptId: receipt.id },
+      { conversation: receipt.conversation, ...(receipt.truncated ? { truncated: receipt.truncated } : {}) },
+    );
   }
 
   return {

@@ -10,12 +10,21 @@ export type LogKind =
   | "callback_crashed"
   | "claim_failed"
   | "store_failed"
+  | "accept_queued"
+  | "accept_queue_failed"
+  | "accept_queue_drained"
+  | "accept_queue_retry"
+  | "accept_queue_invalid"
   | "delivered"
   | "delivery_retry"
   | "dead_letter"
   | "delivery_failed"
   | "deliveries_held"
   | "publish_failed"
+  | "kv_publish_failed"
+  | "index_unavailable"
+  | "index_recovered"
+  | "publish_recovered"
   | "arm_failed"
   | "replay_started"
   | "replay_failed"
@@ -26,7 +35,20 @@ export type LogKind =
   | "dashboard_failed"
   | "unhandled";
 
+/** The values of LOG_LEVEL, least severe first (no line is `debug` yet: it writes what `info` does). */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+const SEVERITY: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Lines less severe than this are skipped before any work: per isolate, from LOG_LEVEL (settings.ts, `useLogLevel`). */
+let least = SEVERITY.info;
+
+export function setLogLevel(level: LogLevel): void {
+  least = SEVERITY[level];
+}
+
 export function log(level: "info" | "warn" | "error", msg: LogKind, fields: Record<string, unknown> = {}): void {
+  if (SEVERITY[level] < least) return;
   const line = JSON.stringify({ ...fields, level, msg });
   if (level === "error") console.error(line);
   else if (level === "warn") console.warn(line);

@@ -6,11 +6,12 @@
  * problems"): a provider's own settings (declared in its file) that provider; the forwarding
  * settings hold deliveries (receipts are still accepted and queued); ADMIN_TOKEN the API; the ALERT_*
  * settings alerts only (`alertingOf`, docs/alerts-and-stats.md); a
- * malformed RECENT_LIMIT or SNAPSHOT_INTERVAL_SECONDS falls back to its default. Receipts are never refused for a setting
+ * malformed RECENT_LIMIT, SNAPSHOT_INTERVAL_SECONDS or LOG_LEVEL falls back to its default. Receipts are never refused for a setting
  * that does not concern the provider that sent them.
  */
 import { z } from "zod";
 import { fromBase64 } from "./crypto/encoding";
+import { LOG_LEVELS, setLogLevel } from "./log";
 
 /** What a setting configures: a provider's name, or one of the relay's own features. */
 export type Feature = string;
@@ -89,6 +90,9 @@ const RelaySettings = z.object({
   // No schema defaults: unset stays undefined, and alertingOf applies DEFAULT_ALERT_AFTER_SECONDS and "standard".
   ALERT_AFTER_SECONDS: optional(integer(60, 86_400)),
   ALERT_FORMAT: optional(z.enum(["standard", "slack"], { error: "must be standard or slack" })),
+  // Log lines below this level are not written (docs/operations.md, "Logs"): `warn` drops the
+  // per-callback and per-delivery info lines that Workers Logs bills by.
+  LOG_LEVEL: optional(z.enum(LOG_LEVELS, { error: "must be debug, info, warn or error" })).default("info"),
 });
 export type Settings = z.infer<typeof RelaySettings>;
 
@@ -105,6 +109,7 @@ const RELAY_FEATURES: Record<keyof Settings, Feature> = {
   ALERT_SECRET: "alerts",
   ALERT_AFTER_SECONDS: "alerts",
   ALERT_FORMAT: "alerts",
+  LOG_LEVEL: "logs",
 };
 
 export interface ParsedGroup<T> {
@@ -220,4 +225,12 @@ export function settingsOf(env: object): RelaySettingsResult {
     cache.set(env, result);
   }
   return result;
+}
+
+/**
+ * Applies LOG_LEVEL to `log` (src/log.ts). Called where the runtime hands over an env (each
+ * request, cron run, queue batch and object start): a cache lookup, no parse.
+ */
+export function useLogLevel(env: object): void {
+  setLogLevel(settingsOf(env).settings.LOG_LEVEL);
 }

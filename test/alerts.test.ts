@@ -22,12 +22,14 @@ import {
   observe,
   planAlerts,
   readAlertState,
+  slackCode,
   slackText,
   type AlertState,
   type Group,
   type Observation,
 } from "../src/ops/alerts";
 import { alertingOf, parseSettings } from "../src/settings";
+import { singleConversationKey } from "../src/receipt";
 import { unique } from "./support/callbacks";
 import { TEST_FORWARD_SECRET } from "./support/settings";
 import "./support/provided-context";
@@ -229,5 +231,44 @@ describe("/healthz shows alerts", () => {
       alerts: { state: "off", reason: "setting ALERT_AFTER_SECONDS must be a whole number" },
       problems: [{ setting: "ALERT_AFTER_SECONDS", feature: "alerts", problem: "must be a whole number" }],
     });
+  });
+});
+
+describe("Slack text is data (issue 18, finding 5)", () => {
+  // A Stream user id that, echoed by the origin into an error, made a real alert mention
+  // @channel and show a link outside its code span.
+  const USER = "x`<!channel> <https://evil.example|click>`";
+  const T3 = Date.UTC(2100, 6, 1, 0, 0, 0) + Math.floor(Math.random() * 1000) * 3_600_000;
+  const lag = indexLagMs(Number(env.SNAPSHOT_INTERVAL_SECONDS));
+
+  /** What Slack would turn into markup: a mention, a link, or a code span closed early. */
+  function expectNoMarkup(text: string): void {
+    expect(text).not.toContain("<!channel>");
+    expect(text).not.toMatch(/<[^>]*>/);
+    expect(text).not.toContain("<https://");
+    // Every code span opens and closes on its own: an even number of backticks per line.
+    for (const line of text.split("\n")) expect((line.match(/`/g) ?? []).length % 2).toBe(0);
+  }
+
+  it("escapes &, < and > and keeps backticks and line breaks from closing a code span", () => {
+    expect(slackCode(USER)).toBe("`x\u02cb&lt;!channel&gt; &lt;https://evil.example|click&gt;\u02cb`");
+    expect(slackCode("a & b\n<@U123>")).toBe("`a &amp; b &lt;@U123&gt;`");
+    const [alert] = planAlerts(undefined, { deadLetters: some(1, [`origin answered 400: unknown user ${USER}`]), stuck: none }, NOW, WINDOW, AFTER);
+    expectNoMarkup(slackText({ ...alert!, keys: [USER] }));
+  });
+
+  it("the payload goes through the Cron Trigger into the Slack body as text", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const key = singleConversationKey("stream", "app", USER, unique("bob-"));
+    await indexRow(key, { failed: 1, oldest_failed_at: iso(T3 - lag - 30_000), last_error: `origin answered 400: unknown user ${USER}` }, T3 - lag);
+    await runScheduled(T3, { ALERT_URL: alertsUrl(), ALERT_FORMAT: "slack" });
+    const all = Recorded.parse(await (await fetch(alertsUrl())).json());
+    const slack = all
+      .map((alert) => z.object({ text: z.string() }).safeParse(JSON.parse(alert.body)))
+      .find((body) => body.success && body.data.text.includes(key));
+    expect(slack?.success).toBe(true);
+    const text = slack?.data?.text ?? "";
+    expect(text).toContain("unknown user x\u02cb&lt;!channel&gt; &lt;https://evil.example|click&gt;\u02cb");
+    expectNoMarkup(text);
   });
 });

@@ -250,6 +250,7 @@ describe("/healthz", () => {
       providers: { easemob: { state: "enabled" }, tencent: { state: "enabled" }, openim: { state: "enabled" } },
       forwarding: { state: "on" },
       api: { state: "on" },
+      acceptQueue: { state: "on" },
       problems: [],
     });
     for (const secret of [...EASEMOB_SECRETS, OPENIM_TOKEN, testSettings.TENCENT_TOKEN, testSettings.ADMIN_TOKEN, testSettings.FORWARD_SECRET]) {
@@ -259,6 +260,12 @@ describe("/healthz", () => {
 });
 
 describe("a malformed setting turns off only what it configures", () => {
+  it("/healthz says where overload goes without the accept queue: 503s, still ok otherwise", async () => {
+    const { ACCEPT_QUEUE: _queue, ...unbound } = env;
+    const response = await app.fetch(new Request("http://relay.test/healthz"), unbound, createExecutionContext());
+    expect(await response.json()).toMatchObject({ status: "ok", acceptQueue: { state: "off", reason: expect.stringContaining("ACCEPT_QUEUE") } });
+  });
+
   const withEnv = async (overrides: Record<string, string>, request: Request) => {
     const context = createExecutionContext();
     const response = await app.fetch(request, { ...env, ...overrides }, context);
@@ -325,18 +332,19 @@ describe("a malformed setting turns off only what it configures", () => {
   });
 
   it("an error escaping a route is a 500 in the API's shape (app.onError)", async () => {
-    const throwingDb = {
+    // (A failing D1 index is a 503 index_unavailable instead: test/index-unavailable.test.ts.)
+    const throwingKv = {
       ...env,
-      DB: {
-        prepare: () => {
-          throw new Error("d1 exploded");
+      RECEIPTS_KV: {
+        get: () => {
+          throw new Error("kv exploded");
         },
       },
     };
     const context = createExecutionContext();
     const response = await app.fetch(
-      new Request("http://relay.test/v1/dead-letters", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
-      throwingDb,
+      new Request("http://relay.test/v1/conversations/x/receipts", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
+      throwingKv,
       context,
     );
     expect(response.status).toBe(500);

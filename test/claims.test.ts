@@ -3,11 +3,16 @@ import { describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { CLAIM_SHARDS, claimShardName, fnv1a } from "../src/claims/shard";
+import { CLAIMS_SCHEMA_V1, CLAIMS_SCHEMA_VERSION } from "../src/claims/object";
 import { claimsStub } from "../src/claims/stub";
 import { unique } from "./support/callbacks";
+import { evictDurableObject } from "./support/evict";
 import { rowsWrittenBy } from "./support/rows-written";
 
 const MINUTE = 60_000;
+/** Two bodies' SHA-256 digests, as ingest computes them. */
+const DIGEST_A = "a".repeat(64);
+const DIGEST_B = "b".repeat(64);
 /** A claims object of its own per test, so tests never share a shard. */
 const ownStub = () => env.CLAIMS.get(env.CLAIMS.idFromName(unique("claims-test-")));
 
@@ -16,18 +21,30 @@ describe("CallbackClaims", () => {
     const stub = ownStub();
     const key = unique("easemob:callid-");
     const expiresAt = Date.now() + 5 * MINUTE;
-    expect(await stub.claim(key, "conversation-a", expiresAt)).toBe("claimed");
-    expect(await stub.claim(key, "conversation-a", expiresAt)).toBe("same");
-    expect(await stub.claim(key, "conversation-b", expiresAt)).toBe("conflict");
-    expect(await stub.claim(unique("easemob:other-"), "conversation-b", expiresAt)).toBe("claimed");
+    expect(await stub.claim(key, "conversation-a", expiresAt, DIGEST_A)).toBe("claimed");
+    expect(await stub.claim(key, "conversation-a", expiresAt, DIGEST_A)).toBe("same");
+    expect(await stub.claim(key, "conversation-b", expiresAt, DIGEST_A)).toBe("conflict");
+    expect(await stub.claim(unique("easemob:other-"), "conversation-b", expiresAt, DIGEST_A)).toBe("claimed");
+  });
+
+  it("remembers the body it was made for: another body under the same key is 'conflict', even in the same conversation (issue 18, finding 3)", async () => {
+    const stub = ownStub();
+    const key = unique("easemob:callid-");
+    const expiresAt = Date.now() + 5 * MINUTE;
+    expect(await stub.claim(key, "conversation-a", expiresAt, DIGEST_A)).toBe("claimed");
+    expect(await stub.claim(key, "conversation-a", expiresAt, DIGEST_B)).toBe("conflict");
+    // The refused body did not take the claim over: the original is still the provider's retry.
+    expect(await stub.claim(key, "conversation-a", expiresAt, DIGEST_A)).toBe("same");
+    const stored = await runInDurableObject(stub, (_, state) => state.storage.sql.exec("SELECT digest FROM claims WHERE key = ?", key).one().digest);
+    expect(stored).toBe(DIGEST_A);
   });
 
   it("forgets a claim once it has expired (the callback would be refused as too old by then)", async () => {
     const stub = ownStub();
     const key = unique("easemob:callid-");
-    expect(await stub.claim(key, "conversation-a", Date.now() - 1)).toBe("claimed");
-    expect(await stub.claim(key, "conversation-b", Date.now() + MINUTE)).toBe("claimed");
-    expect(await stub.claim(key, "conversation-a", Date.now() + MINUTE)).toBe("conflict");
+    expect(await stub.claim(key, "conversation-a", Date.now() - 1, DIGEST_A)).toBe("claimed");
+    expect(await stub.claim(key, "conversation-b", Date.now() + MINUTE, DIGEST_A)).toBe("claimed");
+    expect(await stub.claim(key, "conversation-a", Date.now() + MINUTE, DIGEST_A)).toBe("conflict");
   });
 
   it("prunes expired claims at most once a minute, and writes one row per claim", async () => {
@@ -42,14 +59,45 @@ describe("CallbackClaims", () => {
         );
       // The first claim after a start prunes.
       expire();
-      await instance.claim("first", "c", Date.now() + MINUTE);
+      await instance.claim("first", "c", Date.now() + MINUTE, DIGEST_A);
       const afterFirst = count();
       // Within the minute, claims only insert: count what one writes.
       expire();
-      const rowsWritten = await rowsWrittenBy(sql, () => instance.claim("second", "c", Date.now() + MINUTE));
+      const rowsWritten = await rowsWrittenBy(sql, () => instance.claim("second", "c", Date.now() + MINUTE, DIGEST_A));
       return { afterFirst, afterSecond: count(), rowsWritten };
     });
     expect(measured).toEqual({ afterFirst: 1, afterSecond: 42, rowsWritten: 1 });
+  });
+
+  it("loads an object written with schema v1 (no digest): its claims kept, judged by conversation until they expire", async () => {
+    let stub = ownStub();
+    const old = unique("easemob:old-");
+    await runInDurableObject(stub, (_, state) => {
+      const sql = state.storage.sql;
+      // What a v1 object held: the table as first shipped, no recorded version.
+      sql.exec("DROP TABLE claims");
+      sql.exec("DROP TABLE state");
+      sql.exec(CLAIMS_SCHEMA_V1);
+      sql.exec("INSERT INTO claims (key, conversation, expires_at) VALUES (?, 'conversation-a', ?)", old, Date.now() + MINUTE);
+    });
+    stub = await evictDurableObject(env.CLAIMS, stub);
+    expect(await stub.claim(old, "conversation-a", Date.now() + MINUTE, DIGEST_B)).toBe("same");
+    expect(await stub.claim(old, "conversation-b", Date.now() + MINUTE, DIGEST_B)).toBe("conflict");
+    const fresh = unique("easemob:new-");
+    expect(await stub.claim(fresh, "conversation-a", Date.now() + MINUTE, DIGEST_A)).toBe("claimed");
+    expect(await stub.claim(fresh, "conversation-a", Date.now() + MINUTE, DIGEST_B)).toBe("conflict");
+    const stored = await runInDurableObject(stub, async (instance, state) => {
+      const sql = state.storage.sql;
+      return {
+        version: sql.exec("SELECT value FROM state WHERE key = 'schema_version'").one().value,
+        columns: sql
+          .exec("SELECT name FROM pragma_table_info('claims')")
+          .toArray()
+          .map((row) => row.name),
+        rowsWritten: await rowsWrittenBy(sql, () => instance.claim(unique("easemob:after-"), "c", Date.now() + MINUTE, DIGEST_A)),
+      };
+    });
+    expect(stored).toEqual({ version: String(CLAIMS_SCHEMA_VERSION), columns: ["key", "conversation", "expires_at", "digest"], rowsWritten: 1 });
   });
 
   it("shards keys stably and evenly", () => {
@@ -68,7 +116,7 @@ describe("CallbackClaims", () => {
 
   it("is reached through the shard that holds the key", async () => {
     const key = unique("easemob:callid-");
-    expect(await claimsStub(env, key).claim(key, "conversation-a", Date.now() + MINUTE)).toBe("claimed");
-    expect(await claimsStub(env, key).claim(key, "conversation-b", Date.now() + MINUTE)).toBe("conflict");
+    expect(await claimsStub(env, key).claim(key, "conversation-a", Date.now() + MINUTE, DIGEST_A)).toBe("claimed");
+    expect(await claimsStub(env, key).claim(key, "conversation-b", Date.now() + MINUTE, DIGEST_A)).toBe("conflict");
   });
 });

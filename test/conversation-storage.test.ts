@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { Receipt } from "../src/receipt";
 import { env } from "cloudflare:workers";
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject } from "./support/evict";
 import { ATTEMPT_LOG_MAX, Outbox } from "../src/conversation/outbox";
 import { createLatest, DELIVERED, FAILED, PENDING, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION } from "../src/conversation/schema";
 import { snapshotKey } from "../src/conversation/snapshot";
@@ -153,7 +154,7 @@ describe("the outbox state machine", () => {
 describe("schema migrations", () => {
   it("loads an object written with schema v2: its rows kept, the attempt log added empty", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     const receipt = makeReceipt(conversation, 1);
     await runInDurableObject(stub, (_, state) => {
       const sql = state.storage.sql;
@@ -168,7 +169,7 @@ describe("schema migrations", () => {
       );
       sql.exec("INSERT INTO state (key, value) VALUES ('schema_version', '2'), ('conversation', ?)", conversation);
     });
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     expect(await stub.accept(receipt)).toBe("duplicate");
     const [delivery] = (await stub.deliveries("all")) ?? [];
     expect(delivery).toMatchObject({ receiptId: receipt.id, status: "delivered", attempts: 2, lastStatus: 200, attemptLog: [] });
@@ -178,7 +179,7 @@ describe("schema migrations", () => {
 
   it("loads an object written with schema v1: receipts, outbox, seen ids and meta carried over", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     const now = Date.now();
     const receipts = [1, 2, 3, 4].map((n) => makeReceipt(conversation, n));
     await runInDurableObject(stub, (_, state) => {
@@ -223,7 +224,7 @@ describe("schema migrations", () => {
       );
     });
     // Loaded again, as after a deploy of this version.
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     const stored = await runInDurableObject(stub, (_, state) => ({
       tables: state.storage.sql
         .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name")
@@ -251,7 +252,7 @@ describe("schema migrations", () => {
     expect(await stub.accept(receipts[3]!)).toBe("duplicate");
     const recent = z.array(Receipt).parse(await stub.recent(10));
     expect(recent.map((receipt) => receipt.id)).toEqual([4, 3, 2, 1].map((n) => receipts[n - 1]!.id));
-    expect(await stub.readStates()).toMatchObject([{ reader: "alice", seq: 3 }]);
+    expect(await stub.readStates()).toMatchObject({ readers: 1, reads: [{ reader: "alice", seq: 3 }] });
     // The pending ones go out in their order, with the same bytes v1 would have sent.
     await retryNow(stub);
     expect(await deliveredReceipts(conversation)).toEqual([receipts[1]!.id, receipts[3]!.id]);

@@ -1,7 +1,8 @@
 // The conversation object: dedup, order, pruning, read state, and the KV snapshot, in workerd.
 import { describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject } from "./support/evict";
 import { z } from "zod";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
 import { Receipt, singleConversationKey } from "../src/receipt";
@@ -61,7 +62,7 @@ describe("Conversation object", () => {
 
   it("keeps at most DEDUP_MAX_IDS receipts (plus those still in the outbox), and knows them after a restart", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     await useSettings(stub, { ORIGIN_URL: "" });
     await stub.accept(makeReceipt(conversation, 1));
     await runInDurableObject(stub, (_, state) => {
@@ -77,7 +78,7 @@ describe("Conversation object", () => {
       state.storage.sql.exec("UPDATE receipts SET status = ? WHERE seq = 1", FAILED);
     });
     // ...so a restart must load them.
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-7" }))).toBe("duplicate");
     await useSettings(stub, { ORIGIN_URL: "" });
     // Up to the next multiple of 100: 20,001 stored, so 99 more, and pruning runs.
@@ -96,10 +97,16 @@ describe("Conversation object", () => {
     await stub.accept(makeReceipt(conversation, 5, { readers: ["alice"], unreadTotal: 2 }));
     await stub.accept(makeReceipt(conversation, 3, { readers: ["bob"], peer: "alice", messages: [{ id: "m-3", seq: 3 }] }));
     await stub.accept(makeReceipt(conversation, 2, { readers: ["alice"] }));
-    expect(await stub.readStates()).toEqual([
-      { reader: "alice", lastReadAt: makeReceipt(conversation, 5).readAt, receiptId: `test:${conversation}:5`, seq: 5, unreadTotal: 2 },
-      { reader: "bob", lastReadAt: makeReceipt(conversation, 3).readAt, receiptId: `test:${conversation}:3`, messageId: "m-3", seq: 3 },
-    ]);
+    expect(await stub.readStates()).toEqual({
+      readers: 2,
+      reads: [
+        { reader: "alice", lastReadAt: makeReceipt(conversation, 5).readAt, receiptId: `test:${conversation}:5`, seq: 5, unreadTotal: 2 },
+        { reader: "bob", lastReadAt: makeReceipt(conversation, 3).readAt, receiptId: `test:${conversation}:3`, messageId: "m-3", seq: 3 },
+      ],
+    });
+    // A page at a time, in reader order: `next` is the last reader of a full page.
+    expect(await stub.readStates(1)).toMatchObject({ readers: 2, reads: [{ reader: "alice" }], next: "alice" });
+    expect(await stub.readStates(1, "alice")).toEqual({ readers: 2, reads: [expect.objectContaining({ reader: "bob" })] });
   });
 
   it("publishes a conversation whose key is too long for KV under a hashed key", async () => {
@@ -146,9 +153,9 @@ describe("Conversation object", () => {
       const seen: { failures: number; waitMs: number }[] = [];
       for (let round = 0; round < 3; round++) {
         // Due now, as if the back-off had elapsed.
-        setState(state.storage, "publish_retry_at", 0);
+        setState(state.storage, "kv_retry_at", 0);
         await instance.alarm();
-        seen.push({ failures: meta("publish_failures"), waitMs: meta("publish_retry_at") - Date.now() });
+        seen.push({ failures: meta("kv_failures"), waitMs: meta("kv_retry_at") - Date.now() });
       }
       return seen;
     });

@@ -4,7 +4,8 @@
 // alarm itself (test/support/conversation-object.ts), and judges waits from the stored times.
 import { describe, expect, it } from "vitest";
 import { PENDING } from "../src/conversation/schema";
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject } from "./support/evict";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { deadLetterKey } from "../src/conversation/snapshot";
@@ -274,11 +275,11 @@ describe("forwarding to the origin", () => {
 
   it("resumes pending deliveries after the object is evicted", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     await script(conversation, [{ status: 503 }]);
     const ids = await acceptAll(conversation, 1, 3);
     await runAlarm(stub);
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     expect((await pending(conversation)).map((delivery) => [delivery.receiptId, delivery.attempts])).toEqual([
       [ids[0], 1],
       [ids[1], 0],
@@ -290,7 +291,7 @@ describe("forwarding to the origin", () => {
 
   it("re-arms a lost alarm when the object is next loaded", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     await script(conversation, [{ status: 503 }]);
     const ids = await acceptAll(conversation, 1, 3);
     await runAlarm(stub);
@@ -298,7 +299,7 @@ describe("forwarding to the origin", () => {
     await publishNow(stub);
     // As if the platform had given up on the alarm: none is set, and the object leaves memory.
     await runInDurableObject(stub, (_, state) => state.storage.deleteAlarm());
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     const [head] = await outboxRows(stub);
     expect(await scheduledAlarm(stub)).toBe(head!.next_attempt_at);
     await retryNow(stub);
@@ -321,7 +322,7 @@ describe("forwarding to the origin", () => {
 
   it("after a run cut short mid-attempt, neither repeats the attempt at once nor forgets it", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     await useSettings(stub, { ORIGIN_URL: "" });
     const [id] = await acceptAll(conversation, 1, 1);
     await publishNow(stub);
@@ -336,7 +337,7 @@ describe("forwarding to the origin", () => {
       return startedAt + TIMEOUT_MS + RETRY_STEPS_MS[0]!;
     });
     // The restart: the object comes back with the bound settings (forwarding on).
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     expect(await scheduledAlarm(stub)).toBeLessThanOrEqual(leaseEnd);
     await runAlarm(stub);
     expect(await attempts(conversation)).toEqual([]);

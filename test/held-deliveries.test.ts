@@ -2,7 +2,8 @@
 // are still accepted and queued, and go out in order once forwarding works. Each test gives its
 // object other settings (test/support/conversation-object.ts) and runs its alarm itself.
 import { describe, expect, it } from "vitest";
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject } from "./support/evict";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { Receipt } from "../src/receipt";
@@ -16,7 +17,7 @@ const HELD_WAITS_S = [30, 60, 120, 240, 480, 960, 1920, 3600, 3600];
 describe("held deliveries", () => {
   it("stores and queues receipts while ORIGIN_URL is unset, and delivers them in order once it is set", async () => {
     const conversation = newConversation();
-    const stub = stubFor(conversation);
+    let stub = stubFor(conversation);
     await useSettings(stub, { ORIGIN_URL: "" });
     const ids = await acceptAll(conversation, 1, 3);
     await runAlarm(stub);
@@ -34,7 +35,7 @@ describe("held deliveries", () => {
     expect(await scheduledAlarm(stub)).toBe(heldUntil);
 
     // ORIGIN_URL is set: a deploy restarts the object, which sets its alarm for now on loading.
-    await evictDurableObject(stub);
+    stub = await evictDurableObject(env.CONVERSATION, stub);
     await stub.deliveries();
     const arrived = await waitFor("the backlog", async () => {
       const seen = await delivered(conversation);

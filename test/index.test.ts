@@ -111,7 +111,7 @@ describe("the index row a conversation writes when it publishes", () => {
     expect(await scheduledAlarm(stub)).toBe(publishedAt + 60_000);
   });
 
-  it("a D1 failure fails the publication, which is retried with its back-off until the row is written", async () => {
+  it("a D1 failure backs off the row alone: the KV snapshot goes out, and the row is retried until written", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
     const failingDb = { prepare: () => ({ bind: () => ({ run: () => Promise.reject(new Error("D1 is down")) }) }) };
@@ -120,18 +120,18 @@ describe("the index row a conversation writes when it publishes", () => {
       await instance.accept(makeReceipt(conversation, 1));
       await instance.alarm();
       Object.assign(instance, { env });
-      return stateNumber(state.storage, "publish_failures");
+      return { index: stateNumber(state.storage, "index_failures"), kv: stateNumber(state.storage, "kv_failures") };
     });
-    expect(failures).toBe(1);
+    expect(failures).toEqual({ index: 1, kv: 0 });
     expect(await indexRow(conversation)).toBeUndefined();
+    expect(await env.RECEIPTS_KV.get(`conversations/${conversation}`)).not.toBeNull();
     // The back-off has passed: the next run writes the row and clears it.
     await runInDurableObject(stub, async (instance, state) => {
-      setState(state.storage, "publish_retry_at", 0);
-      setState(state.storage, "published_at", 0);
+      setState(state.storage, "index_retry_at", 0);
       await instance.alarm();
     });
     expect(await indexRow(conversation)).toMatchObject({ accepted: 1 });
-    expect(await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "publish_failures"))).toBe(0);
+    expect(await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "index_failures"))).toBe(0);
   });
 
   it("without a DB binding, the object publishes to KV as before and writes no row", async () => {

@@ -1,9 +1,10 @@
 // The pipeline with plain values: settings states, claims, the failure limit and store outcomes, no bindings.
 import { describe, expect, it } from "vitest";
-import { ignoredEvents, type ClaimResult, type IngestDeps } from "../src/ingest";
+import { z } from "zod";
+import { ignoredEvents, ingestor, type ClaimResult, type IngestDeps } from "../src/ingest";
 import { providers } from "../src/providers";
-import type { Claim } from "../src/providers/provider";
-import type { Receipt } from "../src/receipt";
+import type { BodyClaim, EventTime, Provider } from "../src/providers/provider";
+import { MAX_EVENT_AGE_MS, MAX_MESSAGES_PER_RECEIPT, MAX_READERS_PER_RECEIPT, type Receipt } from "../src/receipt";
 import { copy, samples, signedEasemob } from "./support/callbacks";
 import { rawCallback } from "./support/pipeline";
 
@@ -18,7 +19,7 @@ async function signedRaw(overrides: Record<string, unknown> = {}, secret = SECRE
 
 /** Deps with an in-memory claims table and store, and a failure limit of `limit` per run. */
 function deps(env: object, overrides: Partial<IngestDeps> = {}, limit = 1000) {
-  const claims = new Map<string, string>();
+  const claims = new Map<string, { conversation: string; digest: string }>();
   const stored: Receipt[] = [];
   let failures = 0;
   const base: IngestDeps = {
@@ -29,13 +30,14 @@ function deps(env: object, overrides: Partial<IngestDeps> = {}, limit = 1000) {
       stored.push(receipt);
       return "accepted";
     },
-    claim: async (claim: Claim, conversation: string): Promise<ClaimResult> => {
+    // As the claims object judges (src/claims/object.ts): the same body and conversation, or a replay.
+    claim: async (claim: BodyClaim, conversation: string): Promise<ClaimResult> => {
       const held = claims.get(claim.key);
       if (held === undefined) {
-        claims.set(claim.key, conversation);
+        claims.set(claim.key, { conversation, digest: claim.digest });
         return "claimed";
       }
-      return held === conversation ? "same" : "conflict";
+      return held.conversation === conversation && held.digest === claim.digest ? "same" : "conflict";
     },
     countAuthFailure: async () => (++failures > limit ? { limited: true, retryAfterSeconds: 60 } : { limited: false }),
   };
@@ -62,6 +64,21 @@ describe("ingest pipeline", () => {
     const answer = await easemobIngestor.handle(rawCallback({ ...forged, from: "mallory", to: "victim" }), run);
     expect(answer).toMatchObject({ status: 401, body: { status: "error", code: "replayed" } });
     expect(stored).toHaveLength(1);
+  });
+
+  it("claims with the SHA-256 of the body's bytes, and refuses another body under the callId in the same conversation (issue 18, finding 3)", async () => {
+    const made: BodyClaim[] = [];
+    const { deps: base, stored } = deps(configured);
+    const run = { ...base, claim: (claim: BodyClaim, conversation: string) => (made.push(claim), base.claim(claim, conversation)) };
+    const group = await signedEasemob(copy(samples.easemob.group), { secret: SECRET });
+    const original = rawCallback(group);
+    expect((await easemobIngestor.handle(original, run)).body).toEqual({ status: "ok", result: "accepted" });
+    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", original.bytes))].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+    expect(made[0]).toMatchObject({ key: `easemob:${String(group.callId)}`, digest });
+    const altered = rawCallback({ ...group, from: "mallory", payload: { ...(group.payload as object), ack_message_id: "1406088702140099999" } });
+    expect(await easemobIngestor.handle(altered, run)).toMatchObject({ status: 401, body: { code: "replayed" } });
+    expect(stored).toHaveLength(1);
+    expect((await easemobIngestor.handle(original, run)).body).toEqual({ status: "ok", result: "duplicate" });
   });
 
   it("refuses a read receipt forged from a captured callback that was not a receipt", async () => {
@@ -153,5 +170,74 @@ describe("ingest pipeline", () => {
     };
     const answer = await easemobIngestor.handle(await signedRaw(), { ...run, env: throwingEnv });
     expect(answer).toEqual({ status: 500, body: { status: "error", code: "internal_error", message: "the relay failed to handle this callback" } });
+  });
+});
+
+/** A provider made for these tests: any receipt and event time it is told to make (a future provider, say). */
+function fakeProvider(receipt: Receipt, eventTime: EventTime): Provider<null, null> {
+  return {
+    name: receipt.provider,
+    settings: z.object({}),
+    configure: () => ({ state: "enabled", config: null }),
+    parse: () => ({ ok: true, value: null }),
+    verify: async () => undefined,
+    normalize: async () => ({ ok: true, value: { kind: "receipt", receipt, eventTime } }),
+    answer: (outcome) =>
+      outcome.ok ? { status: 200, body: { result: outcome.result } } : { status: outcome.status, body: { code: outcome.code, message: outcome.message } },
+  };
+}
+
+function receiptWith(readers: number, messages: number): Receipt {
+  const names = Array.from({ length: readers }, (_, i) => `r${i}`);
+  return {
+    id: "stream:bounds",
+    provider: "stream",
+    event: "message.read",
+    app: "app",
+    chat: "group",
+    conversation: "stream:app:g:c",
+    readers: names,
+    group: "c",
+    messages: Array.from({ length: messages }, (_, i) => ({ seq: i, readers: names })),
+    readAt: new Date().toISOString(),
+    receivedAt: new Date().toISOString(),
+    raw: {},
+  };
+}
+
+describe("bounds every provider gets from ingest (issue 18)", () => {
+  it("keeps the first readers and the last messages of a receipt over its bounds, and says how many it left out", async () => {
+    const { deps: run, stored } = deps({});
+    const answer = await ingestor(fakeProvider(receiptWith(MAX_READERS_PER_RECEIPT + 5, MAX_MESSAGES_PER_RECEIPT + 7), null)).handle(rawCallback({}), run);
+    expect(answer).toEqual({ status: 200, body: { result: "accepted" } });
+    const [receipt] = stored;
+    expect(receipt?.readers).toHaveLength(MAX_READERS_PER_RECEIPT);
+    expect(receipt?.messages).toHaveLength(MAX_MESSAGES_PER_RECEIPT);
+    expect(receipt?.messages[0]?.seq).toBe(7);
+    expect(receipt?.messages.every((message) => message.readers?.length === MAX_READERS_PER_RECEIPT)).toBe(true);
+    expect(receipt?.truncated).toEqual({ readers: 5, messages: 7 });
+  });
+
+  it("leaves a receipt within its bounds as it is", async () => {
+    const { deps: run, stored } = deps({});
+    const within = receiptWith(MAX_READERS_PER_RECEIPT, MAX_MESSAGES_PER_RECEIPT);
+    await ingestor(fakeProvider(within, null)).handle(rawCallback({}), run);
+    expect(stored[0]).toEqual(within);
+  });
+
+  it("refuses an event time older than MAX_EVENT_AGE_MS or over 5 minutes ahead with 401, counted as a failed authentication", async () => {
+    let counted = 0;
+    const { deps: base, stored } = deps({});
+    const run = { ...base, countAuthFailure: () => (counted++, base.countAuthFailure()) };
+    const handle = (ms: number) => ingestor(fakeProvider(receiptWith(1, 1), { ms, field: "created_at" })).handle(rawCallback({}), run);
+    expect(await handle(run.now - MAX_EVENT_AGE_MS - 1)).toEqual({
+      status: 401,
+      body: { code: "expired", message: "created_at is more than 47 h 55 min old: past the relay's deduplication window, so it could be a replay" },
+    });
+    expect(await handle(run.now + 5 * 60_000 + 1)).toMatchObject({ status: 401, body: { code: "from_the_future" } });
+    expect(counted).toBe(2);
+    expect(stored).toHaveLength(0);
+    expect((await handle(run.now - MAX_EVENT_AGE_MS)).status).toBe(200);
+    expect((await handle(run.now + 5 * 60_000)).body).toEqual({ result: "duplicate" });
   });
 });

@@ -1,6 +1,7 @@
 // Bulk replay of dead letters as a durable job: the snapshot from the D1 index, batches per alarm, progress.
 import { describe, expect, it } from "vitest";
-import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject } from "./support/evict";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
@@ -124,7 +125,7 @@ describe("POST /v1/replays", () => {
     expect(afterOne.progress).toMatchObject({ status: "running", conversations: { done: REPLAY_BATCH, total: count }, requeued: REPLAY_BATCH });
     expect(afterOne.stored).toEqual({ cursor: String(REPLAY_BATCH), requeued: String(REPLAY_BATCH) });
     // Evicted (as by a deploy), it resumes from storage.
-    await evictDurableObject(jobStub(id));
+    await evictDurableObject(env.REPLAYS, jobStub(id));
     expect(await drive(id)).toMatchObject({ status: "done", conversations: { done: count, total: count }, requeued: count });
   });
 

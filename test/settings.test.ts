@@ -1,9 +1,12 @@
 // Settings, parsed per feature: a malformed one is reported (never its value) and turns off only what it configures.
-import { describe, expect, it } from "vitest";
-import { DEFAULT_RETRY_SCHEDULE, describeProblems, parseGroup, parseSettings } from "../src/settings";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { z } from "zod";
+import { log, setLogLevel } from "../src/log";
+import { DEFAULT_RETRY_SCHEDULE, describeProblems, parseGroup, parseSettings, useLogLevel } from "../src/settings";
 import { easemob } from "../src/providers/easemob";
 import { openim } from "../src/providers/openim";
 import { tencent } from "../src/providers/tencent";
+import { MAX_EVENT_AGE_MS } from "../src/receipt";
 
 const FORWARD_KEY_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const FORWARD_KEY_B = "whsec_ZGVtby1mb3J3YXJkLXNlY3JldC0zMi1ieXRlcyEhIQ==";
@@ -17,6 +20,7 @@ describe("the relay's own settings", () => {
         FORWARD_TIMEOUT_MS: 10000,
         FORWARD_BATCH_MAX: 1,
         SNAPSHOT_INTERVAL_SECONDS: 60,
+        LOG_LEVEL: "info",
       },
       problems: [],
       forwarding: { state: "held", reason: "ORIGIN_URL is not set" },
@@ -62,6 +66,7 @@ describe("the relay's own settings", () => {
     [{ FORWARD_BATCH_MAX: "1001" }, "FORWARD_BATCH_MAX", "forwarding"],
     [{ SNAPSHOT_INTERVAL_SECONDS: "soon" }, "SNAPSHOT_INTERVAL_SECONDS", "read model"],
     [{ ADMIN_TOKEN: "short" }, "ADMIN_TOKEN", "api"],
+    [{ LOG_LEVEL: "verbose" }, "LOG_LEVEL", "logs"],
   ])("%j is reported as a problem of %s (%s), never with its value", (env, setting, feature) => {
     const { problems } = parseSettings(env);
     expect(problems.map((problem) => [problem.setting, problem.feature])).toContainEqual([setting, feature]);
@@ -74,6 +79,40 @@ describe("the relay's own settings", () => {
     const { settings, problems } = parseSettings({ RECENT_LIMIT: "lots", FORWARD_TIMEOUT_MS: "2500", ADMIN_TOKEN: "an-admin-token-0123456789" });
     expect(problems.map((problem) => problem.setting)).toEqual(["RECENT_LIMIT"]);
     expect(settings).toMatchObject({ RECENT_LIMIT: 100, FORWARD_TIMEOUT_MS: 2500, ADMIN_TOKEN: "an-admin-token-0123456789" });
+  });
+
+  describe("LOG_LEVEL", () => {
+    afterEach(() => {
+      setLogLevel("info");
+      vi.restoreAllMocks();
+    });
+
+    it("drops lines below it, before writing anything; malformed, info is used and reported", () => {
+      const lines: string[] = [];
+      for (const level of ["log", "warn", "error"] as const) vi.spyOn(console, level).mockImplementation((line: string) => lines.push(line));
+      const stringify = vi.spyOn(JSON, "stringify");
+      const each = () => {
+        log("info", "callback", { receiptId: "r" });
+        log("warn", "callback_refused", { code: "c" });
+        log("error", "unhandled", { error: "e" });
+      };
+      const written = (env: Record<string, string>) => {
+        lines.length = 0;
+        stringify.mockClear();
+        useLogLevel(env);
+        each();
+        return { msgs: lines.map((line) => z.object({ msg: z.string() }).parse(JSON.parse(line)).msg), stringified: stringify.mock.calls.length };
+      };
+      expect(written({})).toEqual({ msgs: ["callback", "callback_refused", "unhandled"], stringified: 3 });
+      expect(written({ LOG_LEVEL: "debug" })).toEqual({ msgs: ["callback", "callback_refused", "unhandled"], stringified: 3 });
+      expect(written({ LOG_LEVEL: "warn" })).toEqual({ msgs: ["callback_refused", "unhandled"], stringified: 2 });
+      expect(written({ LOG_LEVEL: "error" })).toEqual({ msgs: ["unhandled"], stringified: 1 });
+      expect(written({ LOG_LEVEL: "verbose" }).msgs).toEqual(["callback", "callback_refused", "unhandled"]);
+      expect(parseSettings({ LOG_LEVEL: "verbose" })).toMatchObject({
+        settings: { LOG_LEVEL: "info" },
+        problems: [{ setting: "LOG_LEVEL", feature: "logs", problem: "must be debug, info, warn or error" }],
+      });
+    });
   });
 
   it("holds deliveries, naming the setting, when a forwarding setting is malformed", () => {
@@ -101,6 +140,17 @@ describe("each provider's own settings", () => {
     const { problems } = parseGroup(schema, env);
     expect(problems.map((problem) => problem.setting)).toEqual([setting]);
     expect(describeProblems(problems)).not.toContain(secret);
+  });
+
+  it("MAX_EVENT_AGE_SECONDS may not exceed the dedup window (less the 5-minute skew): a larger value turns Easemob off, naming it (issue 18)", () => {
+    const limit = MAX_EVENT_AGE_MS / 1000;
+    expect(limit).toBe(172_500);
+    expect(parseGroup(easemob.settings, { EASEMOB_SECRET: "one", MAX_EVENT_AGE_SECONDS: String(limit) }).problems).toEqual([]);
+    for (const value of [String(limit + 1), "604800"]) {
+      expect(parseGroup(easemob.settings, { EASEMOB_SECRET: "one", MAX_EVENT_AGE_SECONDS: value }).problems).toEqual([
+        { setting: "MAX_EVENT_AGE_SECONDS", problem: `must be at most ${limit}` },
+      ]);
+    }
   });
 
   it("a Tencent token without SdkAppid is a misconfiguration, not merely off", () => {

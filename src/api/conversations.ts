@@ -9,27 +9,72 @@ import { conversationStub } from "../conversation/stub";
 import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
 import { apiError, jsonResponse } from "../http";
 import { describeIssue } from "../providers/provider";
-import { describeRow, IndexRow, IndexStatus, indexDb, keyParts, listIndex, MAX_INDEX_PAGE } from "../ops/conversation-index";
+import {
+  describeRow,
+  IndexRow,
+  IndexStatus,
+  indexDb,
+  indexProblemOf,
+  keyParts,
+  listIndex,
+  MAX_INDEX_PAGE,
+  noteIndexProblem,
+  probeIndex,
+  reportIndexProblem,
+  type IndexProblem,
+} from "../ops/conversation-index";
 import { parseReplayFilter, type ReplayJobFilter, type ReplayStatus } from "../ops/replay-job";
 import { Receipt } from "../receipt";
 
 export const indexDisabled = () =>
   apiError(503, "index_disabled", "the conversation index is off: bind a D1 database as DB (wrangler.toml, [[d1_databases]]) to turn it on");
 
+/** The index is bound but cannot be used (tables missing, D1 failing): 503 with what to do, never 500. */
+export const indexUnavailable = (problem: IndexProblem) => apiError(503, "index_unavailable", problem.message);
+
+/** Thrown where a caller must not go on without the index (a replay job would only fail later). */
+export class IndexUnavailableError extends Error {
+  constructor(readonly problem: IndexProblem) {
+    super(problem.message);
+  }
+}
+
+/**
+ * An API answer that reads the index: 503 `index_disabled` without `DB`, 503 `index_unavailable`
+ * when D1 fails (logged once per kind, and shown by /healthz at once), never 500.
+ */
+export async function withIndex(env: Env, read: (db: D1Database) => Promise<Response>): Promise<Response> {
+  const db = indexDb(env);
+  if (!db) return indexDisabled();
+  try {
+    const response = await read(db);
+    reportIndexProblem("api", undefined);
+    return response;
+  } catch (error) {
+    const problem = error instanceof IndexUnavailableError ? error.problem : indexProblemOf(error);
+    noteIndexProblem(db, problem, Date.now());
+    reportIndexProblem("api", problem);
+    return indexUnavailable(problem);
+  }
+}
+
+/** An opaque `cursor` query parameter (encodeCursor), decoded; a failure names it. */
+export const Cursor = z
+  .string()
+  .optional()
+  .transform((value, ctx) => {
+    if (value === undefined) return undefined;
+    const key = decodeCursor(value);
+    if (key === undefined) ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
+    return key;
+  });
+
 /** Query parameters of GET /v1/conversations. */
 export const ListQuery = {
   provider: z.string().min(1).max(64).optional(),
   status: IndexStatus.optional(),
   prefix: z.string().min(1).max(4096).optional(),
-  cursor: z
-    .string()
-    .optional()
-    .transform((value, ctx) => {
-      if (value === undefined) return undefined;
-      const key = decodeCursor(value);
-      if (key === undefined) ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
-      return key;
-    }),
+  cursor: Cursor,
   limit: z.coerce.number().int().min(1).max(MAX_INDEX_PAGE).optional(),
 };
 
@@ -56,9 +101,7 @@ export async function conversationsPage(db: D1Database, params: ListParams) {
 }
 
 export async function listConversations(env: Env, params: ListParams): Promise<Response> {
-  const db = indexDb(env);
-  if (!db) return indexDisabled();
-  return jsonResponse(200, await conversationsPage(db, params));
+  return withIndex(env, async (db) => jsonResponse(200, await conversationsPage(db, params)));
 }
 
 /** The object's outbox is read a page at a time; past this many pages the counts say `complete: false`. */
@@ -115,9 +158,16 @@ export async function conversationSummaryData(env: Env, conversation: string, li
     after = page[page.length - 1]!.seq;
   }
 
+  // Only a hint: without it (no index, or one that fails) the outbox is paged from its start.
   const db = indexDb(env);
-  const indexed = db ? await db.prepare("SELECT * FROM conversations WHERE key = ?").bind(conversation).first() : null;
-  const hint = indexed ? IndexRow.parse(indexed).accepted : 0;
+  const indexed = db
+    ? await db
+        .prepare("SELECT * FROM conversations WHERE key = ?")
+        .bind(conversation)
+        .first()
+        .catch(() => null)
+    : null;
+  const hint = indexed ? (IndexRow.safeParse(indexed).data?.accepted ?? 0) : 0;
   const tail = new Map<string, Delivery>();
   let accepted = 0;
   let lastDelivery: Delivery | undefined;
@@ -166,7 +216,8 @@ const replayStub = (env: Env, id: string) => env.REPLAYS.get(env.REPLAYS.idFromN
 const ReplayId = z.uuid();
 
 export async function startReplay(env: Env, request: Request): Promise<Response> {
-  if (!indexDb(env)) return indexDisabled();
+  const db = indexDb(env);
+  if (!db) return indexDisabled();
   let body: unknown;
   try {
     const text = await request.text();
@@ -180,12 +231,20 @@ export async function startReplay(env: Env, request: Request): Promise<Response>
   }
   const filter = parseReplayFilter(body);
   if (!filter.success) return apiError(400, "invalid_body", describeIssue(filter.error.issues));
-  const status = await startReplayJob(env, filter.data);
-  return jsonResponse(202, status, { location: `/v1/replays/${status.id}` });
+  return withIndex(env, async () => {
+    const status = await startReplayJob(env, filter.data);
+    return jsonResponse(202, status, { location: `/v1/replays/${status.id}` });
+  });
 }
 
-/** Creates a replay job under a fresh id; the caller has checked that the index (DB) is bound. */
+/**
+ * Creates a replay job under a fresh id; the caller has checked that the index (DB) is bound.
+ * Throws IndexUnavailableError when the index cannot be read (the job would fail in its alarm).
+ */
 export async function startReplayJob(env: Env, filter: ReplayJobFilter): Promise<ReplayStatus> {
+  const db = indexDb(env);
+  const problem = db ? await probeIndex(db, Date.now()) : undefined;
+  if (problem) throw new IndexUnavailableError(problem);
   const id = crypto.randomUUID();
   return replayStub(env, id).start(id, filter);
 }

@@ -11,14 +11,17 @@ import { DeliveryFilter, MAX_DELIVERIES_PAGE } from "../conversation/object";
 import { Snapshot, snapshotKey } from "../conversation/snapshot";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
-import { apiError, jsonResponse } from "../http";
+import { apiError, jsonResponse, limitBody } from "../http";
 import { conversationSummary, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { describeProblems, settingsOf, type Settings } from "../settings";
-import { indexDb } from "../ops/conversation-index";
 import { relayStats, StatsWindow } from "../ops/stats";
-import { indexDisabled } from "./conversations";
+import { Cursor, encodeCursor, withIndex } from "./conversations";
+import { MAX_READS_PAGE, ReadsPage } from "../conversation/read-state";
+
+/** Readers per page of GET …/reads unless `limit` says otherwise (at most MAX_READS_PAGE). */
+const READS_PAGE = 100;
 
 type ApiEnv = { Bindings: Env; Variables: { settings: Settings; conversation: string } };
 
@@ -82,6 +85,13 @@ async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | 
   return parsed.success && parsed.data.conversation === conversation ? parsed.data : undefined;
 }
 
+/**
+ * API bodies are small JSON filters: the largest valid one holds a 4096-character conversation key
+ * (keys are ASCII). Counted as they stream (src/http.ts): a chunked upload is refused past it, unread.
+ */
+export const MAX_API_BODY_BYTES = 16 * 1024;
+const limitApiBody = limitBody<ApiEnv>(MAX_API_BODY_BYTES, () => apiError(413, "body_too_large", `the body is over ${MAX_API_BODY_BYTES} bytes`));
+
 const neverSeen = () => apiError(404, "conversation_not_found", "the relay has never stored a receipt of this conversation");
 
 const notYet = () =>
@@ -115,15 +125,13 @@ export const apiRoutes = new Hono<ApiEnv>()
     return conversationSummary(c.env, c.var.conversation, params.value.limit ?? recentLimit);
   })
   // Bulk replay of every matching dead letter, as a durable job.
-  .post("/replays", requireApiEnabled, requireAdminToken, (c) => startReplay(c.env, c.req.raw))
+  .post("/replays", requireApiEnabled, requireAdminToken, limitApiBody, (c) => startReplay(c.env, c.req.raw))
   .get("/replays/:id", requireApiEnabled, requireAdminToken, (c) => replayProgress(c.env, c.req.param("id")))
   // Relay-wide figures from the index (src/ops/stats.ts).
   .get("/stats", requireApiEnabled, requireAdminToken, async (c) => {
     const params = query({ window: StatsWindow.optional() }, c.req.query());
     if (!params.ok) return params.response;
-    const db = indexDb(c.env);
-    if (!db) return indexDisabled();
-    return jsonResponse(200, await relayStats(db, params.value.window ?? "24h", Date.now()));
+    return withIndex(c.env, async (db) => jsonResponse(200, await relayStats(db, params.value.window ?? "24h", Date.now())));
   })
   .get("/conversations/:conversation/receipts", async (c) => {
     const conversation = c.var.conversation;
@@ -140,18 +148,34 @@ export const apiRoutes = new Hono<ApiEnv>()
     if (!snapshot) return notYet();
     return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, receipts: snapshot.receipts.slice(0, limit) });
   })
+  // Read state in reader order, a page at a time (docs/design.md, "Bounds"): the snapshot holds
+  // the newest MAX_SNAPSHOT_READERS readers (`readsTruncated` when there are more); the object all.
   .get("/conversations/:conversation/reads", async (c) => {
     const conversation = c.var.conversation;
-    const params = query({ consistent: Consistent }, c.req.query());
+    const params = query({ consistent: Consistent, limit: z.coerce.number().int().min(1).max(MAX_READS_PAGE).optional(), cursor: Cursor }, c.req.query());
     if (!params.ok) return params.response;
+    const { limit = READS_PAGE, cursor } = params.value;
     if (params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0) {
-      const reads = await conversationStub(c.env, conversation).readStates();
-      if (!reads) return neverSeen();
-      return jsonResponse(200, { conversation: conversation, consistent: true, reads });
+      // Validated rather than inferred through the RPC stub's types (too deep for tsc).
+      const page = ReadsPage.nullable().parse(await conversationStub(c.env, conversation).readStates(limit, cursor));
+      if (!page) return neverSeen();
+      const next = page.next !== undefined ? { cursor: encodeCursor(page.next) } : {};
+      return jsonResponse(200, { conversation, consistent: true, readers: page.readers, reads: page.reads, ...next });
     }
     const snapshot = await readSnapshot(c.env, conversation);
     if (!snapshot) return notYet();
-    return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, reads: snapshot.reads });
+    const rest = cursor === undefined ? snapshot.reads : snapshot.reads.filter((read) => read.reader > cursor);
+    const reads = rest.slice(0, limit);
+    const last = rest.length > limit ? reads[reads.length - 1] : undefined;
+    return jsonResponse(200, {
+      conversation,
+      consistent: false,
+      updatedAt: snapshot.updatedAt,
+      readers: snapshot.readers ?? snapshot.reads.length,
+      ...(snapshot.readsTruncated ? { readsTruncated: true } : {}),
+      reads,
+      ...(last ? { cursor: encodeCursor(last.reader) } : {}),
+    });
   })
   .get("/conversations/:conversation/deliveries", async (c) => {
     const conversation = c.var.conversation;
@@ -171,7 +195,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     const last = deliveries.length === limit ? deliveries[deliveries.length - 1] : undefined;
     return jsonResponse(200, { conversation, deliveries, ...(last ? { after: last.seq } : {}) });
   })
-  .post("/conversations/:conversation/deliveries/retry", async (c) => {
+  .post("/conversations/:conversation/deliveries/retry", limitApiBody, async (c) => {
     const conversation = c.var.conversation;
     const retried = await conversationStub(c.env, conversation).retryDeadLetters();
     if (!retried) return neverSeen();

@@ -1,8 +1,9 @@
 /**
  * Relay-wide claims of signed nonces (docs/design.md, "Replay"). Easemob signs only a callback's
  * callId and timestamp, so the same signature could carry another body into another conversation:
- * the first authentic use of a callId claims it for its conversation, for as long as the callback
- * would pass the age check. One small SQLite object per shard of keys (see `shard.ts`).
+ * the first authentic use of a callId claims it for its body (a SHA-256 of the bytes) and its
+ * conversation, for as long as the callback would pass the age check. One small SQLite object per
+ * shard of keys (see `shard.ts`).
  */
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
@@ -15,7 +16,36 @@ import type { ClaimResult } from "../ingest";
  */
 const PRUNE_EVERY_MS = 60_000;
 
-const ClaimRow = z.object({ conversation: z.string(), expires_at: z.number() });
+/** A claim row; `digest` is null in rows written before schema v2 (they expire within MAX_EVENT_AGE_SECONDS). */
+const ClaimRow = z.object({ conversation: z.string(), expires_at: z.number(), digest: z.string().nullable() });
+const VersionRow = z.object({ value: z.string() });
+
+/**
+ * The schema, by version; a deployed object keeps its table, so a change is a new step, run in
+ * `migrate` before any request (never edit a shipped step). v1 (as first shipped): claims without
+ * a digest, no version recorded. v2: `digest` in the same row (no extra row written per claim),
+ * and the version in `state`.
+ */
+export const CLAIMS_SCHEMA_V1 =
+  "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, conversation TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;";
+export const CLAIMS_SCHEMA_VERSION = 2;
+
+function migrate(sql: SqlStorage): void {
+  const tables = new Set(
+    sql
+      .exec("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .toArray()
+      .map((row) => String(row.name)),
+  );
+  const row = tables.has("state") ? sql.exec("SELECT value FROM state WHERE key = 'schema_version'").toArray()[0] : undefined;
+  const version = row ? Number(VersionRow.parse(row).value) : tables.has("claims") ? 1 : 0;
+  if (version >= CLAIMS_SCHEMA_VERSION) return;
+  if (version === 0) sql.exec(CLAIMS_SCHEMA_V1);
+  // v1 → v2: old rows keep a null digest and are judged by conversation alone until they expire.
+  sql.exec("ALTER TABLE claims ADD COLUMN digest TEXT");
+  sql.exec("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID");
+  sql.exec("INSERT OR REPLACE INTO state (key, value) VALUES ('schema_version', ?)", String(CLAIMS_SCHEMA_VERSION));
+}
 
 export class CallbackClaims extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -25,26 +55,28 @@ export class CallbackClaims extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(`
-      CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, conversation TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
-    `);
+    ctx.storage.transactionSync(() => migrate(this.sql));
   }
 
   /**
    * "claimed" for a first use (or one whose earlier claim expired), "same" when the key was claimed
-   * for this conversation (a provider's retry), "conflict" when for another (a replay).
+   * for this body and conversation (a provider's retry), "conflict" for another body or
+   * conversation (a replay). `digest`: SHA-256 of the body's bytes.
    */
-  async claim(key: string, conversation: string, expiresAt: number): Promise<ClaimResult> {
+  async claim(key: string, conversation: string, expiresAt: number, digest: string): Promise<ClaimResult> {
     const now = Date.now();
     return this.ctx.storage.transactionSync((): ClaimResult => {
-      const row = this.sql.exec("SELECT conversation, expires_at FROM claims WHERE key = ?", key).toArray()[0];
+      const row = this.sql.exec("SELECT conversation, expires_at, digest FROM claims WHERE key = ?", key).toArray()[0];
       const held = row ? ClaimRow.parse(row) : undefined;
-      if (held && held.expires_at >= now) return held.conversation === conversation ? "same" : "conflict";
+      if (held && held.expires_at >= now) {
+        return held.conversation === conversation && (held.digest === null || held.digest === digest) ? "same" : "conflict";
+      }
       this.sql.exec(
-        "INSERT INTO claims (key, conversation, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO UPDATE SET conversation = ?2, expires_at = ?3",
+        "INSERT INTO claims (key, conversation, expires_at, digest) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO UPDATE SET conversation = ?2, expires_at = ?3, digest = ?4",
         key,
         conversation,
         expiresAt,
+        digest,
       );
       if (now - this.prunedAt >= PRUNE_EVERY_MS) {
         this.sql.exec("DELETE FROM claims WHERE expires_at < ?", now);

@@ -12,14 +12,23 @@ import { attemptDelivery, nextAttemptDelay, type AttemptResult } from "../delive
 import { batchWebhookBody, batchWebhookId, webhookBody } from "../delivery/webhook";
 import { log } from "../log";
 import { bucketOf, nextActivity } from "../ops/activity";
-import { activityOf, INDEX_MIN_INTERVAL_MS, type IndexContent, indexContent, indexDb, parseIndexedRow, writeIndexRow } from "../ops/conversation-index";
+import {
+  activityOf,
+  INDEX_MIN_INTERVAL_MS,
+  type IndexContent,
+  indexContent,
+  indexDb,
+  indexProblemOf,
+  parseIndexedRow,
+  writeIndexRow,
+} from "../ops/conversation-index";
 import { recordDelivery, type DeliveryOutcome } from "../ops/metrics";
 import { Receipt } from "../receipt";
-import { settingsOf, type Forwarding } from "../settings";
+import { settingsOf, useLogLevel, type Forwarding } from "../settings";
 import { Outbox, type Delivery, type DeliveryFilter, type ReceiptRow } from "./outbox";
 import { deadLetterEntry, publishToKv, snapshotJson } from "./publisher";
 import { acceptViewer, broadcast, PING, PONG } from "./live-tail";
-import { foldReadState, ReadState } from "./read-state";
+import { foldReadStates, MAX_READS_PAGE, ReadState, type ReadsPage } from "./read-state";
 import { createLatest, migrate, schemaVersion } from "./schema";
 
 export { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, DeliveryFilter, DeliveryStatus, MAX_DELIVERIES_PAGE, type Delivery } from "./outbox";
@@ -37,11 +46,22 @@ const RECOVERY_FIRST_MS = 30_000;
 const RECOVERY_MAX_MS = 3600_000;
 
 export type AcceptResult = "accepted" | "duplicate";
-/** The alarm's jobs, each with its own back-off after failures; "held" paces rechecks of held deliveries. */
-type Job = "delivery" | "publish" | "held";
+/**
+ * The alarm's jobs, each with its own back-off after failures; "held" paces rechecks of held
+ * deliveries. The two outputs of a publication, the KV snapshot ("kv") and the D1 index row
+ * ("index"), fail and retry apart: a missing or failing index never holds up the snapshot.
+ */
+type Job = "delivery" | "kv" | "index" | "held";
+type Output = "kv" | "index";
+/** Before the outputs were split, one "publish" job kept these; still honoured once, then deleted. */
+const LEGACY_PUBLISH_KEYS = ["publish_failures", "publish_retry_at"] as const;
 
 const StateRow = z.object({ state: z.string() });
-const ValueRow = z.object({ value: z.string() });
+const KeyValueRow = z.object({ key: z.string(), value: z.string() });
+const ReaderCount = z.object({ n: z.number() });
+const ReaderStateRow = z.object({ reader: z.string(), state: z.string() });
+/** Readers per read-state SELECT (and twice as few per upsert, two values each). */
+const READERS_CHUNK = 100;
 
 export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -52,12 +72,22 @@ export class Conversation extends DurableObject<Env> {
   private alarmRuns: Promise<void> = Promise.resolve();
   /** Changes since the last publication, in memory; after a restart, whether storage changed since. */
   private version = 0;
-  private publishedVersion = 0;
+  private readonly published: Record<Output, number> = { kv: 0, index: 0 };
+  /** When the index row was last written by this instance: its interval, while KV (whose time is `published_at`) fails. */
+  private indexPublishedAt = 0;
   /** Duplicates per activity bucket since the last publication (src/ops/activity.ts): they leave no row. */
   private readonly duplicates = new Map<number, number>();
+  /**
+   * The `state` table in memory, so that reading it costs no SQL (the alarm check after every
+   * batch reads a dozen keys). Loaded on first use and again at each alarm run; every write goes
+   * through `setState`/`deleteState`; a transaction that throws drops it (`transaction`), so a
+   * rolled-back value is never kept.
+   */
+  private state: Map<string, string> | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    useLogLevel(env);
     this.sql = ctx.storage.sql;
     this.outbox = new Outbox(this.sql);
     this.exists = schemaVersion(this.sql) > 0;
@@ -85,35 +115,70 @@ export class Conversation extends DurableObject<Env> {
    * (the output gate holds the answer until storage confirms), which is when the provider may be told "OK".
    */
   async accept(receipt: Receipt): Promise<AcceptResult> {
-    // The worker built this receipt from a validated callback; it is not validated twice.
+    const [result] = await this.acceptMany([receipt]);
+    if (!result) throw new Error("acceptMany answered no result");
+    return result;
+  }
+
+  /**
+   * `accept` for several receipts of this conversation, stored in the order given, in one
+   * transaction: one object request, one commit and one alarm check for the batch (docs/design.md,
+   * "A burst into one conversation"). The worker's concurrent stores into one conversation come
+   * here together (accept-batch.ts), and so do the accept queue's batches (accept-queue.ts, which
+   * validates the queued bodies). One result per receipt, in order: a repeated id, in storage or
+   * earlier in the batch, is a duplicate.
+   */
+  async acceptMany(receipts: Receipt[]): Promise<AcceptResult[]> {
+    const first = receipts[0];
+    if (!first) return [];
     const { settings, forwarding } = settingsOf(this.env);
     const now = Date.now();
     if (!this.exists) {
-      this.ctx.storage.transactionSync(() => {
+      this.transaction(() => {
         createLatest(this.sql);
-        this.setState("conversation", receipt.conversation);
+        this.setState("conversation", first.conversation);
       });
       this.exists = true;
+      // createLatest wrote `state` too (its schema version).
+      this.state = undefined;
     }
-    if (this.outbox.has(receipt.id)) {
-      const bucket = bucketOf(now);
-      this.duplicates.set(bucket, (this.duplicates.get(bucket) ?? 0) + 1);
-      return "duplicate";
+    const results: AcceptResult[] = [];
+    const fresh: Receipt[] = [];
+    const ids = new Set<string>();
+    for (const receipt of receipts) {
+      if (this.outbox.has(receipt.id) || ids.has(receipt.id)) {
+        const bucket = bucketOf(now);
+        this.duplicates.set(bucket, (this.duplicates.get(bucket) ?? 0) + 1);
+        results.push("duplicate");
+        continue;
+      }
+      ids.add(receipt.id);
+      fresh.push(receipt);
+      results.push("accepted");
     }
-    const seq = this.ctx.storage.transactionSync(() => {
+    if (fresh.length === 0) return results;
+    const previousMaxSeq = this.outbox.maxSeq;
+    const seqs = this.transaction(() => {
       // Queued whether or not forwarding is on: held receipts go out once it is set up.
-      const stored = this.outbox.enqueue(receipt.id, receipt.readAt, JSON.stringify(receipt), now);
-      for (const reader of receipt.readers) this.foldReader(receipt, reader);
+      const stored = this.outbox.enqueueMany(
+        fresh.map((receipt) => ({ id: receipt.id, readAt: receipt.readAt, body: JSON.stringify(receipt) })),
+        now,
+      );
+      this.foldReaders(fresh);
       // Forwarding was held and works now: the backlog need not wait for the next recheck.
       if (forwarding.state === "on") this.recovered("held");
       return stored;
     });
-    this.outbox.committed(seq, receipt.id, now);
+    const acceptedAt = new Date(now).toISOString();
+    fresh.forEach((receipt, i) => {
+      const seq = seqs[i] ?? previousMaxSeq + 1 + i;
+      this.outbox.committed(seq, receipt.id, now);
+      broadcast(this.ctx, { type: "receipt", seq, acceptedAt, receipt });
+    });
     this.version++;
-    broadcast(this.ctx, { type: "receipt", seq, acceptedAt: new Date(now).toISOString(), receipt });
-    if (this.outbox.pruneDue()) this.ctx.storage.transactionSync(() => this.outbox.prune(settings.RECENT_LIMIT, now));
+    if (this.outbox.pruneDue(previousMaxSeq)) this.transaction(() => this.outbox.prune(settings.RECENT_LIMIT, now));
     await this.armAlarm();
-    return "accepted";
+    return results;
   }
 
   /** Recent receipts, newest first: the truth behind the KV snapshot; null for a conversation never seen. */
@@ -123,12 +188,21 @@ export class Conversation extends DurableObject<Env> {
     return this.outbox.recentBodies(Math.min(limit, settingsOf(this.env).settings.RECENT_LIMIT)).map((body) => Receipt.parse(JSON.parse(body)));
   }
 
-  async readStates(): Promise<ReadState[] | null> {
+  /**
+   * Read state a page at a time, in reader order after the reader `after` (a primary-key range:
+   * no sort), with the number of readers; `next` when more may follow. Null for a conversation never seen.
+   */
+  async readStates(limit = MAX_READS_PAGE, after?: string): Promise<ReadsPage | null> {
     if (!this.exists) return null;
-    return this.sql
-      .exec("SELECT state FROM reads ORDER BY reader")
+    const size = Math.max(1, Math.min(limit, MAX_READS_PAGE));
+    const reads = this.sql
+      .exec("SELECT state FROM reads WHERE reader > ? ORDER BY reader LIMIT ?", after ?? "", size + 1)
       .toArray()
       .map((row) => ReadState.parse(JSON.parse(StateRow.parse(row).state)));
+    const page = reads.slice(0, size);
+    const readers = ReaderCount.parse(this.sql.exec("SELECT COUNT(*) AS n FROM reads").one()).n;
+    const last = page[page.length - 1];
+    return { reads: page, readers, ...(reads.length > size && last ? { next: last.reader } : {}) };
   }
 
   /** Each receipt's delivery state in acceptance order, a page at a time (`after` is the last `seq` seen), without bodies. */
@@ -140,7 +214,7 @@ export class Conversation extends DurableObject<Env> {
   /** Re-queues every dead letter, in their original order, with a fresh retry schedule. */
   async retryDeadLetters(): Promise<{ requeued: number } | null> {
     if (!this.exists) return null;
-    const requeued = this.ctx.storage.transactionSync(() => this.outbox.requeueFailed(Date.now()));
+    const requeued = this.transaction(() => this.outbox.requeueFailed(Date.now()));
     if (requeued > 0) {
       this.version++;
       broadcast(this.ctx, { type: "requeued", count: requeued, at: new Date().toISOString() });
@@ -172,7 +246,7 @@ export class Conversation extends DurableObject<Env> {
   async redeliver(since: number, until: number): Promise<{ requeued: number } | null> {
     if (!this.exists) return null;
     const now = Date.now();
-    const requeued = this.ctx.storage.transactionSync(() => this.outbox.requeueDelivered(since, until, now));
+    const requeued = this.transaction(() => this.outbox.requeueDelivered(since, until, now));
     if (requeued > 0) {
       this.version++;
       broadcast(this.ctx, { type: "requeued", count: requeued, at: new Date(now).toISOString() });
@@ -191,6 +265,9 @@ export class Conversation extends DurableObject<Env> {
 
   private async runAlarm(): Promise<void> {
     if (!this.exists) return;
+    // Read afresh once per run (one statement): memory never drifts from storage for longer than
+    // a run, whoever wrote the table.
+    this.state = undefined;
     // Never throw: the platform retries a failing alarm only six times; our own schedule rules.
     // Each job fails on its own, so that a KV outage does not hold up deliveries or the reverse.
     const { forwarding } = settingsOf(this.env);
@@ -294,71 +371,135 @@ export class Conversation extends DurableObject<Env> {
 
   private async tryPublish(): Promise<void> {
     try {
-      if (await this.publish()) this.recovered("publish");
+      await this.publish();
     } catch (error) {
+      // Reading the object's own rows failed (a storage error): both outputs wait their back-off.
       log("error", "publish_failed", { conversation: this.conversation(), error: String(error) });
-      this.backOff("publish");
+      this.backOff("kv");
+      this.backOff("index");
     }
   }
 
   /**
-   * Writes the snapshot (unless SNAPSHOT_INTERVAL_SECONDS is 0) and the conversation's row of the
-   * D1 index (when `DB` is bound) when something changed and the interval has passed; true when it
-   * wrote. Everything is read before the first await, so RPCs that run meanwhile cannot make it
+   * Publishes what changed to each output that is due: the snapshot to KV (unless
+   * SNAPSHOT_INTERVAL_SECONDS is 0) and the conversation's row of the D1 index (when `DB` is
+   * bound). Everything is read before the first await, so RPCs that run meanwhile cannot make it
    * inconsistent; their changes go out next time.
    *
-   * The D1 row, with its activity buckets (src/ops/activity.ts), is written only when its content
-   * changed (its text is kept as `indexed_row`), after KV: a D1 failure fails the publication, which
-   * is retried with its back-off. With `DB` bound and SNAPSHOT_INTERVAL_SECONDS=0, a publication is
-   * still at most once a minute (INDEX_MIN_INTERVAL_MS; `published_at` is then recorded too).
+   * The two outputs are written side by side and settle apart: each failure backs off its own
+   * output only (docs/design.md, "The KV read model"), and is logged once when it starts
+   * (`kv_publish_failed`, `index_unavailable`) and once when it ends (`publish_recovered`). The D1
+   * row, with its activity buckets (src/ops/activity.ts), is written only when its content changed
+   * (its text is kept as `indexed_row`). `published_at` paces both: the snapshot's time, or with
+   * SNAPSHOT_INTERVAL_SECONDS=0 the row's (then at most once a minute, INDEX_MIN_INTERVAL_MS).
+   * Nothing more is written in the common case: back-off state only on failure.
    */
-  private async publish(): Promise<boolean> {
+  private async publish(): Promise<void> {
     const conversation = this.conversation();
-    if (!conversation || this.version <= this.publishedVersion) return false;
-    const now = Date.now();
-    if (now < this.publishDueAt()) return false;
+    if (!conversation) return;
     const version = this.version;
+    const now = Date.now();
     const { settings } = settingsOf(this.env);
-    const snapshot = settings.SNAPSHOT_INTERVAL_SECONDS > 0 ? snapshotJson(this.sql, this.outbox, conversation, settings.RECENT_LIMIT, now) : undefined;
+    const db = indexDb(this.env);
     // Before the D1 index, each conversation kept a KV dead-letter entry: removed once, never written again.
     const legacyEntry = this.stateText("indexed_entry") !== "";
-    const db = indexDb(this.env);
+    const snapshotOn = settings.SNAPSHOT_INTERVAL_SECONDS > 0;
+    // An output that is off has nothing to catch up on.
+    for (const [output, on] of [
+      ["kv", snapshotOn || legacyEntry],
+      ["index", db !== undefined],
+    ] as const) {
+      if (on) continue;
+      this.published[output] = version;
+      this.recovered(output);
+    }
+    const kvDue = this.unpublished("kv") && now >= this.publishDueAt("kv");
+    const indexDue = db !== undefined && this.unpublished("index") && now >= this.publishDueAt("index");
+    if (!kvDue && !indexDue) return;
+
+    const snapshot = kvDue && snapshotOn ? snapshotJson(this.sql, this.outbox, conversation, settings.RECENT_LIMIT, now) : undefined;
     const indexedRow = this.stateText("indexed_row");
     const duplicates = new Map(this.duplicates);
     let content: IndexContent | undefined;
-    if (db) {
+    if (indexDue) {
       const previous = parseIndexedRow(indexedRow);
       const activity = nextActivity(this.sql, activityOf(previous), previous?.accepted ?? 0, duplicates, now);
       content = indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), deadLetterEntry(this.outbox, conversation), activity);
     }
     const row = content ? JSON.stringify(content) : indexedRow;
-    await publishToKv(this.env.RECEIPTS_KV, conversation, snapshot, legacyEntry);
-    if (db && content && row !== indexedRow) await writeIndexRow(db, content, now);
-    this.ctx.storage.transactionSync(() => {
-      if (legacyEntry) this.sql.exec("DELETE FROM state WHERE key = 'indexed_entry'");
-      if (db && row !== indexedRow) this.setState("indexed_row", row);
-      if (snapshot !== undefined || db) this.setState("published_at", String(now));
+    const [kv, index] = await Promise.allSettled([
+      kvDue ? publishToKv(this.env.RECEIPTS_KV, conversation, snapshot, legacyEntry) : undefined,
+      db && content && row !== indexedRow ? writeIndexRow(db, content, now) : undefined,
+    ]);
+    const kvOk = kvDue && kv.status === "fulfilled";
+    const indexOk = indexDue && index.status === "fulfilled";
+    this.transaction(() => {
+      if (kvDue) this.settle("kv", kv, conversation);
+      if (indexDue) this.settle("index", index, conversation);
+      if (kvOk && legacyEntry) this.deleteState("indexed_entry");
+      if (indexOk && row !== indexedRow) this.setState("indexed_row", row);
+      if ((kvOk && snapshot !== undefined) || (indexOk && !snapshotOn)) this.setState("published_at", String(now));
+      if ((kvOk || indexOk) && this.stateText(LEGACY_PUBLISH_KEYS[1]) !== "") {
+        this.deleteState(...LEGACY_PUBLISH_KEYS);
+      }
     });
-    // Counted in this row now; those that came in meanwhile stay for the next one.
-    for (const [bucket, n] of duplicates) {
-      const left = (this.duplicates.get(bucket) ?? 0) - n;
-      if (left > 0) this.duplicates.set(bucket, left);
-      else this.duplicates.delete(bucket);
+    if (kvOk) this.published.kv = version;
+    if (indexOk) {
+      this.published.index = version;
+      this.indexPublishedAt = now;
+      // Counted in this row now; those that came in meanwhile stay for the next one.
+      for (const [bucket, n] of duplicates) {
+        const left = (this.duplicates.get(bucket) ?? 0) - n;
+        if (left > 0) this.duplicates.set(bucket, left);
+        else this.duplicates.delete(bucket);
+      }
     }
-    this.publishedVersion = version;
-    return true;
   }
 
   /**
-   * KV takes one write per second per key, and a snapshot is worth one per interval (the D1 row
-   * one per interval too, and one a minute at most when there is no snapshot); after a failed
-   * write, wait longer.
+   * Whether `output` has changes to write: since its last write in memory, or, after a restart
+   * (memory lost), while it is failing (the other output may have caught up with `published_at`).
    */
-  private publishDueAt(): number {
+  private unpublished(output: Output): boolean {
+    return this.version > this.published[output] || this.stateNumber(`${output}_failures`) > 0;
+  }
+
+  /** Records one output's result: its back-off, and a log line when a kind of failure starts or ends. */
+  private settle(output: Output, result: PromiseSettledResult<unknown>, conversation: string): void {
+    const failures = this.stateNumber(`${output}_failures`);
+    if (result.status === "fulfilled") {
+      if (failures > 0) log("info", "publish_recovered", { conversation, output, failures });
+      this.recovered(output);
+      return;
+    }
+    const problem = output === "index" ? indexProblemOf(result.reason) : undefined;
+    const kind = problem?.kind ?? "failing";
+    this.backOff(output);
+    // One line per kind of failure, not per attempt: a missing table fails every publication.
+    if (failures > 0 && this.stateText(`${output}_error`) === kind) return;
+    this.setState(`${output}_error`, kind);
+    const retryInMs = this.stateNumber(`${output}_retry_at`) - Date.now();
+    if (problem) {
+      const missing = problem.kind === "unmigrated" ? { missing: problem.missing } : {};
+      log("warn", "index_unavailable", { conversation, kind, ...missing, error: problem.message, retryInMs });
+    } else log("error", "kv_publish_failed", { conversation, error: String(result.reason).slice(0, 300), retryInMs });
+  }
+
+  /**
+   * When `output` may next be written. KV takes one write per second per key, and a snapshot is
+   * worth one per interval (the D1 row one per interval too, and one a minute at most when there
+   * is no snapshot); after failures, the output's own back-off decides.
+   */
+  private publishDueAt(output: Output): number {
     const { settings } = settingsOf(this.env);
     const interval =
       settings.SNAPSHOT_INTERVAL_SECONDS === 0 && indexDb(this.env) ? INDEX_MIN_INTERVAL_MS : Math.max(settings.SNAPSHOT_INTERVAL_SECONDS * 1000, 1000);
-    return Math.max(this.stateNumber("published_at") + interval, this.stateNumber("publish_retry_at"));
+    const legacyRetryAt = this.stateNumber(LEGACY_PUBLISH_KEYS[1]);
+    if (this.stateNumber(`${output}_failures`) > 0) return Math.max(this.stateNumber(`${output}_retry_at`), legacyRetryAt);
+    // While KV fails, `published_at` stands still: the row keeps its own pace from memory.
+    const kvFailing = this.stateNumber("kv_failures") > 0;
+    const last = output === "index" && kvFailing ? Math.max(this.stateNumber("published_at"), this.indexPublishedAt) : this.stateNumber("published_at");
+    return Math.max(last + interval, legacyRetryAt);
   }
 
   /**
@@ -374,7 +515,7 @@ export class Conversation extends DurableObject<Env> {
       if (forwarding.state === "on") times.push(Math.max(head.next_attempt_at, this.stateNumber("delivery_retry_at")));
       else times.push(this.stateNumber("held_retry_at"));
     }
-    if (this.version > this.publishedVersion) times.push(this.publishDueAt());
+    for (const output of ["kv", "index"] as const) if (this.unpublished(output)) times.push(this.publishDueAt(output));
     const current = await this.ctx.storage.getAlarm();
     if (times.length === 0) {
       if (replace && current !== null) await this.ctx.storage.deleteAlarm();
@@ -397,17 +538,32 @@ export class Conversation extends DurableObject<Env> {
     this.setState(`${job}_retry_at`, String(Date.now() + wait));
   }
 
-  /** Clears `job`'s back-off; writes only when there was one. */
+  /** Clears `job`'s back-off (and the kind of failure last logged); writes only when there was one. */
   private recovered(job: Job): void {
     if (this.stateNumber(`${job}_failures`) === 0) return;
-    this.sql.exec("DELETE FROM state WHERE key IN (?, ?)", `${job}_failures`, `${job}_retry_at`);
+    this.deleteState(`${job}_failures`, `${job}_retry_at`, `${job}_error`);
   }
 
-  private foldReader(receipt: Receipt, reader: string): void {
-    const row = this.sql.exec("SELECT state FROM reads WHERE reader = ?", reader).toArray()[0];
-    const current = row ? ReadState.parse(JSON.parse(StateRow.parse(row).state)) : undefined;
-    const next = foldReadState(current, receipt, reader);
-    this.sql.exec("INSERT INTO reads (reader, state) VALUES (?1, ?2) ON CONFLICT (reader) DO UPDATE SET state = ?2", reader, JSON.stringify(next));
+  /** Folds the receipts into their readers' states: one read and one upsert per reader of the batch. */
+  private foldReaders(receipts: readonly Receipt[]): void {
+    // A statement per READERS_CHUNK readers, not per reader (SQLite on Cloudflare binds at most 100 values).
+    const readers = [...new Set(receipts.flatMap((receipt) => receipt.readers))];
+    const stored = new Map<string, ReadState>();
+    for (let from = 0; from < readers.length; from += READERS_CHUNK) {
+      const chunk = readers.slice(from, from + READERS_CHUNK);
+      for (const row of this.sql.exec(`SELECT reader, state FROM reads WHERE reader IN (${chunk.map(() => "?").join(", ")})`, ...chunk)) {
+        const { reader, state } = ReaderStateRow.parse(row);
+        stored.set(reader, ReadState.parse(JSON.parse(state)));
+      }
+    }
+    const states = [...foldReadStates(receipts, (reader) => stored.get(reader))];
+    for (let from = 0; from < states.length; from += READERS_CHUNK / 2) {
+      const chunk = states.slice(from, from + READERS_CHUNK / 2);
+      this.sql.exec(
+        `INSERT INTO reads (reader, state) VALUES ${chunk.map(() => "(?, ?)").join(", ")} ON CONFLICT (reader) DO UPDATE SET state = excluded.state`,
+        ...chunk.flatMap(([reader, next]) => [reader, JSON.stringify(next)]),
+      );
+    }
   }
 
   private conversation(): string | undefined {
@@ -419,11 +575,33 @@ export class Conversation extends DurableObject<Env> {
   }
 
   private stateText(key: string): string {
-    const row = this.sql.exec("SELECT value FROM state WHERE key = ?", key).toArray()[0];
-    return row ? ValueRow.parse(row).value : "";
+    if (!this.state) {
+      this.state = new Map();
+      for (const row of this.sql.exec("SELECT key, value FROM state")) {
+        const { key, value } = KeyValueRow.parse(row);
+        this.state.set(key, value);
+      }
+    }
+    return this.state.get(key) ?? "";
   }
 
   private setState(key: string, value: string): void {
     this.sql.exec("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", key, value);
+    this.state?.set(key, value);
+  }
+
+  private deleteState(...keys: string[]): void {
+    this.sql.exec(`DELETE FROM state WHERE key IN (${keys.map(() => "?").join(", ")})`, ...keys);
+    for (const key of keys) this.state?.delete(key);
+  }
+
+  /** `transactionSync`, forgetting `state` in memory when it throws: storage rolled back, memory reloads. */
+  private transaction<T>(body: () => T): T {
+    try {
+      return this.ctx.storage.transactionSync(body);
+    } catch (error) {
+      this.state = undefined;
+      throw error;
+    }
   }
 }

@@ -17,6 +17,9 @@ export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
 export const DEDUP_MAX_IDS = 20_000;
 /** Pruning runs every this many receipts: it reads the rows it may delete, so not on every one. */
 export const PRUNE_EVERY = 100;
+/** Receipts per INSERT in `enqueueMany`: 7 values each, within SQLite's 100 bound parameters per statement on Cloudflare
+ * (https://developers.cloudflare.com/durable-objects/platform/limits/). */
+const ENQUEUE_CHUNK = 14;
 /** The largest page of deliveries one call returns. */
 export const MAX_DELIVERIES_PAGE = 1000;
 /** Attempts kept in a receipt's log, newest (the default schedule makes 11 before a dead letter). */
@@ -114,7 +117,8 @@ export interface Delivery {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const LoadRow = z.object({ seq: z.number(), id: z.string(), status: z.number(), changed_at: z.number() });
-const IdRow = z.object({ id: z.string() });
+const PruneRow = z.object({ seq: z.number(), id: z.string(), accepted_at: z.number() });
+type PruneRow = z.infer<typeof PruneRow>;
 const SeqRow = z.object({ seq: z.number() });
 const CountRow = z.object({ status: z.number(), count: z.number() });
 const BodyRow = z.object({ body: z.string() });
@@ -125,6 +129,11 @@ export class Outbox {
   maxSeq = 0;
   /** No pending row has a lower sequence number than this. */
   private headFrom = Number.MAX_SAFE_INTEGER;
+  /**
+   * No delivered row has a lower sequence number than this: where pruning starts reading. 0 after
+   * a start (the first prune reads from the beginning once); each prune moves it past what it read.
+   */
+  private deliveredFrom = 0;
   /** The latest acceptance or settlement stored, for knowing after a restart whether anything changed. */
   lastChangeAt = 0;
 
@@ -135,6 +144,7 @@ export class Outbox {
     this.ids.clear();
     this.maxSeq = 0;
     this.headFrom = Number.MAX_SAFE_INTEGER;
+    this.deliveredFrom = 0;
     for (const row of this.sql.exec("SELECT seq, id, status, max(accepted_at, coalesce(settled_at, 0)) AS changed_at FROM receipts")) {
       const { seq, id, status, changed_at } = LoadRow.parse(row);
       this.ids.add(id);
@@ -165,6 +175,22 @@ export class Outbox {
       now,
     );
     return seq;
+  }
+
+  /**
+   * `enqueue` for a batch, in order: the sequence numbers after `maxSeq`, one statement per
+   * ENQUEUE_CHUNK receipts (still one row written each). Memory changes through `committed`.
+   */
+  enqueueMany(receipts: readonly { id: string; readAt: string; body: string }[], now: number): number[] {
+    const seqs = receipts.map((_, i) => this.maxSeq + 1 + i);
+    for (let from = 0; from < receipts.length; from += ENQUEUE_CHUNK) {
+      const chunk = receipts.slice(from, from + ENQUEUE_CHUNK);
+      this.sql.exec(
+        `INSERT INTO receipts (seq, id, read_at, body, status, accepted_at, next_attempt_at) VALUES ${chunk.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
+        ...chunk.flatMap((receipt, i) => [seqs[from + i], receipt.id, receipt.readAt, receipt.body, PENDING, now, now]),
+      );
+    }
+    return seqs;
   }
 
   committed(seq: number, id: string, now: number): void {
@@ -217,7 +243,9 @@ export class Outbox {
   /** The attempt succeeded: every receipt it carried is delivered. */
   delivered(rows: readonly ReceiptRow[], attempts: number, startedAt: number, at: number, status: number): void {
     this.settle(rows, DELIVERED, attempts, startedAt, at, status, null);
+    const first = rows[0];
     const last = rows[rows.length - 1];
+    if (first) this.deliveredFrom = Math.min(this.deliveredFrom, first.seq);
     if (last) this.headFrom = Math.max(this.headFrom, last.seq + 1);
   }
 
@@ -344,29 +372,51 @@ export class Outbox {
    * dedup window (and, past DEDUP_MAX_IDS rows, the oldest delivered whatever their age). Pending
    * and failed receipts are the outbox: never deleted. The object runs it every PRUNE_EVERY receipts (`pruneDue`).
    */
-  pruneDue(): boolean {
-    return this.maxSeq % PRUNE_EVERY === 0;
+  pruneDue(previousMaxSeq = this.maxSeq - 1): boolean {
+    // A batch may step over the multiple of PRUNE_EVERY: due when one lies in (previousMaxSeq, maxSeq].
+    return Math.floor(this.maxSeq / PRUNE_EVERY) > Math.floor(previousMaxSeq / PRUNE_EVERY);
   }
 
   prune(recentLimit: number, now: number): number {
     const keepFrom = this.maxSeq - recentLimit + 1;
     const capFrom = this.maxSeq - DEDUP_MAX_IDS + 1;
-    // Only the oldest delivered rows are looked at (twice as many as arrived since the last prune,
-    // so pruning keeps pace): the scan does not grow with the table.
-    const deleted = this.sql
+    // Nothing delivered below the newest kept: nothing to read. Without this bound, while
+    // deliveries are held (every row pending) each prune would read the whole table.
+    if (this.deliveredFrom >= keepFrom) return 0;
+    // Only the oldest delivered rows are looked at, from `deliveredFrom` on (twice as many as
+    // arrived since the last prune, so pruning keeps pace): the scan does not grow with the table.
+    const oldest = this.sql
       .exec(
-        `DELETE FROM receipts WHERE seq IN (SELECT seq FROM receipts WHERE seq < ? AND status = ? ORDER BY seq LIMIT ?)
-         AND (seq < ? OR accepted_at < ?) RETURNING id`,
+        "SELECT seq, id, accepted_at FROM receipts WHERE seq >= ? AND seq < ? AND status = ? ORDER BY seq LIMIT ?",
+        this.deliveredFrom,
         keepFrom,
         DELIVERED,
         2 * PRUNE_EVERY,
-        capFrom,
-        now - DEDUP_WINDOW_MS,
       )
       .toArray()
-      .map((row) => IdRow.parse(row).id);
-    for (const id of deleted) this.ids.delete(id);
-    return deleted.length;
+      .map((row) => PruneRow.parse(row));
+    const cutoff = now - DEDUP_WINDOW_MS;
+    const prunable = (row: PruneRow) => row.seq < capFrom || row.accepted_at < cutoff;
+    const doomed = oldest.filter(prunable);
+    const first = doomed[0];
+    const last = doomed[doomed.length - 1];
+    // Every delivered row in [first, last] was read above, so this range deletes exactly `doomed`.
+    if (first && last) {
+      this.sql.exec(
+        "DELETE FROM receipts WHERE seq BETWEEN ? AND ? AND status = ? AND (seq < ? OR accepted_at < ?)",
+        first.seq,
+        last.seq,
+        DELIVERED,
+        capFrom,
+        cutoff,
+      );
+    }
+    for (const row of doomed) this.ids.delete(row.id);
+    // The lowest delivered row left: the first one read and kept; past all read when every one went.
+    const kept = oldest.find((row) => !prunable(row));
+    const lastRead = oldest[oldest.length - 1];
+    this.deliveredFrom = kept ? kept.seq : lastRead && oldest.length === 2 * PRUNE_EVERY ? lastRead.seq + 1 : keepFrom;
+    return doomed.length;
   }
 }
 

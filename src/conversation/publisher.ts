@@ -5,13 +5,24 @@
  */
 import { z } from "zod";
 import type { Outbox } from "./outbox";
+import { ReadState } from "./read-state";
 import { deadLetterKey, snapshotKey, type DeadLetterEntry } from "./snapshot";
 
 /** A snapshot holds the newest receipts that fit in this many bytes (KV allows 25 MiB; the API
  * reads the whole value on every call). */
 export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 
+/**
+ * A snapshot holds at most this many readers' states, the newest by `lastReadAt`, within
+ * MAX_SNAPSHOT_READS_BYTES: a group's reads are unbounded (issue 18: 122 Tencent callbacks of
+ * 2,450 readers made a 27 MB snapshot, over KV's 25 MiB), so the snapshot is trimmed, never
+ * refused. Every reader stays in the object, paged by the API and the dashboard.
+ */
+export const MAX_SNAPSHOT_READERS = 1000;
+export const MAX_SNAPSHOT_READS_BYTES = 512 * 1024;
+
 const StateRow = z.object({ state: z.string() });
+const Count = z.object({ n: z.number() });
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
@@ -27,12 +38,35 @@ export function snapshotJson(sql: SqlStorage, outbox: Outbox, conversation: stri
     if (bytes > MAX_SNAPSHOT_BYTES && receipts.length > 0) break;
     receipts.push(body);
   }
-  const reads = sql
-    .exec("SELECT state FROM reads ORDER BY reader")
+  const newest = sql
+    .exec("SELECT state FROM reads ORDER BY json_extract(state, '$.lastReadAt') DESC, reader LIMIT ?", MAX_SNAPSHOT_READERS + 1)
     .toArray()
     .map((row) => StateRow.parse(row).state);
+  // Fewer than the bound came back: that is every reader, no count needed.
+  const readers = newest.length > MAX_SNAPSHOT_READERS ? Count.parse(sql.exec("SELECT COUNT(*) AS n FROM reads").one()).n : newest.length;
+  const reads = boundedReads(newest);
   const head = JSON.stringify({ conversation, updatedAt: iso(now) }).slice(0, -1);
-  return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],"deliveries":${JSON.stringify(outbox.counts())}}`;
+  const bound = `"readers":${readers}${reads.length < readers ? ',"readsTruncated":true' : ""}`;
+  return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],${bound},"deliveries":${JSON.stringify(outbox.counts())}}`;
+}
+
+/**
+ * The read states a snapshot keeps, from the stored JSON texts newest first: at most
+ * MAX_SNAPSHOT_READERS and MAX_SNAPSHOT_READS_BYTES, then in reader order (as the API pages them).
+ */
+export function boundedReads(newestFirst: readonly string[]): string[] {
+  const kept: string[] = [];
+  let bytes = 0;
+  for (const state of newestFirst.slice(0, MAX_SNAPSHOT_READERS)) {
+    bytes += state.length + 1;
+    if (bytes > MAX_SNAPSHOT_READS_BYTES) break;
+    kept.push(state);
+  }
+  // Each text is a ReadState written by this object; its reader is the sort key.
+  return kept
+    .map((state) => ({ state, reader: ReadState.parse(JSON.parse(state)).reader }))
+    .sort((a, b) => (a.reader < b.reader ? -1 : a.reader > b.reader ? 1 : 0))
+    .map((entry) => entry.state);
 }
 
 /** The conversation's dead letters in brief (count, oldest, last error) for its index row, or undefined when it has none. */

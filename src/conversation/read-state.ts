@@ -49,3 +49,25 @@ export function foldReadState(current: ReadState | undefined, receipt: Receipt, 
   if (unreadTotal !== undefined) next.unreadTotal = unreadTotal;
   return next;
 }
+
+/**
+ * Folds receipts, in order, into their readers' states: each reader's stored state is loaded once
+ * (`load`) and comes out once, however many receipts of the batch name it, so a batch writes one
+ * row per reader rather than one per receipt and reader.
+ */
+export function foldReadStates(receipts: readonly Receipt[], load: (reader: string) => ReadState | undefined): Map<string, ReadState> {
+  const states = new Map<string, ReadState>();
+  for (const receipt of receipts) {
+    for (const reader of receipt.readers) {
+      states.set(reader, foldReadState(states.has(reader) ? states.get(reader) : load(reader), receipt, reader));
+    }
+  }
+  return states;
+}
+
+/** The largest page of read state the object, the API and the dashboard return (docs/design.md, "Bounds"). */
+export const MAX_READS_PAGE = 1000;
+
+/** A page of read state in reader order, with the number of readers; `next` (a reader) when more may follow. */
+export const ReadsPage = z.object({ reads: z.array(ReadState), readers: z.number(), next: z.string().optional() });
+export type ReadsPage = z.infer<typeof ReadsPage>;

@@ -10,7 +10,11 @@ export const Snapshot = z.object({
   updatedAt: z.string(),
   /** Newest first, at most RECENT_LIMIT. */
   receipts: z.array(Receipt),
+  /** In reader order: every reader, or when `readsTruncated`, the newest by `lastReadAt` (publisher.ts, MAX_SNAPSHOT_READERS). */
   reads: z.array(ReadState),
+  /** How many readers the conversation has; absent in snapshots written before the bound. */
+  readers: z.number().optional(),
+  readsTruncated: z.boolean().optional(),
   deliveries: z.object({ pending: z.number(), failed: z.number() }),
 });
 export type Snapshot = z.infer<typeof Snapshot>;

@@ -5,6 +5,11 @@ export async function sha256Hex(text: string): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", utf8(text)));
 }
 
+/** Lower-case hex SHA-256 of bytes as they are (a body as received). */
+export async function sha256BytesHex(bytes: Uint8Array): Promise<string> {
+  return toHex(await crypto.subtle.digest("SHA-256", bytes));
+}
+
 export async function hmacSha256Base64(key: Uint8Array, message: string): Promise<string> {
   const cryptoKey = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return toBase64(await crypto.subtle.sign("HMAC", cryptoKey, utf8(message)));

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { conversationsPage, conversationSummaryData } from "../api/conversations";
 import type { Delivery } from "../conversation/outbox";
-import { ReadState } from "../conversation/read-state";
+import { ReadsPage } from "../conversation/read-state";
 import { conversationStub } from "../conversation/stub";
 import { healthOf } from "../health";
 import { readAlertState } from "../ops/alerts";
@@ -39,9 +39,10 @@ export async function recentlyActiveKeys(db: D1Database, limit: number): Promise
 }
 
 export async function loadOverview(env: Env, now: number): Promise<OverviewData> {
-  const health = healthOf(env);
+  const health = await healthOf(env, now);
   const db = indexDb(env);
-  if (!db) return { health };
+  // Unbound or unusable (health.index says why, at the top of the page): no read that would only fail.
+  if (!db || health.index.state !== "on") return { health };
   const stats = (window: StatsWindow) => load(`the ${window} stats`, () => relayStats(db, window, now));
   const [hour, day, alertState, recent] = await Promise.all([
     stats("1h"),
@@ -52,19 +53,28 @@ export async function loadOverview(env: Env, now: number): Promise<OverviewData>
   return { health, index: { hour, day, alertState, recent } };
 }
 
-const Reads = z.array(ReadState).nullable();
+/** Readers per page of a conversation's read state (docs/design.md, "Bounds"). */
+export const READS_PAGE = 100;
 
-export async function loadConversation(env: Env, conversation: string, recentLimit: number): Promise<ConversationData> {
+/** `readsAfter`: the reader the previous page of read state ended with (`?readers=` cursor). */
+export async function loadConversation(env: Env, conversation: string, recentLimit: number, readsAfter?: string): Promise<ConversationData> {
   const stub = conversationStub(env, conversation);
   const [summary, reads, pending, failed] = await Promise.all([
     conversationSummaryData(env, conversation, recentLimit),
     // Validated rather than inferred through the RPC stub's types (too deep for tsc).
-    stub.readStates().then((states) => Reads.parse(states)),
+    stub.readStates(READS_PAGE, readsAfter).then((page) => ReadsPage.nullable().parse(page)),
     stub.deliveries("pending", OUTBOX_LIST, 0),
     stub.deliveries("failed", OUTBOX_LIST, 0),
   ]);
   const deliveries = (list: Delivery[] | null): Delivery[] => list ?? [];
-  return { conversation, summary, reads: reads ?? [], outbox: { pending: deliveries(pending), failed: deliveries(failed) }, outboxLimit: OUTBOX_LIST };
+  return {
+    conversation,
+    summary,
+    reads: reads ?? { reads: [], readers: 0 },
+    ...(readsAfter !== undefined ? { readsAfter } : {}),
+    outbox: { pending: deliveries(pending), failed: deliveries(failed) },
+    outboxLimit: OUTBOX_LIST,
+  };
 }
 
 export const Requeued = z.object({ requeued: z.number() }).nullable();

@@ -3,7 +3,7 @@
  * "", which here means "not given".
  */
 import { z } from "zod";
-import { ListQuery } from "../api/conversations";
+import { Cursor, ListQuery } from "../api/conversations";
 import { describeIssue } from "../providers/provider";
 import { ReplayFilter } from "../ops/replay-job";
 
@@ -60,6 +60,8 @@ export const ConversationQuery = z.object({
   watch: optionalField(z.literal("1").optional()).catch(undefined),
   // Set by the replay redirect, to say how many dead letters went back in the queue.
   requeued: optionalField(z.coerce.number().int().min(0).optional()).catch(undefined),
+  // The page of read state after this reader (a cursor the page itself wrote); a bad one shows the first page.
+  readers: Cursor.catch(undefined),
 });
 
 export const ReplayConversationForm = z.object({

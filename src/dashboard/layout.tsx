@@ -1,10 +1,10 @@
 /**
  * The page shell and the small pieces every page uses. Hono's JSX escapes every text and
  * attribute value; nothing here passes data through `raw()`. No inline script or style: the CSP
- * (routes.tsx) allows only the two assets.
+ * (routes.tsx) allows only the assets (stylesheet, script, icon).
  */
 import type { Child, PropsWithChildren } from "hono/jsx";
-import { assetPath, SCRIPT, STYLESHEET } from "./assets";
+import { assetPath, ICON, SCRIPT, STYLESHEET } from "./assets";
 import { MAX_LIVE_CONVERSATIONS } from "./inputs";
 
 export type Section = "overview" | "conversations" | "dead-letters" | "none";
@@ -104,6 +104,7 @@ export function Page({ title, section, signedIn, children }: PropsWithChildren<{
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="color-scheme" content="light dark" />
         <title>{`${title} · receipt-relay`}</title>
+        <link rel="icon" type="image/svg+xml" href={assetPath(ICON)} />
         <link rel="stylesheet" href={assetPath(STYLESHEET)} />
         <script src={assetPath(SCRIPT)} defer></script>
       </head>

@@ -4,6 +4,7 @@
  * (docs/operations.md, "Logs").
  */
 import { log } from "../log";
+import { indexProblemOf, reportIndexProblem } from "../ops/conversation-index";
 
 export type Loaded<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -14,6 +15,12 @@ export async function load<T>(what: string, read: () => Promise<T>): Promise<Loa
     return { ok: true, value: await read() };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
+    // The index's tables missing (migrations not applied): say the fix, and log it once, not per page.
+    const problem = indexProblemOf(error);
+    if (problem.kind === "unmigrated") {
+      reportIndexProblem("dashboard", problem);
+      return { ok: false, error: `${what} failed: ${problem.message}` };
+    }
     log("error", "dashboard_failed", { what, error: message });
     return { ok: false, error: `${what} failed: ${message.slice(0, MAX_MESSAGE)}` };
   }

@@ -21,7 +21,7 @@ import { clientAddress, countAuthFailure } from "../auth-limit";
 import { openLiveTail } from "../conversation/live-tail";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
-import { apiError, jsonResponse } from "../http";
+import { apiError, jsonResponse, limitBody } from "../http";
 import { log } from "../log";
 import { indexDb } from "../ops/conversation-index";
 import { ReplayFilter } from "../ops/replay-job";
@@ -56,8 +56,11 @@ import { endSession, hasSession, startSession } from "./session";
 type DashboardEnv = { Bindings: Env; Variables: { adminToken: string } };
 type DashboardContext = Context<DashboardEnv>;
 
-/** Forms are a few fields; anything larger is not one of ours. */
-const MAX_FORM_BYTES = 16 * 1024;
+/**
+ * Forms are a few fields: at most a 4096-character token or conversation key (keys are ASCII,
+ * so three times that URL-encoded) and a 2048-character path. Anything larger is not one of ours.
+ */
+export const MAX_FORM_BYTES = 16 * 1024;
 
 /** Only the two assets run or style a page; nothing inline, nothing from elsewhere. */
 const pageHeaders = secureHeaders({
@@ -105,7 +108,10 @@ const noStore = createMiddleware<DashboardEnv>(async function noStore(c, next) {
  * or the replay progress JSON is refused 401 instead (a redirect would lose the form).
  */
 const requireSession = createMiddleware<DashboardEnv>(async function requireSession(c, next) {
-  if (await hasSession(c, c.var.adminToken, Date.now())) return next();
+  const session = await load("checking the session", () => hasSession(c, c.env, c.var.adminToken, Date.now()));
+  // Sign-outs live in a Durable Object (session.ts): when it cannot answer, refuse rather than guess.
+  if (!session.ok) return failedPage(c, 503, "Could not check your session.", session.error);
+  if (session.value) return next();
   const url = new URL(c.req.url);
   if (url.pathname.endsWith(".json")) return apiError(401, "unauthorized", "no dashboard session: sign in at /dashboard/login");
   if (c.req.method !== "GET") {
@@ -123,11 +129,6 @@ const requireSession = createMiddleware<DashboardEnv>(async function requireSess
   return c.redirect(back.success ? `/dashboard/login?next=${encodeURIComponent(back.data)}` : "/dashboard/login", 303);
 });
 
-async function readForm(c: DashboardContext): Promise<Record<string, unknown> | undefined> {
-  if (Number(c.req.header("content-length") ?? 0) > MAX_FORM_BYTES) return undefined;
-  return c.req.parseBody();
-}
-
 const tooLarge = (c: DashboardContext) =>
   render(
     c,
@@ -136,6 +137,9 @@ const tooLarge = (c: DashboardContext) =>
       <p>That form was larger than any of this dashboard's.</p>
     </MessagePage>,
   );
+
+/** Every body, counted as it streams: a chunked upload is refused past the limit, never read whole (src/http.ts). */
+const limitForm = limitBody<DashboardEnv>(MAX_FORM_BYTES, tooLarge);
 
 const notFoundPage = (c: DashboardContext, message: string) =>
   render(
@@ -164,7 +168,9 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
   .get("/conversations/:key/live", async (c) => {
     const admin = adminTokenOf(c.env);
     if (!admin.ok) return new Response(admin.reason, { status: 503 });
-    if (!(await hasSession(c, admin.token, Date.now()))) return new Response("no dashboard session: sign in at /dashboard/login", { status: 403 });
+    const session = await load("checking the session", () => hasSession(c, c.env, admin.token, Date.now()));
+    if (!session.ok) return new Response("could not check the dashboard session: try again in a moment", { status: 503 });
+    if (!session.value) return new Response("no dashboard session: sign in at /dashboard/login", { status: 403 });
     if (c.req.header("origin") !== new URL(c.req.url).origin) return new Response("the live tail opens from this dashboard's own pages only", { status: 403 });
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       return new Response("expected a WebSocket upgrade", { status: 426, headers: { upgrade: "websocket" } });
@@ -179,15 +185,16 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
     if (!asset) return c.text("no such asset", 404, { "cache-control": "no-store" });
     return c.body(asset.body, 200, { "content-type": asset.contentType, "cache-control": ASSET_CACHE_CONTROL });
   })
-  .use("*", noStore, requireEnabled, csrf())
+  .use("*", noStore, requireEnabled, csrf(), limitForm)
   .get("/login", async (c) => {
     const query = LoginQuery.parse(c.req.query());
-    if (await hasSession(c, c.var.adminToken, Date.now())) return c.redirect(query.next ?? "/dashboard", 303);
+    // Signed in already: on to the page. A session that cannot be checked gets the form.
+    const session = await load("checking the session", () => hasSession(c, c.env, c.var.adminToken, Date.now()));
+    if (session.ok && session.value) return c.redirect(query.next ?? "/dashboard", 303);
     return render(c, 200, <LoginPage next={query.next} />);
   })
   .post("/login", async (c) => {
-    const body = await readForm(c);
-    if (!body) return tooLarge(c);
+    const body = await c.req.parseBody();
     const form = LoginForm.safeParse(body);
     if (!form.success) return render(c, 400, <LoginPage error={`Invalid form: ${describeInvalid(form.error)}`} />);
     const { token, next } = form.data;
@@ -203,8 +210,10 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
     await startSession(c, c.var.adminToken, Date.now());
     return c.redirect(next ?? "/dashboard", 303);
   })
-  .post("/logout", (c) => {
-    endSession(c);
+  // Ends the session on the server too (session.ts): a copied cookie is refused from now on.
+  .post("/logout", async (c) => {
+    const ended = await load("signing out", () => endSession(c, c.env, c.var.adminToken, Date.now()));
+    if (!ended.ok) return failedPage(c, 503, "Could not sign out.", `${ended.error}. Your session is still valid: try again.`);
     return c.redirect("/dashboard/login", 303);
   })
   .use("*", requireSession)
@@ -234,7 +243,7 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
     const conversation = key.data;
     const query = ConversationQuery.parse(c.req.query());
     const recentLimit = settingsOf(c.env).settings.RECENT_LIMIT;
-    const data = await load("reading the conversation", () => loadConversation(c.env, conversation, recentLimit));
+    const data = await load("reading the conversation", () => loadConversation(c.env, conversation, recentLimit, query.readers));
     if (!data.ok) return failedPage(c, 503, "Could not read this conversation.", data.error);
     if (!data.value.summary && query.watch !== "1") {
       return render(
@@ -257,8 +266,7 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
   .post("/conversations/:key/replay", async (c) => {
     const key = ConversationKey.safeParse(c.req.param("key"));
     if (!key.success) return notFoundPage(c, "A conversation key is 1 to 4096 characters.");
-    const body = await readForm(c);
-    if (!body) return tooLarge(c);
+    const body = await c.req.parseBody();
     const { back } = ReplayConversationForm.parse(body);
     const retried = await load("re-queueing the dead letters", async () => Requeued.parse(await conversationStub(c.env, key.data).retryDeadLetters()));
     if (!retried.ok) return failedPage(c, 503, "Could not re-queue the dead letters.", retried.error);
@@ -280,8 +288,7 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
   })
   // Replay all: a durable job (src/ops/replay-job.ts), then its progress page.
   .post("/replays", async (c) => {
-    const body = await readForm(c);
-    if (!body) return tooLarge(c);
+    const body = await c.req.parseBody();
     const form = ReplayAllForm.safeParse(body);
     const filter = form.success ? ReplayFilter.safeParse(form.data) : form;
     if (!filter.success) return failedPage(c, 400, "Invalid replay filter.", describeInvalid(filter.error));

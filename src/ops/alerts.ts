@@ -174,11 +174,28 @@ export function alertBody(alert: Digest): string {
 /** A webhook-id per kind and evaluation: `alert:<kind>:<unix seconds>`. */
 export const alertId = (alert: Pick<Digest, "kind" | "at">) => `alert:${alert.kind}:${Math.floor(alert.at / 1000)}`;
 
+/**
+ * Text from callbacks or the origin (keys, errors that may echo a provider's user id) as data in
+ * Slack's mrkdwn: `&`, `<` and `>` escaped as Slack documents
+ * (https://api.slack.com/reference/surfaces/formatting#escaping), so no mention (`<!channel>`) or
+ * link can form; backticks turned into a look-alike (U+02CB) and line breaks into spaces, so the
+ * text cannot close its code span or start a line of its own.
+ */
+export function slackCode(text: string): string {
+  const data = text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/`/g, "\u02cb")
+    .replace(/[\r\n\u2028\u2029]+/g, " ");
+  return `\`${data}\``;
+}
+
 /** One line of text for Slack (`{"text": …}`): what happened, counts, keys and errors. */
 export function slackText(alert: Digest): string {
   const more = alert.moreKeys > 0 ? ` and ${alert.moreKeys} more` : "";
-  const keys = alert.keys.length > 0 ? `\nConversations: ${alert.keys.map((key) => `\`${key}\``).join(", ")}${more}` : "";
-  const errors = alert.errors.length > 0 ? `\nLast errors: ${alert.errors.map((error) => `\`${error}\``).join("; ")}` : "";
+  const keys = alert.keys.length > 0 ? `\nConversations: ${alert.keys.map(slackCode).join(", ")}${more}` : "";
+  const errors = alert.errors.length > 0 ? `\nLast errors: ${alert.errors.map(slackCode).join("; ")}` : "";
   switch (alert.kind) {
     case "dead_letter":
       return `:rotating_light: receipt-relay: ${alert.conversations} conversation(s) with new dead letters (${alert.total} dead letters in all)${keys}${errors}`;

@@ -20,6 +20,7 @@ import { z } from "zod";
 import type { Outbox } from "../conversation/outbox";
 import { DELIVERED } from "../conversation/schema";
 import type { DeadLetterEntry } from "../conversation/snapshot";
+import { log } from "../log";
 import { Activity } from "./activity";
 
 /** With SNAPSHOT_INTERVAL_SECONDS=0 (no snapshot), a conversation still writes its row at most this often. */
@@ -230,3 +231,123 @@ export function describeRow(row: IndexRow) {
 
 /** The binding, or undefined when the deployment has none (the index is then off). */
 export const indexDb = (env: Env): D1Database | undefined => (env as { DB?: D1Database }).DB;
+
+/**
+ * What migrations/ creates (0001 to 0003), for /healthz to compare with the database. The relay
+ * never creates these itself (docs/operations.md, "The index is missing or failing").
+ */
+export const INDEX_SCHEMA: Record<string, readonly string[]> = {
+  conversations: [...Object.keys(IndexRow.shape)],
+  alert_state: ["id", "checked_at", "dead_letter_since", "dead_letter_sent_at", "origin_failing_sent_at", "recovered_sent_at", "failing_raised"],
+};
+
+/** The one command that creates the index's tables, in every message that reports them missing. */
+export const MIGRATE_FIX =
+  "apply the D1 migrations: npx wrangler d1 migrations apply DB --local (under wrangler dev), or npm run deploy (the deployed Worker: it applies pending migrations; docs/deploy.md)";
+
+/**
+ * Why the index cannot be used: `unmigrated` when tables or columns of migrations/ are missing
+ * (`missing` names them, as `table` or `table.column`), `failing` when D1 itself fails.
+ */
+export type IndexProblem = { kind: "unmigrated"; missing: string[]; message: string } | { kind: "failing"; message: string };
+
+const MAX_ERROR_CHARS = 200;
+
+/** Classifies an error thrown by a D1 call (D1 reports SQLite's own "no such table: x"). */
+export function indexProblemOf(error: unknown): IndexProblem {
+  const text = (error instanceof Error ? error.message : String(error)).slice(0, MAX_ERROR_CHARS);
+  const missing = /no such (table|column): ([\w.]+)/.exec(text);
+  if (missing?.[2]) return unmigrated([missing[2]]);
+  return { kind: "failing", message: `the conversation index (D1 binding DB) failed: ${text}` };
+}
+
+const unmigrated = (missing: string[]): IndexProblem => ({
+  kind: "unmigrated",
+  missing,
+  message: `the conversation index is missing ${missing.join(", ")}: ${MIGRATE_FIX}`,
+});
+
+/** How long a probe's answer is reused in an isolate: /healthz stays one cheap read at most every 30 s. */
+export const INDEX_PROBE_TTL_MS = 30_000;
+const probes = new WeakMap<D1Database, { at: number; problem: IndexProblem | undefined }>();
+const NameRow = z.object({ name: z.string() });
+const TableColumn = z.object({ tbl: z.string(), col: z.string() });
+const parsedOr = <T>(schema: z.ZodType<T>, row: unknown): T[] => {
+  const parsed = schema.safeParse(row);
+  return parsed.success ? [parsed.data] : [];
+};
+
+/**
+ * Compares the database with INDEX_SCHEMA: its tables, then (where D1 allows the pragma) their
+ * columns; undefined when it matches. Cached per binding for INDEX_PROBE_TTL_MS.
+ */
+export async function probeIndex(db: D1Database, now: number): Promise<IndexProblem | undefined> {
+  const cached = probes.get(db);
+  if (cached && now - cached.at < INDEX_PROBE_TTL_MS) return cached.problem;
+  let problem: IndexProblem | undefined;
+  try {
+    const listed = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+    const tables = new Set(listed.results.flatMap((row) => parsedOr(NameRow, row).map((table) => table.name)));
+    const missing = Object.keys(INDEX_SCHEMA).filter((table) => !tables.has(table));
+    if (missing.length === 0) missing.push(...(await missingColumns(db)));
+    problem = missing.length > 0 ? unmigrated(missing) : undefined;
+  } catch (error) {
+    problem = indexProblemOf(error);
+  }
+  probes.set(db, { at: now, problem });
+  return problem;
+}
+
+/** Columns of INDEX_SCHEMA that the tables lack (a later migration not applied); none when the pragma is refused. */
+async function missingColumns(db: D1Database): Promise<string[]> {
+  try {
+    const names = Object.keys(INDEX_SCHEMA);
+    const result = await db
+      .prepare(
+        `SELECT m.name AS tbl, p.name AS col FROM sqlite_master AS m, pragma_table_info(m.name) AS p WHERE m.name IN (${names.map(() => "?").join(", ")})`,
+      )
+      .bind(...names)
+      .all();
+    const found = new Set(result.results.flatMap((row) => parsedOr(TableColumn, row).map((column) => `${column.tbl}.${column.col}`)));
+    return Object.entries(INDEX_SCHEMA).flatMap(([table, columns]) =>
+      columns.filter((column) => !found.has(`${table}.${column}`)).map((column) => `${table}.${column}`),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Records what a real use of the index found, so that /healthz says it without waiting for its
+ * next probe: a failing D1 as is; missing tables by probing again (the error names only the first).
+ */
+export function noteIndexProblem(db: D1Database, problem: IndexProblem, now: number): void {
+  if (problem.kind === "unmigrated") probes.delete(db);
+  else probes.set(db, { at: now, problem });
+}
+
+const warned = new Set<string>();
+
+/**
+ * Logs an index failure once per isolate, place and kind (`index_unavailable`), and its end once
+ * (`index_recovered`): the API, the dashboard and the alert cron would otherwise log the same
+ * missing table on every call. `where` is `api`, `dashboard` or `alerts`.
+ */
+export function reportIndexProblem(where: string, problem: IndexProblem | undefined): void {
+  if (!problem) {
+    const ended = [...warned].filter((key) => key.startsWith(`${where}:`));
+    if (ended.length === 0) return;
+    for (const key of ended) warned.delete(key);
+    log("info", "index_recovered", { where });
+    return;
+  }
+  const key = `${where}:${problem.kind}`;
+  if (warned.has(key)) return;
+  warned.add(key);
+  log("warn", "index_unavailable", {
+    where,
+    kind: problem.kind,
+    ...(problem.kind === "unmigrated" ? { missing: problem.missing } : {}),
+    error: problem.message,
+  });
+}

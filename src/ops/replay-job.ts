@@ -18,6 +18,7 @@ import { z } from "zod";
 import { conversationStub } from "../conversation/stub";
 import { failingKeys, indexDb, type IndexFilter } from "./conversation-index";
 import { log } from "../log";
+import { useLogLevel } from "../settings";
 
 export const REPLAY_BATCH = 25;
 const REPLAY_RETRY_MS = 30_000;
@@ -77,6 +78,7 @@ export class ReplayJob extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    useLogLevel(env);
   }
 
   /**

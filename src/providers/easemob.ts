@@ -9,12 +9,10 @@ import { z } from "zod";
 import { fromHex } from "../crypto/encoding";
 import { md5, md5Hex } from "../crypto/md5";
 import { timingSafeEqualBytes } from "../crypto/timing-safe";
-import { groupConversationKey, isoFromMillis, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { groupConversationKey, isoFromMillis, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
 import { integer, list, optional } from "../settings";
 import { Identifier, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Outcome, type Provider } from "./provider";
 
-/** How far in the future a timestamp may be (clock skew), in ms. */
-const MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
 /** Easemob reads at most 1,000 characters of an answer. */
 const MAX_ANSWER_CHARS = 1000;
 
@@ -46,8 +44,12 @@ const ReadEvent = z.object({
 const Settings = z.object({
   /** One or more rule secrets, comma-separated. */
   EASEMOB_SECRET: optional(list(z.string(), "secret")),
-  /** Easemob retries a failed callback once, at once: five minutes covers it and clock skew. */
-  MAX_EVENT_AGE_SECONDS: optional(integer(1, 7 * 86400)).default(300),
+  /**
+   * Easemob retries a failed callback once, at once: five minutes covers it and clock skew. At most
+   * MAX_EVENT_AGE_MS (47 h 55 min): a larger value would let a signature outlive the dedup window,
+   * so it is malformed and turns Easemob off until fixed (docs/design.md, "Deduplication").
+   */
+  MAX_EVENT_AGE_SECONDS: optional(integer(1, MAX_EVENT_AGE_MS / 1000)).default(300),
 });
 
 export interface EasemobConfig {
@@ -143,7 +145,7 @@ export const easemob: Provider<EasemobConfig, Envelope, typeof Settings> = {
       receivedAt,
       raw: envelope.raw,
     };
-    return { ok: true, value: { kind: "receipt", receipt } };
+    return { ok: true, value: { kind: "receipt", receipt, eventTime: { ms: Number(envelope.timestamp), field: "timestamp" } } };
   },
 
   answer(outcome: Outcome): Answer {

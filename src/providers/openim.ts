@@ -162,7 +162,8 @@ export const openim: Provider<OpenimConfig, Envelope, typeof Settings> = {
         upTo: { seq: body.unreadMsgNum },
       };
     }
-    return { ok: true, value: { kind: "receipt", receipt } };
+    // OpenIM sends no time (and signs nothing): nothing to age.
+    return { ok: true, value: { kind: "receipt", receipt, eventTime: null } };
   },
 
   answer(outcome: Outcome): Answer {

@@ -38,8 +38,15 @@ export interface Answer {
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; rejection: Rejection };
 
+/**
+ * The provider's own time of the event, where what authenticates the callback covers it: ingest
+ * refuses the callback once it is older than MAX_EVENT_AGE_MS (src/receipt.ts), so that a captured
+ * callback can never outlive the dedup window. `null` when no such time exists (docs/design.md, "Deduplication").
+ */
+export type EventTime = { ms: number; field: string } | null;
+
 /** `normalize` either makes a receipt, or says the authentic callback is some other event. */
-export type Normalized = { kind: "receipt"; receipt: Receipt } | { kind: "ignored"; event: string };
+export type Normalized = { kind: "receipt"; receipt: Receipt; eventTime: EventTime } | { kind: "ignored"; event: string };
 
 export type ProviderConfig<Config> =
   | { state: "enabled"; config: Config }
@@ -70,6 +77,11 @@ export interface Claim {
   expiresAt: number;
 }
 
+/** A claim as ingest makes it: with the SHA-256 (hex) of the body's bytes, so that another body under the same nonce is a replay. */
+export interface BodyClaim extends Claim {
+  digest: string;
+}
+
 export interface Provider<Config, Envelope, Settings extends z.ZodObject = z.ZodObject> {
   name: ProviderName;
   /**
@@ -87,8 +99,8 @@ export interface Provider<Config, Envelope, Settings extends z.ZodObject = z.Zod
   normalize(envelope: Envelope, context: NormalizeContext): Promise<Parsed<Normalized>>;
   /**
    * For a provider whose signature covers a nonce but not the body (Easemob signs only callId and
-   * timestamp): the nonce, which the relay binds to the conversation of its first authentic use,
-   * so that a captured signature cannot carry another body into another conversation.
+   * timestamp): the nonce, which the relay binds to the body (its digest) and conversation of its
+   * first authentic use, so that a captured signature cannot carry another body.
    */
   claim?(envelope: Envelope, config: Config): Claim;
   /** The provider's own answer shape for any outcome. */

@@ -76,8 +76,8 @@ const MessageRead = z.object({
         total_unread_message_count: Count.optional(),
       }),
     )
-    .min(1, "must name at least one reader")
-    .max(1000, "must name at most 1000 readers"),
+    // No maximum here: past MAX_READERS_PER_RECEIPT, ingest keeps the first ones and counts the rest.
+    .min(1, "must name at least one reader"),
   app_id: Identifier.optional(),
 });
 
@@ -163,7 +163,8 @@ export const sendbird: Provider<SendbirdConfig, Envelope, typeof Settings> = {
       receivedAt,
       raw: json.value,
     };
-    return { ok: true, value: { kind: "receipt", receipt } };
+    // read_ts is inside the signed body; the latest one is the callback's own time.
+    return { ok: true, value: { kind: "receipt", receipt, eventTime: { ms: Math.max(...times), field: "read_updates[].read_ts" } } };
   },
 
   answer(outcome: Outcome): Answer {

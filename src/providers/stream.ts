@@ -242,7 +242,8 @@ export const stream: Provider<StreamConfig, Envelope, typeof Settings> = {
       receivedAt,
       raw,
     };
-    return { ok: true, value: { kind: "receipt", receipt } };
+    // created_at is inside the signed body: a captured callback ages with it.
+    return { ok: true, value: { kind: "receipt", receipt, eventTime: { ms: Date.parse(body.created_at), field: "created_at" } } };
   },
 
   answer(outcome: Outcome): Answer {

@@ -236,7 +236,9 @@ export const tencent: Provider<TencentConfig, Envelope, typeof Settings> = {
         readAt: timeOf(body.EventTime),
       };
     }
-    return { ok: true, value: { kind: "receipt", receipt } };
+    // Sign covers RequestTime only, checked to 60 s above, so a captured callback is dead long before
+    // the dedup window ends; EventTime is unsigned, and an old one proves nothing (docs/providers/tencent.md).
+    return { ok: true, value: { kind: "receipt", receipt, eventTime: null } };
   },
 
   answer(outcome: Outcome): Answer {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { easemob, signEasemob, type EasemobConfig } from "../../src/providers/easemob";
-import type { Receipt } from "../../src/receipt";
-import { copy, samples, signedEasemob } from "../support/callbacks";
+import { groupConversationKey, type Receipt } from "../../src/receipt";
+import { api, copy, EASEMOB_SECRETS, samples, send, signedEasemob, unique } from "../support/callbacks";
 import { rawCallback, receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
@@ -202,5 +202,36 @@ describe("easemob answers", () => {
     const refused = easemob.answer({ ok: false, status: 401, code: "bad_signature", message: "x".repeat(5000) });
     expect(refused.status).toBe(401);
     expect(JSON.stringify(refused.body).length).toBeLessThanOrEqual(1000);
+  });
+});
+
+describe("easemob through the worker: a claimed callId is bound to its body (issue 18, finding 3)", () => {
+  /** A group read_ack of its own group and callId, signed now with the relay's test secret. */
+  async function groupRead() {
+    const group = unique("g");
+    const body = copy(samples.easemob.group, { callId: `XXXX#XXXX_${unique("")}`, to: group });
+    return { group, body: await signedEasemob(body, { secret: EASEMOB_SECRETS[0] }) };
+  }
+
+  it("refuses a re-sent callId with another reader and message in the same group as 401 replayed, storing nothing", async () => {
+    const { group, body } = await groupRead();
+    expect(await (await send("/v1/hooks/easemob", { json: body })).json()).toEqual({ status: "ok", result: "accepted" });
+    // Easemob's own retry: the same bytes again.
+    expect(await (await send("/v1/hooks/easemob", { json: body })).json()).toEqual({ status: "ok", result: "duplicate" });
+    // The forger keeps callId, timestamp and security; the group (so the conversation) is the same.
+    const altered = { ...body, from: "mallory", payload: { ...(body.payload as object), ack_message_id: "1406088702140099999" } };
+    const replayed = await send("/v1/hooks/easemob", { json: altered });
+    expect(replayed.status).toBe(401);
+    expect(await replayed.json()).toMatchObject({ status: "error", code: "replayed" });
+    const conversation = groupConversationKey("easemob", String(body.appkey), group);
+    const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
+    expect(await listed.json()).toMatchObject({ receipts: [{ readers: ["tst"], messages: [{ id: "1406088702140090324" }] }] });
+  });
+
+  it("refuses even a re-serialization of the same body: the digest is of the bytes as received", async () => {
+    const { body } = await groupRead();
+    const text = JSON.stringify(body);
+    expect((await send("/v1/hooks/easemob", { body: text })).status).toBe(200);
+    expect((await send("/v1/hooks/easemob", { body: `${text}\n` })).status).toBe(401);
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { openim } from "../../src/providers/openim";
-import type { Receipt } from "../../src/receipt";
-import { copy, samples } from "../support/callbacks";
+import { z } from "zod";
+import { MAX_MESSAGES_PER_RECEIPT, Receipt as ReceiptSchema, singleConversationKey, type Receipt } from "../../src/receipt";
+import { api, copy, openimPath, samples, send, unique } from "../support/callbacks";
 import { rawCallback, receiptFrom, runProvider } from "../support/pipeline";
 
 const RECEIVED_AT = "2026-11-22T00:00:00.000Z";
@@ -134,5 +135,24 @@ describe("openim answers", () => {
     });
     const refused = openim.answer({ ok: false, status: 401, code: "bad_token", message: "m" });
     expect(refused).toEqual({ status: 401, body: { actionCode: 1, errCode: 20401, errMsg: "bad_token", errDlt: "m", nextCode: 0 } });
+  });
+});
+
+describe("openim through the worker: bounds (issue 18, finding 1)", () => {
+  it(`keeps the newest ${MAX_MESSAGES_PER_RECEIPT} seqs of a single read and counts the rest (OpenIM never retries: nothing is refused)`, async () => {
+    const reader = unique("reader");
+    const peer = unique("peer");
+    const seqs = Array.from({ length: MAX_MESSAGES_PER_RECEIPT + 500 }, (_, i) => i + 1);
+    const body = copy(samples.openim.single, { conversationID: `si_${reader}_${peer}`, userID: reader, Seqs: seqs });
+    const response = await send(openimPath(SINGLE), { json: body, headers: { operationID: unique("op-") } });
+    expect(await response.json()).toEqual({ actionCode: 0, errCode: 0, errMsg: "", errDlt: "", nextCode: 0 });
+    const conversation = singleConversationKey("openim", "openim", reader, peer);
+    const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
+    const [receipt] = z.object({ receipts: z.array(ReceiptSchema) }).parse(await listed.json()).receipts;
+    expect(receipt?.messages).toHaveLength(MAX_MESSAGES_PER_RECEIPT);
+    expect(receipt?.messages[0]).toEqual({ seq: 501 });
+    expect(receipt?.messages.at(-1)).toEqual({ seq: MAX_MESSAGES_PER_RECEIPT + 500 });
+    expect(receipt?.truncated).toEqual({ messages: 500 });
+    expect(receipt?.readers).toEqual([reader]);
   });
 });

@@ -3,7 +3,8 @@ import type { IngestDeps } from "../../src/ingest";
 import { providers } from "../../src/providers";
 import type { RawCallback } from "../../src/providers/provider";
 import { sendbird, signSendbird, type SendbirdConfig } from "../../src/providers/sendbird";
-import { groupConversationKey } from "../../src/receipt";
+import { z } from "zod";
+import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, MAX_READERS_PER_RECEIPT, Receipt } from "../../src/receipt";
 import { api, copy, SENDBIRD_APP, SENDBIRD_TOKENS, sendbirdHeaders, sendbirdSamples, send, sendSendbird, unique } from "../support/callbacks";
 import { receiptFrom, runProvider } from "../support/pipeline";
 
@@ -216,7 +217,16 @@ describe("sendbird answers", () => {
 });
 
 describe("sendbird through the worker", () => {
-  const readIn = (channelUrl: string) => copy(sendbirdSamples.read, { channel: { ...sendbirdSamples.read.channel, channel_url: channelUrl } });
+  // A live read: the sample's own read_ts (2018) is long past the dedup window.
+  const readIn = (channelUrl: string, readTs = Date.now()) =>
+    copy(sendbirdSamples.read, {
+      channel: { ...sendbirdSamples.read.channel, channel_url: channelUrl },
+      read_updates: [{ ...sendbirdSamples.read.read_updates[0], read_ts: readTs }],
+    });
+  const receiptsOf = async (channelUrl: string) => {
+    const conversation = groupConversationKey("sendbird", SENDBIRD_APP, channelUrl);
+    return api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
+  };
 
   it("stores a signed read once, with escaped slashes in the bytes; the retry is a duplicate", async () => {
     const channelUrl = `${unique("room-")}/general`;
@@ -229,6 +239,41 @@ describe("sendbird through the worker", () => {
     const conversation = groupConversationKey("sendbird", SENDBIRD_APP, channelUrl);
     const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
     expect(await listed.json()).toMatchObject({ receipts: [{ provider: "sendbird", group: channelUrl, readers: ["John"] }] });
+  });
+
+  it("refuses a captured read once its latest read_ts is past the dedup window (issue 18, finding 4)", async () => {
+    const fresh = unique("room-");
+    expect(await (await sendSendbird(escapedText(readIn(fresh, Date.now() - MAX_EVENT_AGE_MS + 60_000)))).json()).toEqual({ status: "ok", result: "accepted" });
+    const channelUrl = unique("room-");
+    const captured = escapedText(readIn(channelUrl, Date.now() - MAX_EVENT_AGE_MS - 60_000));
+    const replayed = await sendSendbird(captured);
+    expect(replayed.status).toBe(401);
+    expect(await replayed.json()).toEqual({
+      status: "error",
+      code: "expired",
+      message: expect.stringContaining("read_updates[].read_ts is more than 47 h 55 min old"),
+    });
+    expect((await receiptsOf(channelUrl)).status).toBe(404);
+    const ahead = await sendSendbird(escapedText(readIn(unique("room-"), Date.now() + MAX_FUTURE_SKEW_MS + 60_000)));
+    expect(await ahead.json()).toMatchObject({ status: "error", code: "from_the_future" });
+  });
+
+  it(`keeps the first ${MAX_READERS_PER_RECEIPT} readers of a read and counts the rest (it refused them all before)`, async () => {
+    const channelUrl = unique("room-");
+    const now = Date.now();
+    const updates = Array.from({ length: MAX_READERS_PER_RECEIPT + 200 }, (_, i) => ({ user_id: `u${i}`, read_ts: now - i }));
+    const { members: _members, ...read } = readIn(channelUrl);
+    const text = JSON.stringify({ ...read, read_updates: updates });
+    expect(new TextEncoder().encode(text).length).toBeLessThan(64 * 1024);
+    const response = await sendSendbird(text);
+    expect(await response.json()).toEqual({ status: "ok", result: "accepted" });
+    const { receipts } = z.object({ receipts: z.array(Receipt) }).parse(await (await receiptsOf(channelUrl)).json());
+    expect(receipts).toHaveLength(1);
+    expect(receipts[0]!.readers).toHaveLength(MAX_READERS_PER_RECEIPT);
+    expect(receipts[0]!.readers.at(-1)).toBe(`u${MAX_READERS_PER_RECEIPT - 1}`);
+    expect(receipts[0]!.truncated).toEqual({ readers: 200 });
+    // raw keeps every reader for the origin.
+    expect(receipts[0]!.raw.read_updates).toHaveLength(MAX_READERS_PER_RECEIPT + 200);
   });
 
   it("refuses a bad signature with 401 in Sendbird's shape", async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { inflateIfGzip, signStream, stream, type StreamConfig } from "../../src/providers/stream";
 import type { IngestDeps } from "../../src/ingest";
 import type { RawCallback } from "../../src/providers/provider";
-import { groupConversationKey } from "../../src/receipt";
+import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS } from "../../src/receipt";
 import { providers } from "../../src/providers";
 import { api, copy, gzip, send, sendStream, STREAM_API_KEY, STREAM_SECRETS, streamRequest, streamSamples, unique } from "../support/callbacks";
 import { receiptFrom, runProvider } from "../support/pipeline";
@@ -251,11 +251,13 @@ describe("stream answers", () => {
 });
 
 describe("stream through the worker", () => {
-  const readOf = (user: string) =>
+  // A live read: the sample's own created_at (2020) is long past the dedup window.
+  const readOf = (user: string, createdAt = Date.now()) =>
     copy(streamSamples.read, {
       cid: `messaging:${unique("ch-")}`,
       channel_id: undefined,
       channel_type: undefined,
+      created_at: new Date(createdAt).toISOString(),
       user: { ...streamSamples.read.user, id: user },
     });
 
@@ -301,6 +303,25 @@ describe("stream through the worker", () => {
     const response = await sendStream(streamSamples.other);
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ status: "ok", result: "ignored" });
+  });
+
+  it("refuses a captured read once created_at is past the dedup window, whatever its X-Webhook-Id (issue 18, finding 4)", async () => {
+    const edge = Date.now() - MAX_EVENT_AGE_MS + 60_000;
+    expect(await (await sendStream(readOf(unique("reader-"), edge))).json()).toEqual({ status: "ok", result: "accepted" });
+    const captured = readOf(unique("reader-"), Date.now() - MAX_EVENT_AGE_MS - 60_000);
+    for (const webhookId of [crypto.randomUUID(), crypto.randomUUID()]) {
+      const replayed = await sendStream(captured, { webhookId });
+      expect(replayed.status).toBe(401);
+      expect(await replayed.json()).toEqual({ status: "error", code: "expired", message: expect.stringContaining("created_at is more than 47 h 55 min old") });
+    }
+    const conversation = groupConversationKey("stream", STREAM_API_KEY, String(captured.cid));
+    expect((await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`)).status).toBe(404);
+  });
+
+  it("refuses a created_at more than 5 minutes ahead (its id could be forgotten before it ages out)", async () => {
+    const ahead = await sendStream(readOf(unique("reader-"), Date.now() + MAX_FUTURE_SKEW_MS + 60_000));
+    expect(ahead.status).toBe(401);
+    expect(await ahead.json()).toMatchObject({ status: "error", code: "from_the_future" });
   });
 
   it("files the receipt under the X-Api-Key app", async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { signTencent, tencent, type TencentConfig } from "../../src/providers/tencent";
-import type { Receipt } from "../../src/receipt";
-import { copy, samples } from "../support/callbacks";
+import { z } from "zod";
+import { groupConversationKey, MAX_MESSAGES_PER_RECEIPT, MAX_READERS_PER_RECEIPT, Receipt as ReceiptSchema, type Receipt } from "../../src/receipt";
+import { api, copy, samples, send, TENCENT_APP, tencentPath, unique } from "../support/callbacks";
 import { rawCallback, receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
@@ -209,5 +210,56 @@ describe("tencent answers", () => {
       status: 403,
       body: { ActionStatus: "FAIL", ErrorInfo: "sdkappid_not_allowed: m", ErrorCode: 1 },
     });
+  });
+});
+
+describe("tencent through the worker: bounds (issue 18, finding 1)", () => {
+  const receiptsOf = async (group: string) => {
+    const conversation = groupConversationKey("tencent", TENCENT_APP, group);
+    const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
+    return z.object({ receipts: z.array(ReceiptSchema) }).parse(await listed.json()).receipts;
+  };
+
+  it(`keeps the first ${MAX_READERS_PER_RECEIPT} readers of a group read receipt, each message's readers among them, and counts the rest`, async () => {
+    const group = unique("@TGS#");
+    const members = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ Member_Account: `m${from + i}` }));
+    const body = copy(samples.tencent.group, {
+      GroupId: group,
+      EventTime: String(Date.now()),
+      GroupMsgReceiptList: [
+        { MsgSeq: 1, ReadNum: 600, UnreadNum: 0, ReadReceiptMembers: members(0, 600) },
+        { MsgSeq: 2, ReadNum: 600, UnreadNum: 0, ReadReceiptMembers: members(600, 600) },
+      ],
+    });
+    expect(JSON.stringify(body).length).toBeLessThan(64 * 1024);
+    const response = await send(await tencentPath("Group.CallbackAfterReadReceipt"), { json: body });
+    expect(await response.json()).toEqual({ ActionStatus: "OK", ErrorInfo: "", ErrorCode: 0 });
+    const [receipt] = await receiptsOf(group);
+    expect(receipt?.readers).toHaveLength(MAX_READERS_PER_RECEIPT);
+    expect(receipt?.truncated).toEqual({ readers: 200 });
+    expect(receipt?.messages[0]?.readers).toHaveLength(600);
+    expect(receipt?.messages[1]?.readers).toEqual(members(600, 400).map((member) => member.Member_Account));
+    expect(receipt?.raw.GroupMsgReceiptList[1].ReadReceiptMembers).toHaveLength(600);
+  });
+
+  it(`keeps the last ${MAX_MESSAGES_PER_RECEIPT} messages of a group read receipt and counts the rest`, async () => {
+    const group = unique("@TGS#");
+    const list = Array.from({ length: MAX_MESSAGES_PER_RECEIPT + 100 }, (_, i) => ({ MsgSeq: i + 1 }));
+    const body = copy(samples.tencent.group, { GroupId: group, EventTime: String(Date.now()), GroupMsgReceiptList: list });
+    const response = await send(await tencentPath("Group.CallbackAfterReadReceipt"), { json: body });
+    expect(response.status).toBe(200);
+    const [receipt] = await receiptsOf(group);
+    expect(receipt?.messages).toHaveLength(MAX_MESSAGES_PER_RECEIPT);
+    expect(receipt?.messages[0]?.seq).toBe(101);
+    expect(receipt?.messages.at(-1)?.seq).toBe(MAX_MESSAGES_PER_RECEIPT + 100);
+    expect(receipt?.truncated).toEqual({ messages: 100 });
+  });
+
+  it("takes an old EventTime: it is not signed, and Sign's 60-second RequestTime already bounds a replay", async () => {
+    const group = unique("@TGS#");
+    const body = copy(samples.tencent.group, { GroupId: group, EventTime: String(Date.now() - 30 * 86_400_000) });
+    const response = await send(await tencentPath("Group.CallbackAfterReadReceipt"), { json: body });
+    expect(response.status).toBe(200);
+    expect(await receiptsOf(group)).toHaveLength(1);
   });
 });

@@ -3,6 +3,7 @@
  * a year (`immutable`): a new version has a new name, and the pages link the current one.
  */
 import { fnv1a } from "../../claims/shard";
+import { DASHBOARD_ICON } from "./icon";
 import { DASHBOARD_SCRIPT } from "./script";
 import { DASHBOARD_CSS } from "./style";
 
@@ -17,7 +18,9 @@ const hashed = (stem: string, extension: string, body: string) => `${stem}-${fnv
 export const STYLESHEET: Asset = { name: hashed("dashboard", "css", DASHBOARD_CSS), contentType: "text/css; charset=utf-8", body: DASHBOARD_CSS };
 export const SCRIPT: Asset = { name: hashed("dashboard", "js", DASHBOARD_SCRIPT), contentType: "text/javascript; charset=utf-8", body: DASHBOARD_SCRIPT };
 
-const byName = new Map([STYLESHEET, SCRIPT].map((asset) => [asset.name, asset]));
+export const ICON: Asset = { name: hashed("icon", "svg", DASHBOARD_ICON), contentType: "image/svg+xml", body: DASHBOARD_ICON };
+
+const byName = new Map([STYLESHEET, SCRIPT, ICON].map((asset) => [asset.name, asset]));
 
 export const assetNamed = (name: string): Asset | undefined => byName.get(name);
 export const assetPath = (asset: Asset) => `/dashboard/assets/${asset.name}`;

@@ -4,21 +4,34 @@
  * live tail.
  */
 import type { Delivery } from "../../conversation/outbox";
-import type { ReadState } from "../../conversation/read-state";
-import type { ConversationSummary } from "../../api/conversations";
+import type { ReadsPage } from "../../conversation/read-state";
+import { encodeCursor, type ConversationSummary } from "../../api/conversations";
 import { conversationPath, duration, Facts, Page, Time } from "../layout";
 
 export interface ConversationData {
   conversation: string;
   /** Null for a conversation with no receipt yet (shown only with ?watch=1). */
   summary: ConversationSummary | null;
-  reads: ReadState[];
+  /** One page of read state, in reader order (READS_PAGE readers), and the number of readers. */
+  reads: ReadsPage;
+  /** The reader the page starts after; absent on the first page. */
+  readsAfter?: string;
   outbox: { pending: Delivery[]; failed: Delivery[] };
   /** The page size of each outbox list. */
   outboxLimit: number;
 }
 
 type SummaryReceipt = ConversationSummary["receipts"][number];
+
+/** Readers named per receipt row: a group receipt names up to 1,000, and the page stays small. */
+const READERS_SHOWN = 10;
+
+/** The first READERS_SHOWN readers, then how many more (the read state below pages them all). */
+export function readersText(readers: readonly string[]): string {
+  if (readers.length === 0) return "-";
+  const shown = readers.slice(0, READERS_SHOWN).join(", ");
+  return readers.length > READERS_SHOWN ? `${shown} and ${readers.length - READERS_SHOWN} more` : shown;
+}
 
 /** Message ids, else #seq, then "up to": the same text the script writes for live rows. */
 export function messagesText(receipt: Pick<SummaryReceipt, "messages" | "upTo">): string {
@@ -68,7 +81,7 @@ function ReceiptRow({ receipt }: { receipt: SummaryReceipt }) {
       <td>
         <Time iso={receipt.readAt} />
       </td>
-      <td>{receipt.readers.join(", ") || "-"}</td>
+      <td data-testid="readers">{readersText(receipt.readers)}</td>
       <td>{messagesText(receipt)}</td>
       <td>
         <span data-testid="delivery-status" class={`status status-${status}`}>
@@ -124,10 +137,32 @@ function Receipts({ summary }: { summary: ConversationSummary | null }) {
   );
 }
 
-function Reads({ reads }: { reads: ReadState[] }) {
+function Reads({ conversation, page, after }: { conversation: string; page: ReadsPage; after: string | undefined }) {
+  const { reads, readers, next } = page;
   return (
     <section class="panel" data-testid="reads">
       <h2>Read state per reader</h2>
+      {readers > 0 ? (
+        <p class="muted" data-testid="reads-count">
+          {`${readers} reader(s), in reader order, ${reads.length} on this page`}
+          {after !== undefined ? (
+            <>
+              {" · "}
+              <a href={conversationPath(conversation)} data-testid="reads-first">
+                first page
+              </a>
+            </>
+          ) : null}
+          {next !== undefined ? (
+            <>
+              {" · "}
+              <a href={`${conversationPath(conversation)}?readers=${encodeCursor(next)}`} data-testid="reads-next">
+                next page
+              </a>
+            </>
+          ) : null}
+        </p>
+      ) : null}
       {reads.length === 0 ? (
         <p class="muted">No reader yet.</p>
       ) : (
@@ -288,7 +323,7 @@ export function ConversationPage({ data, requeued }: { data: ConversationData; r
       )}
       <LiveTail conversation={conversation} />
       <Receipts summary={summary} />
-      <Reads reads={data.reads} />
+      <Reads conversation={conversation} page={data.reads} after={data.readsAfter} />
       <Outbox data={data} />
     </Page>
   );

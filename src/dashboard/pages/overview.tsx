@@ -8,7 +8,7 @@ import type { Loaded } from "../load";
 
 export interface OverviewData {
   health: Health;
-  /** Absent when the index (DB) is not bound. */
+  /** Absent when the index (DB) is not bound or cannot be used (`health.index` says which). */
   index?: {
     hour: Loaded<DashboardStats>;
     day: Loaded<DashboardStats>;
@@ -19,6 +19,35 @@ export interface OverviewData {
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * At the top of the page: the bound index cannot be used (migrations not applied, or D1 failing).
+ * Receipts are still accepted, delivered and published to KV; what reads the index waits for it.
+ */
+function IndexProblem({ index }: { index: Health["index"] }) {
+  if (index.state !== "unavailable") return null;
+  return (
+    <section class="error-panel" role="alert" data-testid="index-problem" data-kind={index.kind}>
+      <h2>{index.kind === "unmigrated" ? "The conversation index has no tables" : "The conversation index is failing"}</h2>
+      <p>{index.reason}</p>
+      {index.kind === "unmigrated" ? (
+        <pre>
+          <code>npx wrangler d1 migrations apply DB --local # wrangler dev{"\n"}npm run deploy # the deployed Worker: applies pending migrations</code>
+        </pre>
+      ) : null}
+      <p class="muted">
+        Receipts are still accepted, delivered and published to KV. The stats, the conversation list, dead letters, replays and alerts need the index
+        (docs/operations.md, "The index is missing or failing").
+      </p>
+    </section>
+  );
+}
+
+/** Where a panel would show the index's figures: why it cannot (unbound, or the problem above). */
+function NoIndex({ index }: { index: Health["index"] }) {
+  if (index.state === "unavailable") return <p class="muted">The index cannot be read: see above.</p>;
+  return <IndexOff />;
+}
 
 function Providers({ health, day, hour }: { health: Health; day?: DashboardStats | undefined; hour?: DashboardStats | undefined }) {
   const byProviderDay = day?.callbacks?.byProvider;
@@ -71,12 +100,12 @@ function Providers({ health, day, hour }: { health: Health; day?: DashboardStats
   );
 }
 
-function Backlog({ stats }: { stats: Loaded<DashboardStats> | undefined }) {
+function Backlog({ stats, index }: { stats: Loaded<DashboardStats> | undefined; index: Health["index"] }) {
   return (
     <section class="panel" data-testid="backlog">
       <h2>Backlog</h2>
       {!stats ? (
-        <IndexOff />
+        <NoIndex index={index} />
       ) : !stats.ok ? (
         <ErrorPanel title="Could not read the index." message={stats.error} />
       ) : (
@@ -99,13 +128,13 @@ function Backlog({ stats }: { stats: Loaded<DashboardStats> | undefined }) {
   );
 }
 
-function Failing({ stats }: { stats: Loaded<DashboardStats> | undefined }) {
+function Failing({ stats, index }: { stats: Loaded<DashboardStats> | undefined; index: Health["index"] }) {
   return (
     <section class="panel">
       <h2>Failing conversations</h2>
       {!stats ? (
         <div data-testid="failing-count">
-          <IndexOff />
+          <NoIndex index={index} />
         </div>
       ) : !stats.ok ? (
         <div data-testid="failing-count">
@@ -163,7 +192,7 @@ function Alerts({ health, state }: { health: Health; state: Loaded<AlertState | 
         {alerts.state === "on" ? ` (${alerts.format})` : ` (${alerts.reason})`}
       </p>
       {!state ? (
-        <IndexOff />
+        <NoIndex index={health.index} />
       ) : !state.ok ? (
         <ErrorPanel title="Could not read the alert state." message={state.error} />
       ) : !state.value ? (
@@ -185,12 +214,12 @@ function Alerts({ health, state }: { health: Health; state: Loaded<AlertState | 
   );
 }
 
-function Activity({ hour, day }: { hour: Loaded<DashboardStats> | undefined; day: Loaded<DashboardStats> | undefined }) {
+function Activity({ hour, day, index }: { hour: Loaded<DashboardStats> | undefined; day: Loaded<DashboardStats> | undefined; index: Health["index"] }) {
   return (
     <section class="panel chart" data-testid="activity-chart">
       <h2>Activity</h2>
       {!hour || !day ? (
-        <IndexOff />
+        <NoIndex index={index} />
       ) : (
         <>
           {hour.ok ? <ActivityFigure window="1h" stats={hour.value} /> : <ErrorPanel title="Could not read the last hour." message={hour.error} />}
@@ -260,16 +289,17 @@ export function OverviewPage({ data }: { data: OverviewData }) {
         <h1>Overview</h1>
         <WatchRecent recent={index?.recent} />
       </div>
-      {!index ? <IndexOff /> : null}
+      <IndexProblem index={health.index} />
+      {!index && health.index.state === "off" ? <IndexOff /> : null}
       {index?.recent.ok === false ? <ErrorPanel title="Could not read the most recently active conversations." message={index.recent.error} /> : null}
       <div data-testid="overview">
         <Providers health={health} hour={index?.hour.ok ? index.hour.value : undefined} day={index?.day.ok ? index.day.value : undefined} />
         <div class="grid">
-          <Backlog stats={index?.day} />
-          <Failing stats={index?.day} />
+          <Backlog stats={index?.day} index={health.index} />
+          <Failing stats={index?.day} index={health.index} />
           <Alerts health={health} state={index?.alertState} />
         </div>
-        <Activity hour={index?.hour} day={index?.day} />
+        <Activity hour={index?.hour} day={index?.day} index={health.index} />
         <Figures hour={index?.hour} day={index?.day} />
       </div>
     </Page>
