@@ -58,6 +58,7 @@ const OPTIONS = {
   "burst-connections": { value: 32, min: 1, max: 256, help: "concurrent connections of the burst into one conversation" },
   "burst-pairs": { value: 1, min: 1, max: 10, help: "no-op/relay pairs of the burst into one conversation" },
 };
+const LOG_LEVELS = ["debug", "info", "warn", "error"];
 const FLAGS = {
   quick: "smoke run: 1 pair of 2 s runs, 5 s hot load, 12 s quiet window (its KV figure is then not steady state)",
 };
@@ -66,6 +67,7 @@ function parseOptions(argv) {
   const values = Object.fromEntries(Object.entries(OPTIONS).map(([name, option]) => [name, option.value]));
   values.quick = false;
   values.only = undefined;
+  values["log-level"] = "info";
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--help" || arg === "-h") {
@@ -73,11 +75,17 @@ function parseOptions(argv) {
       for (const [name, { value, help }] of Object.entries(OPTIONS)) console.log(`  --${name.padEnd(20)} ${help} (default ${value})`);
       for (const [name, help] of Object.entries(FLAGS)) console.log(`  --${name.padEnd(20)} ${help}`);
       console.log(`  --${"only".padEnd(20)} run only the scenarios whose id matches this regex (ids: ${SCENARIO_IDS.join(", ")})`);
+      console.log(`  --${"log-level".padEnd(20)} the relay's LOG_LEVEL: ${LOG_LEVELS.join(", ")} (default info, as deployed)`);
       process.exit(0);
     }
     const name = arg.replace(/^--/, "");
     if (name in FLAGS) {
       values[name] = true;
+      continue;
+    }
+    if (name === "log-level") {
+      values[name] = argv[++i];
+      if (!LOG_LEVELS.includes(values[name])) fail(`bad --log-level: one of ${LOG_LEVELS.join(", ")}`);
       continue;
     }
     if (name === "only") {
@@ -136,8 +144,8 @@ const BASE_SETTINGS = {
   FORWARD_BATCH_MAX: "1",
 };
 const FORWARD_SECRET = `whsec_${randomBytes(32).toString("base64")}`;
-const held = (extra = {}) => ({ ...BASE_SETTINGS, ...extra });
-const forwardingTo = (origin, extra = {}) => ({ ...BASE_SETTINGS, ORIGIN_URL: origin.url, FORWARD_SECRET, ...extra });
+const held = (extra = {}) => ({ ...BASE_SETTINGS, LOG_LEVEL: options["log-level"], ...extra });
+const forwardingTo = (origin, extra = {}) => ({ ...BASE_SETTINGS, LOG_LEVEL: options["log-level"], ORIGIN_URL: origin.url, FORWARD_SECRET, ...extra });
 const without = (settings, name) => Object.fromEntries(Object.entries(settings).filter(([key]) => key !== name));
 
 // ---------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ export const app = new Hono<{ Bindings: Env }>()
     const health = await healthOf(c.env);
     return jsonResponse(health.status === "down" ? 503 : 200, health);
   })
-  // Browsers ask for it by this name when a page declares no icon: the dashboard's (its pages link it).
-  .get("/favicon.ico", (c) => c.redirect(assetPath(ICON), 301))
+  // Browsers ask for it by this name when a page declares no icon: the dashboard's (its pages link
+  // it). 302: the icon's hashed name changes with its content.
+  .get("/favicon.ico", (c) => c.redirect(assetPath(ICON), 302))
   .route("/v1/hooks", callbackRoutes)
   .route("/v1", apiRoutes)
   .route("/dashboard", dashboardRoutes)

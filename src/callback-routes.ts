@@ -12,7 +12,10 @@ import { providers } from "./providers";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
-type CallbackEnv = { Bindings: Env; Variables: { ingestor: Ingestor; path: string[] } };
+type CallbackEnv = { Bindings: Env; Variables: { ingestor: Ingestor; path: string[]; url: URL } };
+
+/** One decoder for every body: `decode` without `stream` keeps no state between calls. */
+const utf8 = new TextDecoder();
 
 /** One metrics point per answered callback (docs/metrics.md); `ms` is 0 for refusals made before the pipeline. */
 function answered(env: Env, provider: string, answer: Answer, ms = 0, headers: Record<string, string> = {}): Response {
@@ -38,7 +41,9 @@ const decode = (segment: string): string | undefined => {
 
 const resolveProvider = createMiddleware<CallbackEnv>(async function resolveProvider(c, next) {
   // Segments after /v1/hooks.
-  const [name = "", ...rest] = new URL(c.req.url).pathname.split("/").slice(3);
+  // Parsed once per callback: the pipeline reads it too (its query, e.g. Tencent's Sign).
+  const url = new URL(c.req.url);
+  const [name = "", ...rest] = url.pathname.split("/").slice(3);
   const ingestor = providers.get(decode(name) ?? "");
   if (!ingestor) {
     // The name is the caller's: recorded as "unknown", never as sent.
@@ -51,6 +56,7 @@ const resolveProvider = createMiddleware<CallbackEnv>(async function resolveProv
     return answered(c.env, ingestor.name, ingestor.refuse({ status: 404, code: "unknown_path", message: "the URL holds a malformed percent-escape" }));
   }
   c.set("ingestor", ingestor);
+  c.set("url", url);
   c.set(
     "path",
     path.filter((segment): segment is string => segment !== undefined),
@@ -77,7 +83,7 @@ export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider,
   // Workers' clock moves only across I/O: this measures the pipeline's waits (claim, store), not CPU alone.
   const started = Date.now();
   const answer = await c.var.ingestor.handle(
-    { url: new URL(c.req.url), path: c.var.path, body: new TextDecoder().decode(bytes), bytes, headers: c.req.raw.headers },
+    { url: c.var.url, path: c.var.path, body: utf8.decode(bytes), bytes, headers: c.req.raw.headers },
     {
       env: c.env,
       now: Date.now(),

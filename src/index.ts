@@ -3,6 +3,7 @@ import { app } from "./app";
 import { drainAcceptQueue } from "./conversation/accept-queue";
 import { runAlerts } from "./ops/alerts";
 import { indexDb, indexProblemOf, reportIndexProblem } from "./ops/conversation-index";
+import { log } from "./log";
 import { alertingOf, settingsOf, useLogLevel } from "./settings";
 
 export { CallbackClaims } from "./claims/object";
@@ -21,9 +22,12 @@ export async function scheduled(controller: ScheduledController, env: Env): Prom
     await runAlerts(db, alerting, relay.settings.SNAPSHOT_INTERVAL_SECONDS, controller.scheduledTime);
     reportIndexProblem("alerts", undefined);
   } catch (error) {
-    // D1 failed: nothing was recorded, so the next minute evaluates the same window again. Logged
-    // once per isolate and kind of failure (`index_unavailable`): a missing table fails every minute.
-    reportIndexProblem("alerts", indexProblemOf(error));
+    // Nothing was recorded, so the next minute evaluates the same window again. A missing table
+    // fails every minute: logged once per isolate and kind (`index_unavailable`); anything else
+    // (D1 failing, a bug) as `alerts_failed` each time, since it names what to look at.
+    const problem = indexProblemOf(error);
+    if (problem.kind === "unmigrated") reportIndexProblem("alerts", problem);
+    else log("error", "alerts_failed", { error: String(error) });
   }
 }
 

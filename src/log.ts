@@ -22,6 +22,7 @@ export type LogKind =
   | "deliveries_held"
   | "publish_failed"
   | "kv_publish_failed"
+  | "kv_read_failed"
   | "index_unavailable"
   | "index_recovered"
   | "publish_recovered"

@@ -331,8 +331,7 @@ describe("a malformed setting turns off only what it configures", () => {
     expect(await response.json()).toEqual({ error: { code: "api_disabled", message: "the API is off: setting ADMIN_TOKEN must be at least 16 characters" } });
   });
 
-  it("an error escaping a route is a 500 in the API's shape (app.onError)", async () => {
-    // (A failing D1 index is a 503 index_unavailable instead: test/index-unavailable.test.ts.)
+  it("a failing KV costs the API no answer: the receipts and reads come from the object instead", async () => {
     const throwingKv = {
       ...env,
       RECEIPTS_KV: {
@@ -341,10 +340,30 @@ describe("a malformed setting turns off only what it configures", () => {
         },
       },
     };
+    const auth = { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } };
+    for (const path of ["receipts", "reads"]) {
+      const viaKv = await app.fetch(new Request(`http://relay.test/v1/conversations/x/${path}`, auth), throwingKv, createExecutionContext());
+      const viaObject = await app.fetch(new Request(`http://relay.test/v1/conversations/x/${path}?consistent=true`, auth), env, createExecutionContext());
+      // "x" was never seen: the object's own answer, not a 500.
+      expect(viaKv.status, path).toBe(404);
+      expect(await viaKv.json(), path).toEqual(await viaObject.json());
+    }
+  });
+
+  it("an error escaping a route is a 500 in the API's shape (app.onError)", async () => {
+    // (A failing D1 index is a 503 index_unavailable instead: test/index-unavailable.test.ts.)
+    const broken = {
+      ...env,
+      CONVERSATION: {
+        idFromName: () => {
+          throw new Error("no objects today");
+        },
+      },
+    };
     const context = createExecutionContext();
     const response = await app.fetch(
-      new Request("http://relay.test/v1/conversations/x/receipts", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
-      throwingKv,
+      new Request("http://relay.test/v1/conversations/x/receipts?consistent=true", { headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}` } }),
+      broken,
       context,
     );
     expect(response.status).toBe(500);

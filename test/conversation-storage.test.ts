@@ -6,7 +6,7 @@ import { Receipt } from "../src/receipt";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { evictDurableObject } from "./support/evict";
-import { ATTEMPT_LOG_MAX, Outbox } from "../src/conversation/outbox";
+import { ATTEMPT_LOG_MAX, DEDUP_WINDOW_MS, Outbox } from "../src/conversation/outbox";
 import { createLatest, DELIVERED, FAILED, PENDING, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION } from "../src/conversation/schema";
 import { snapshotKey } from "../src/conversation/snapshot";
 import { webhookBody } from "../src/delivery/webhook";
@@ -149,6 +149,47 @@ describe("the outbox state machine", () => {
       });
       expect({ accepted, delivered }).toEqual({ accepted: 1, delivered: 2 });
     }));
+
+  it("prunes from the lowest delivered row it knows of: none while all are pending, then what is delivered later", () =>
+    withOutbox((outbox, sql) => {
+      const old = 1_000;
+      const now = old + DEDUP_WINDOW_MS + 1;
+      for (let n = 1; n <= 250; n++) enqueue(outbox, "c", n, old);
+      // Held: every row pending, nothing to delete (and, after this first pass, nothing below 241 is read again).
+      expect(outbox.prune(10, now)).toBe(0);
+      expect(outbox.prune(10, now)).toBe(0);
+      // Rows 1..5 delivered since, older than the window: the next prune finds them below its bound.
+      const head = outbox.head()!;
+      const rows = outbox.pendingFrom(head, 5);
+      outbox.beginAttempt(head, now, now, rows.length);
+      outbox.delivered(rows, 1, now, now, 200);
+      expect(outbox.prune(10, now)).toBe(5);
+      expect(sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n).toBe(245);
+      expect(outbox.has("test:c:1")).toBe(false);
+      expect(outbox.has("test:c:6")).toBe(true);
+    }));
+});
+
+describe("the object's small state in memory", () => {
+  it("never keeps a value whose transaction rolled back, and reloads what storage holds after an eviction", async () => {
+    const conversation = newConversation();
+    const stub = stubFor(conversation);
+    await stub.accept(makeReceipt(conversation, 1));
+    const seen = await runInDurableObject(stub, (instance) => {
+      instance["transaction"](() => instance["setState"]("probe", "kept"));
+      expect(() =>
+        instance["transaction"](() => {
+          instance["setState"]("probe", "rolled back");
+          instance["deleteState"]("conversation");
+          throw new Error("abort");
+        }),
+      ).toThrow("abort");
+      return { probe: instance["stateText"]("probe"), conversation: instance["stateText"]("conversation") };
+    });
+    expect(seen).toEqual({ probe: "kept", conversation });
+    const restarted = await evictDurableObject(env.CONVERSATION, stub);
+    expect(await runInDurableObject(restarted, (instance) => instance["stateText"]("probe"))).toBe("kept");
+  });
 });
 
 describe("schema migrations", () => {

@@ -157,7 +157,7 @@ describe("the icon", () => {
 
   it("/favicon.ico, asked for by browsers on pages without an icon, leads to it rather than a 404", async () => {
     const favicon = await exports.default.fetch(new Request(`${ORIGIN}/favicon.ico`, { redirect: "manual" }));
-    expect(favicon.status).toBe(301);
+    expect(favicon.status).toBe(302);
     expect(favicon.headers.get("location")).toBe(`/dashboard/assets/${ICON.name}`);
   });
 });

@@ -6,6 +6,7 @@ import { createExecutionContext, createScheduledController, runInDurableObject, 
 import { env, exports } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
+import { indexProblemOf } from "../src/ops/conversation-index";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
 import worker from "../src/index";
 import { singleConversationKey } from "../src/receipt";
@@ -244,5 +245,16 @@ describe("the alert cron, with the index's tables missing", () => {
     }
     expect(logged("index_unavailable", { where: "alerts" })).toHaveLength(1);
     expect(logged("alerts_failed")).toEqual([]);
+  });
+});
+
+describe("classifying D1's errors", () => {
+  it("a table or column a migration adds is named with the fix; anything else is D1 failing", () => {
+    expect(indexProblemOf(new Error("D1_ERROR: no such table: conversations: SQLITE_ERROR"))).toMatchObject({ kind: "unmigrated", missing: ["conversations"] });
+    // An index with migration 0001 applied but not 0003 (SQLite's own message for the upsert).
+    const partly = indexProblemOf(new Error("D1_ERROR: table conversations has no column named activity: SQLITE_ERROR"));
+    expect(partly).toMatchObject({ kind: "unmigrated", missing: ["conversations.activity"] });
+    expect(partly.message).toContain("npx wrangler d1 migrations apply DB --local");
+    expect(indexProblemOf(new Error("D1_ERROR: Network connection lost."))).toMatchObject({ kind: "failing" });
   });
 });

@@ -5,6 +5,7 @@ import { createExecutionContext, runInDurableObject, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
+import { MESSAGES_SHOWN, messagesText, readersText } from "../src/dashboard/pages/conversation";
 import { boundedReads, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_READERS, MAX_SNAPSHOT_READS_BYTES } from "../src/conversation/publisher";
 import { MAX_READS_PAGE, ReadState } from "../src/conversation/read-state";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";
@@ -184,5 +185,19 @@ describe("a group with 122 maximal Tencent read-receipt callbacks (issue 18)", (
     expect(nextPage.status).toBe(200);
     expect(await nextPage.text()).toContain('data-testid="reads-first"');
     console.info(JSON.stringify({ readers, snapshotBytes, pageBytes }));
+  });
+});
+
+describe("a receipt's row on the dashboard", () => {
+  it(`names the first ${MESSAGES_SHOWN} messages and readers, and counts the rest (a receipt may carry 1,000 of each)`, () => {
+    const messages = Array.from({ length: 1000 }, (_, i) => ({ seq: i + 1 }));
+    const text = messagesText({ messages, upTo: undefined });
+    expect(text).toBe(
+      `${messages
+        .slice(0, MESSAGES_SHOWN)
+        .map((m) => `#${m.seq}`)
+        .join(", ")}, and ${1000 - MESSAGES_SHOWN} more`,
+    );
+    expect(readersText(Array.from({ length: 1000 }, (_, i) => `u${i}`))).toMatch(/ and 990 more$/);
   });
 });

@@ -12,6 +12,7 @@ import { Snapshot, snapshotKey } from "../conversation/snapshot";
 import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse, limitBody } from "../http";
+import { log } from "../log";
 import { conversationSummary, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
@@ -78,11 +79,21 @@ function query<T extends z.ZodRawShape>(
   return { ok: false, response: apiError(400, "invalid_query", describeIssue(result.error.issues).replace(/^field /, "query parameter ")) };
 }
 
-async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | undefined> {
-  const stored = await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json");
-  if (stored === null) return undefined;
+/**
+ * The conversation's KV snapshot: "absent" when none is published yet; "unreadable" when KV fails,
+ * and then the object answers instead (KV is a cache of it: a KV outage costs latency, not answers).
+ */
+async function readSnapshot(env: Env, conversation: string): Promise<Snapshot | "absent" | "unreadable"> {
+  let stored: unknown;
+  try {
+    stored = await env.RECEIPTS_KV.get(await snapshotKey(conversation), "json");
+  } catch (error) {
+    log("warn", "kv_read_failed", { conversation, error: String(error) });
+    return "unreadable";
+  }
+  if (stored === null) return "absent";
   const parsed = Snapshot.safeParse(stored);
-  return parsed.success && parsed.data.conversation === conversation ? parsed.data : undefined;
+  return parsed.success && parsed.data.conversation === conversation ? parsed.data : "absent";
 }
 
 /**
@@ -139,13 +150,13 @@ export const apiRoutes = new Hono<ApiEnv>()
     const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional(), consistent: Consistent }, c.req.query());
     if (!params.ok) return params.response;
     const limit = params.value.limit ?? recentLimit;
-    if (params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0) {
+    const snapshot = params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0 ? "unreadable" : await readSnapshot(c.env, conversation);
+    if (snapshot === "absent") return notYet();
+    if (snapshot === "unreadable") {
       const receipts = await conversationStub(c.env, conversation).recent(limit);
       if (!receipts) return neverSeen();
       return jsonResponse(200, { conversation: conversation, consistent: true, receipts });
     }
-    const snapshot = await readSnapshot(c.env, conversation);
-    if (!snapshot) return notYet();
     return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, receipts: snapshot.receipts.slice(0, limit) });
   })
   // Read state in reader order, a page at a time (docs/design.md, "Bounds"): the snapshot holds
@@ -155,15 +166,15 @@ export const apiRoutes = new Hono<ApiEnv>()
     const params = query({ consistent: Consistent, limit: z.coerce.number().int().min(1).max(MAX_READS_PAGE).optional(), cursor: Cursor }, c.req.query());
     if (!params.ok) return params.response;
     const { limit = READS_PAGE, cursor } = params.value;
-    if (params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0) {
+    const snapshot = params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0 ? "unreadable" : await readSnapshot(c.env, conversation);
+    if (snapshot === "absent") return notYet();
+    if (snapshot === "unreadable") {
       // Validated rather than inferred through the RPC stub's types (too deep for tsc).
       const page = ReadsPage.nullable().parse(await conversationStub(c.env, conversation).readStates(limit, cursor));
       if (!page) return neverSeen();
       const next = page.next !== undefined ? { cursor: encodeCursor(page.next) } : {};
       return jsonResponse(200, { conversation, consistent: true, readers: page.readers, reads: page.reads, ...next });
     }
-    const snapshot = await readSnapshot(c.env, conversation);
-    if (!snapshot) return notYet();
     const rest = cursor === undefined ? snapshot.reads : snapshot.reads.filter((read) => read.reader > cursor);
     const reads = rest.slice(0, limit);
     const last = rest.length > limit ? reads[reads.length - 1] : undefined;

@@ -31,7 +31,8 @@ export const MAX_WAIT_MS = 1500;
 
 export type AcceptMany = (receipts: Receipt[]) => Promise<AcceptResult[]>;
 
-type Outcome = { kind: "done"; result: AcceptResult } | { kind: "failed"; error: unknown };
+/** A waiting receipt's fate: its batch's result, or ("lead") to take the next batch itself. */
+type Outcome = { kind: "done"; result: AcceptResult } | { kind: "failed"; error: unknown } | { kind: "lead" };
 interface Waiter {
   receipt: Receipt;
   settle(outcome: Outcome): void;
@@ -57,12 +58,22 @@ export class AcceptBatcher {
     const outcome = new Promise<Outcome>((resolve) => (settle = resolve));
     const waiter: Waiter = { receipt, settle };
     lane.waiting.push(waiter);
-    if (lane.waiting.length > 1) return this.await(lane, waiter, outcome, send);
-    // The next batch's leader: waits, on its own timer, for the call in flight to end.
+    if (lane.waiting.length > 1) return this.await(key, lane, waiter, outcome, send);
+    return this.leadNext(key, lane, waiter, send);
+  }
+
+  /**
+   * The next batch's leader: waits, on its own timer, for the call in flight to end, then takes
+   * itself and the receipts waiting behind it, up to MAX_ACCEPT_BATCH. When more wait than one
+   * call carries, the first left behind is told to lead the batch after, from its own request.
+   */
+  private async leadNext(key: string, lane: Lane, waiter: Waiter, send: AcceptMany): Promise<AcceptResult> {
     while (lane.call !== undefined && Date.now() - lane.call.since < MAX_WAIT_MS) await sleep(POLL_MS);
     const at = lane.waiting.indexOf(waiter);
     if (at !== -1) lane.waiting.splice(at, 1);
-    return this.lead(key, lane, [receipt], lane.waiting.splice(0, MAX_ACCEPT_BATCH - 1), send);
+    const others = lane.waiting.splice(0, MAX_ACCEPT_BATCH - 1);
+    lane.waiting[0]?.settle({ kind: "lead" });
+    return this.lead(key, lane, [waiter.receipt], others, send);
   }
 
   /** Receipts waiting per conversation (tests, metrics). */
@@ -74,13 +85,14 @@ export class AcceptBatcher {
    * A receipt behind the leader: its batch's result; or, when no batch has taken it within
    * MAX_WAIT_MS, or the one that took it has not answered within twice that, a call of its own.
    */
-  private async await(lane: Lane, waiter: Waiter, outcome: Promise<Outcome>, send: AcceptMany): Promise<AcceptResult> {
+  private async await(key: string, lane: Lane, waiter: Waiter, outcome: Promise<Outcome>, send: AcceptMany): Promise<AcceptResult> {
     for (const wait of [MAX_WAIT_MS, 2 * MAX_WAIT_MS]) {
       let timer: ReturnType<typeof setTimeout> | null = null;
       const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), wait)));
       const settled = await Promise.race([outcome, late]);
       clearTimeout(timer);
       if (settled !== "late") {
+        if (settled.kind === "lead") return this.leadNext(key, lane, waiter, send);
         if (settled.kind === "failed") throw settled.error;
         return settled.result;
       }
@@ -90,9 +102,13 @@ export class AcceptBatcher {
         break;
       }
     }
-    const [result] = await send([waiter.receipt]);
-    if (!result) throw new Error("acceptMany answered no result");
-    return result;
+    try {
+      const [result] = await send([waiter.receipt]);
+      if (!result) throw new Error("acceptMany answered no result");
+      return result;
+    } finally {
+      if (lane.call === undefined && lane.waiting.length === 0 && this.lanes.get(key) === lane) this.lanes.delete(key);
+    }
   }
 
   /** Sends this request's receipts and `others`, hands each of those its result, and frees the lane. */

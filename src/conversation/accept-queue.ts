@@ -19,8 +19,14 @@ import { conversationStub } from "./stub";
 export const QueuedReceipt = z.object({ receipt: Receipt });
 export type QueuedReceipt = z.infer<typeof QueuedReceipt>;
 
-/** Longest wait before a batch that failed is delivered again (the first waits 2 s, doubling). */
-const MAX_RETRY_DELAY_SECONDS = 60;
+/**
+ * Longest wait before a batch that failed is delivered again (the first waits 2 s, doubling): with
+ * wrangler.toml's `max_retries = 100`, a message outlasts about 3.7 days of a refusing object
+ * before it moves to the dead-letter queue, whose consumer (this handler too) tries as long again.
+ */
+const MAX_RETRY_DELAY_SECONDS = 3600;
+/** wrangler.toml's dead-letter queue of the accept queue (consumed by the same handler). */
+export const ACCEPT_DEAD_LETTER_QUEUE = "receipt-relay-accept-dlq";
 
 /** What storing needs: the conversation objects and, when bound (wrangler.toml, `[[queues.producers]]`), the accept queue. */
 export type StoreEnv = Pick<Env, "CONVERSATION"> & { ACCEPT_QUEUE?: { send(body: QueuedReceipt, options?: QueueSendOptions): Promise<unknown> } };
@@ -94,11 +100,18 @@ export async function drainAcceptQueue(batch: MessageBatch<unknown>, env: StoreE
         try {
           const results = await sendTo(conversation)(chunk.map((item) => item.receipt));
           for (const item of chunk) item.message.ack();
-          log("info", "accept_queue_drained", { conversation, receipts: chunk.length, duplicates: results.filter((result) => result === "duplicate").length });
+          log("info", "accept_queue_drained", {
+            queue: batch.queue,
+            conversation,
+            receipts: chunk.length,
+            duplicates: results.filter((result) => result === "duplicate").length,
+          });
         } catch (error) {
           // In order: none of this conversation's later messages is stored before this one.
           for (const item of items.slice(from)) item.message.retry({ delaySeconds: retryDelay(item.message.attempts) });
-          log("warn", "accept_queue_retry", { conversation, receipts: items.length - from, kind: kindOf(error), error: String(error) });
+          // On the dead-letter queue a receipt has waited days already: an error an operator must see.
+          const level = batch.queue === ACCEPT_DEAD_LETTER_QUEUE ? "error" : "warn";
+          log(level, "accept_queue_retry", { queue: batch.queue, conversation, receipts: items.length - from, kind: kindOf(error), error: String(error) });
           return;
         }
       }

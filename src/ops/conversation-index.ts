@@ -258,6 +258,9 @@ export function indexProblemOf(error: unknown): IndexProblem {
   const text = (error instanceof Error ? error.message : String(error)).slice(0, MAX_ERROR_CHARS);
   const missing = /no such (table|column): ([\w.]+)/.exec(text);
   if (missing?.[2]) return unmigrated([missing[2]]);
+  // An upsert into a table that a later migration widened: "table conversations has no column named activity".
+  const column = /table (\w+) has no column named (\w+)/.exec(text);
+  if (column?.[1] && column[2]) return unmigrated([`${column[1]}.${column[2]}`]);
   return { kind: "failing", message: `the conversation index (D1 binding DB) failed: ${text}` };
 }
 

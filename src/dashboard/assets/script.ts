@@ -47,11 +47,13 @@ export const DASHBOARD_SCRIPT = `(function () {
 
   /** The same summary as the server's: message ids, else #seq; then "up to". */
   function messagesText(receipt) {
-    var parts = (Array.isArray(receipt.messages) ? receipt.messages : []).map(function (message) {
+    var messages = Array.isArray(receipt.messages) ? receipt.messages : [];
+    var parts = messages.slice(0, 10).map(function (message) {
       if (message && typeof message.id === "string") return message.id;
       if (message && typeof message.seq === "number") return "#" + message.seq;
       return "?";
     });
+    if (messages.length > 10) parts.push("and " + (messages.length - 10) + " more");
     var upTo = receipt.upTo;
     if (upTo && typeof upTo.seq === "number") parts.push("up to #" + upTo.seq);
     else if (upTo && typeof upTo.time === "string") parts.push("up to " + timeText(upTo.time));
@@ -99,7 +101,8 @@ export const DASHBOARD_SCRIPT = `(function () {
     var readAt = el("td");
     readAt.appendChild(timeNode(receipt.readAt));
     row.appendChild(readAt);
-    row.appendChild(el("td", null, (Array.isArray(receipt.readers) ? receipt.readers : []).join(", ") || "-"));
+    var readers = Array.isArray(receipt.readers) ? receipt.readers : [];
+    row.appendChild(el("td", null, (readers.slice(0, 10).join(", ") || "-") + (readers.length > 10 ? " and " + (readers.length - 10) + " more" : "")));
     row.appendChild(el("td", null, messagesText(receipt)));
     var status = el("td");
     status.appendChild(el("span", { "data-testid": "delivery-status", class: "status status-pending" }, "pending"));

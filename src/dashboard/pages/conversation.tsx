@@ -33,9 +33,14 @@ export function readersText(readers: readonly string[]): string {
   return readers.length > READERS_SHOWN ? `${shown} and ${readers.length - READERS_SHOWN} more` : shown;
 }
 
+/** Message ids shown per receipt row; the receipt keeps them all. */
+export const MESSAGES_SHOWN = 10;
+
 /** Message ids, else #seq, then "up to": the same text the script writes for live rows. */
 export function messagesText(receipt: Pick<SummaryReceipt, "messages" | "upTo">): string {
-  const parts = receipt.messages.map((message) => message.id ?? (message.seq !== undefined ? `#${message.seq}` : "?"));
+  // Up to 1,000 messages a receipt (docs/design.md, "Bounds"): the page shows the first few, like readers.
+  const parts = receipt.messages.slice(0, MESSAGES_SHOWN).map((message) => message.id ?? (message.seq !== undefined ? `#${message.seq}` : "?"));
+  if (receipt.messages.length > MESSAGES_SHOWN) parts.push(`and ${receipt.messages.length - MESSAGES_SHOWN} more`);
   if (receipt.upTo?.seq !== undefined) parts.push(`up to #${receipt.upTo.seq}`);
   else if (receipt.upTo?.time !== undefined) parts.push(`up to ${receipt.upTo.time.replace("T", " ").replace(/\.\d+Z$/, " UTC")}`);
   return parts.join(", ") || "-";
