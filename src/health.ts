@@ -22,6 +22,12 @@ export interface Health {
    */
   index: { state: "on" } | { state: "off"; reason: string } | { state: "unavailable"; kind: "unmigrated" | "failing"; missing?: string[]; reason: string };
   /**
+   * The KV read model (`RECEIPTS_KV`): on, or failing with KV's error. Probed with one read at most
+   * every 30 s per isolate. While it fails, snapshots wait (each object retries on its own) and the
+   * receipts and reads API answer from the objects.
+   */
+  readModel: { state: "on" } | { state: "failing"; reason: string };
+  /**
    * Where a receipt goes when its conversation's object is overloaded or unreachable (docs/design.md,
    * "A burst into one conversation"): the accept queue, or nowhere (answered 503) when unbound.
    */
@@ -49,6 +55,7 @@ export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
       ? { state: "on" }
       : { state: "off", reason: "ADMIN_TOKEN is not set" };
   const anyEnabled = Object.values(statuses).some((status) => status.state === "enabled");
+  const kvProblem = await probeKv(env.RECEIPTS_KV, now);
   const db = indexDb(env);
   const problem = db ? await probeIndex(db, now) : undefined;
   const index: Health["index"] = !db
@@ -57,16 +64,36 @@ export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
       ? { state: "unavailable", kind: problem.kind, ...(problem.kind === "unmigrated" ? { missing: problem.missing } : {}), reason: problem.message }
       : { state: "on" };
   return {
-    status: !anyEnabled ? "down" : problems.length > 0 || forwarding.state === "held" || problem ? "degraded" : "ok",
+    status: !anyEnabled ? "down" : problems.length > 0 || forwarding.state === "held" || problem || kvProblem ? "degraded" : "ok",
     providers: statuses,
     forwarding: forwarding.state === "on" ? { state: "on" } : forwarding,
     api,
     alerts: alerting.state === "on" ? { state: "on", format: alerting.format } : alerting,
     index,
+    readModel: kvProblem ? { state: "failing", reason: `the KV read model (binding RECEIPTS_KV) failed: ${kvProblem}` } : { state: "on" },
     acceptQueue: env.ACCEPT_QUEUE
       ? { state: "on" }
       : { state: "off", reason: "no queue is bound as ACCEPT_QUEUE: a receipt its overloaded object refuses is answered 503" },
     problems,
     ignoredEventsSinceStart: Object.fromEntries(ignoredEvents),
   };
+}
+
+const KV_PROBE_TTL_MS = 30_000;
+/** A key no object writes: reading it proves the binding answers. */
+const KV_PROBE_KEY = "healthz-probe";
+const kvProbes = new WeakMap<KVNamespace, { at: number; problem: string | undefined }>();
+
+/** KV's error, or undefined when it answers; cached per binding for KV_PROBE_TTL_MS. */
+async function probeKv(kv: KVNamespace, now: number): Promise<string | undefined> {
+  const cached = kvProbes.get(kv);
+  if (cached && now - cached.at < KV_PROBE_TTL_MS) return cached.problem;
+  let problem: string | undefined;
+  try {
+    await kv.get(KV_PROBE_KEY);
+  } catch (error) {
+    problem = String(error).slice(0, 200);
+  }
+  kvProbes.set(kv, { at: now, problem });
+  return problem;
 }

@@ -250,6 +250,7 @@ describe("/healthz", () => {
       providers: { easemob: { state: "enabled" }, tencent: { state: "enabled" }, openim: { state: "enabled" } },
       forwarding: { state: "on" },
       api: { state: "on" },
+      readModel: { state: "on" },
       acceptQueue: { state: "on" },
       problems: [],
     });
@@ -260,6 +261,21 @@ describe("/healthz", () => {
 });
 
 describe("a malformed setting turns off only what it configures", () => {
+  it("/healthz is degraded and names KV when the read model's binding fails", async () => {
+    const failingKv = {
+      ...env,
+      RECEIPTS_KV: {
+        get: () => Promise.reject(new Error("KV GET failed: 500 Internal Server Error")),
+      },
+    };
+    const response = await app.fetch(new Request("http://relay.test/healthz"), failingKv, createExecutionContext());
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({
+      status: "degraded",
+      readModel: { state: "failing", reason: expect.stringContaining("RECEIPTS_KV") },
+    });
+  });
+
   it("/healthz says where overload goes without the accept queue: 503s, still ok otherwise", async () => {
     const { ACCEPT_QUEUE: _queue, ...unbound } = env;
     const response = await app.fetch(new Request("http://relay.test/healthz"), unbound, createExecutionContext());
