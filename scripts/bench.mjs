@@ -67,7 +67,7 @@ function parseOptions(argv) {
   const values = Object.fromEntries(Object.entries(OPTIONS).map(([name, option]) => [name, option.value]));
   values.quick = false;
   values.only = undefined;
-  values["log-level"] = "info";
+  values["log-level"] = "warn";
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--help" || arg === "-h") {
@@ -75,7 +75,7 @@ function parseOptions(argv) {
       for (const [name, { value, help }] of Object.entries(OPTIONS)) console.log(`  --${name.padEnd(20)} ${help} (default ${value})`);
       for (const [name, help] of Object.entries(FLAGS)) console.log(`  --${name.padEnd(20)} ${help}`);
       console.log(`  --${"only".padEnd(20)} run only the scenarios whose id matches this regex (ids: ${SCENARIO_IDS.join(", ")})`);
-      console.log(`  --${"log-level".padEnd(20)} the relay's LOG_LEVEL: ${LOG_LEVELS.join(", ")} (default info, as deployed)`);
+      console.log(`  --${"log-level".padEnd(20)} the relay's LOG_LEVEL: ${LOG_LEVELS.join(", ")} (default warn, as deployed)`);
       process.exit(0);
     }
     const name = arg.replace(/^--/, "");

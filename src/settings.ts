@@ -92,7 +92,7 @@ const RelaySettings = z.object({
   ALERT_FORMAT: optional(z.enum(["standard", "slack"], { error: "must be standard or slack" })),
   // Log lines below this level are not written (docs/operations.md, "Logs"): `warn` drops the
   // per-callback and per-delivery info lines that Workers Logs bills by.
-  LOG_LEVEL: optional(z.enum(LOG_LEVELS, { error: "must be debug, info, warn or error" })).default("info"),
+  LOG_LEVEL: optional(z.enum(LOG_LEVELS, { error: "must be debug, info, warn or error" })).default("warn"),
 });
 export type Settings = z.infer<typeof RelaySettings>;
 

@@ -20,7 +20,7 @@ describe("the relay's own settings", () => {
         FORWARD_TIMEOUT_MS: 10000,
         FORWARD_BATCH_MAX: 1,
         SNAPSHOT_INTERVAL_SECONDS: 60,
-        LOG_LEVEL: "info",
+        LOG_LEVEL: "warn",
       },
       problems: [],
       forwarding: { state: "held", reason: "ORIGIN_URL is not set" },
@@ -103,13 +103,15 @@ describe("the relay's own settings", () => {
         each();
         return { msgs: lines.map((line) => z.object({ msg: z.string() }).parse(JSON.parse(line)).msg), stringified: stringify.mock.calls.length };
       };
-      expect(written({})).toEqual({ msgs: ["callback", "callback_refused", "unhandled"], stringified: 3 });
+      // The default keeps what an operator acts on: warnings and errors.
+      expect(written({})).toEqual({ msgs: ["callback_refused", "unhandled"], stringified: 2 });
+      expect(written({ LOG_LEVEL: "info" })).toEqual({ msgs: ["callback", "callback_refused", "unhandled"], stringified: 3 });
       expect(written({ LOG_LEVEL: "debug" })).toEqual({ msgs: ["callback", "callback_refused", "unhandled"], stringified: 3 });
       expect(written({ LOG_LEVEL: "warn" })).toEqual({ msgs: ["callback_refused", "unhandled"], stringified: 2 });
       expect(written({ LOG_LEVEL: "error" })).toEqual({ msgs: ["unhandled"], stringified: 1 });
-      expect(written({ LOG_LEVEL: "verbose" }).msgs).toEqual(["callback", "callback_refused", "unhandled"]);
+      expect(written({ LOG_LEVEL: "verbose" }).msgs).toEqual(["callback_refused", "unhandled"]);
       expect(parseSettings({ LOG_LEVEL: "verbose" })).toMatchObject({
-        settings: { LOG_LEVEL: "info" },
+        settings: { LOG_LEVEL: "warn" },
         problems: [{ setting: "LOG_LEVEL", feature: "logs", problem: "must be debug, info, warn or error" }],
       });
     });

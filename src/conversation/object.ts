@@ -576,11 +576,13 @@ export class Conversation extends DurableObject<Env> {
 
   private stateText(key: string): string {
     if (!this.state) {
-      this.state = new Map();
+      // Assigned only once whole: a read that fails leaves nothing half-loaded behind.
+      const loaded = new Map<string, string>();
       for (const row of this.sql.exec("SELECT key, value FROM state")) {
         const { key, value } = KeyValueRow.parse(row);
-        this.state.set(key, value);
+        loaded.set(key, value);
       }
+      this.state = loaded;
     }
     return this.state.get(key) ?? "";
   }

@@ -20,6 +20,8 @@ export const testSettings = {
   FORWARD_TIMEOUT_MS: "5000",
   // A snapshot a second at most (the default is a minute), so that read-model tests need not wait.
   SNAPSHOT_INTERVAL_SECONDS: "1",
+  // The tests read the info lines of callbacks and deliveries (production default: warn).
+  LOG_LEVEL: "info",
   // Characters outside RFC 6750's token68 on purpose: any token an operator pastes in must work.
   ADMIN_TOKEN: "test-admin!token#0123456789",
 } as const;
