@@ -13,7 +13,7 @@ import { RETRY_JITTER } from "../src/delivery/attempt";
 import { singleConversationKey } from "../src/receipt";
 import { api, copy, samples, send, tencentPath, unique } from "./support/callbacks";
 import { stateNumber, outboxRows, publishNow, retryNow, runAlarm, scheduledAlarm, setState, useSettings } from "./support/conversation-object";
-import { attempts, delivered, script, waitFor } from "./support/origin-control";
+import { attempts, delivered, release, script, waitFor } from "./support/origin-control";
 import { ROTATED_FORWARD_SECRET } from "./support/origin-types";
 import { acceptAll, makeReceipt, newConversation, stubFor } from "./support/receipts";
 import { TEST_FORWARD_SECRET, testSettings } from "./support/settings";
@@ -309,13 +309,15 @@ describe("forwarding to the origin", () => {
   it("counts an attempt before making it (the lease), and sets its retry past the timeout", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
-    await script(conversation, [{ status: 200, delayMs: 1000 }]);
+    // The origin holds its answer until the lease has been read: no race with a wall-clock hold.
+    await script(conversation, [{ status: 200, hold: true }]);
     const [id] = await acceptAll(conversation, 1, 1);
     await waitFor("the attempt to reach the origin", async () => ((await attempts(conversation)).length > 0 ? true : undefined));
     // What a deploy or a crash right now would leave behind.
     const [leased] = await outboxRows(stub);
     expect(leased).toMatchObject({ id, status: PENDING, attempts: 1, last_status: null });
     expect(leased!.next_attempt_at - leased!.last_attempt_at!).toBe(TIMEOUT_MS + RETRY_STEPS_MS[0]!);
+    await release(conversation);
     await waitFor("the delivery", async () => ((await delivered(conversation)).length > 0 ? true : undefined));
     expect(await stub.deliveries()).toEqual([]);
   });

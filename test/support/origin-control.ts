@@ -12,6 +12,12 @@ export async function script(conversation: string, steps: Step[]): Promise<void>
   if (!response.ok) throw new Error(`script failed: ${response.status}`);
 }
 
+/** Lets the origin answer the attempts of this conversation it holds (a `hold` step). */
+export async function release(conversation: string): Promise<void> {
+  const response = await fetch(control(`/release?conversation=${encodeURIComponent(conversation)}`), { method: "POST" });
+  if (!response.ok) throw new Error(`release failed: ${response.status}`);
+}
+
 /** Every delivery of this conversation that reached the origin, in arrival order. */
 export async function attempts(conversation: string): Promise<Attempt[]> {
   const response = await fetch(control(`/attempts?conversation=${encodeURIComponent(conversation)}`));

@@ -8,6 +8,8 @@ export const Step = z.union([
     retryAfter: z.string().optional(),
     /** Wait this long before answering (longer than FORWARD_TIMEOUT_MS makes a timeout). */
     delayMs: z.number().optional(),
+    /** Answer only when the test says so (`release` in origin-control.ts), not after a wall-clock hold. */
+    hold: z.literal(true).optional(),
     /** A Location header, for redirects. */
     location: z.string().optional(),
   }),

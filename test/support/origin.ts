@@ -71,6 +71,8 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
   /** Alerts POSTed to the control server's /alerts (ALERT_URL in the alert tests), as they came. */
   const alerts: { headers: Record<string, string>; body: string; at: number }[] = [];
   const sockets = new Set<Socket>();
+  /** Answers held until the test releases them, per conversation. */
+  const held = new Map<string, (() => void)[]>();
 
   const origin = createServer(async (request, response) => {
     const body = await readBody(request);
@@ -101,6 +103,7 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
       return;
     }
     if (step.delayMs) await new Promise((resolve) => setTimeout(resolve, step.delayMs));
+    if (step.hold) await new Promise<void>((resolve) => held.set(conversation, [...(held.get(conversation) ?? []), resolve]));
     // The relay gave up waiting (its timeout): nothing it could see was answered.
     if (response.destroyed || request.socket.destroyed) return;
     attempt.status = step.status;
@@ -132,6 +135,12 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
       return send(response, status, { ok: status < 300 }, { connection: "close" });
     }
     if (request.method === "GET" && url.pathname === "/alerts") return send(response, 200, alerts);
+    if (request.method === "POST" && url.pathname === "/release") {
+      const waiting = held.get(conversation) ?? [];
+      held.delete(conversation);
+      for (const release of waiting) release();
+      return send(response, 200, { released: waiting.length });
+    }
     if (request.method === "GET" && url.pathname === "/attempts") {
       return send(
         response,
