@@ -25,6 +25,7 @@ describe("more receipts waiting than one call carries", () => {
     const all = Promise.all(stores).finally(() => (settled = true));
     let answered = 0;
     while (!settled) {
+      // One turn of the event loop, no wall-clock wait: the batch's leader looks on its own timer.
       await new Promise<void>((resolve) => setTimeout(resolve, 0));
       for (const answer of answers.slice(answered)) {
         answered++;
