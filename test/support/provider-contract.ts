@@ -1,0 +1,281 @@
+/**
+ * One adapter per registered provider, for the contract suite (test/providers/contract.test.ts):
+ * how to make a live signed read receipt and its variants from the provider's own samples, and
+ * how to read the provider's answer shape back. A provider without an entry fails the suite.
+ */
+import { z } from "zod";
+import type { IngestDeps } from "../../src/ingest";
+import type { RawCallback } from "../../src/providers/provider";
+import { groupConversationKey, singleConversationKey, type ProviderName, type Receipt } from "../../src/receipt";
+import {
+  copy,
+  EASEMOB_SECRETS,
+  openimPath,
+  samples,
+  send,
+  SENDBIRD_APP,
+  sendbirdHeaders,
+  sendbirdSamples,
+  signedEasemob,
+  STREAM_API_KEY,
+  streamRequest,
+  streamSamples,
+  TENCENT_APP,
+  tencentPath,
+  unique,
+} from "./callbacks";
+
+/** A request as the provider would send it. */
+export interface Signed {
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A live read receipt in a conversation of its own. */
+export interface Live {
+  body: Record<string, unknown>;
+  signed: Signed;
+  conversation: string;
+}
+
+/** An answer read back from the provider's own shape; `result` only where the shape says it. */
+export type ReadAnswer = { ok: true; result?: string } | { ok: false; code: string; message: string };
+
+type Body = Record<string, unknown>;
+
+export interface ContractAdapter {
+  receipt(): Promise<Live>;
+  /** Signs a body as the provider does; `forged`: with a secret or token the relay does not hold. */
+  sign(body: Body, options?: { forged?: boolean }): Promise<Signed>;
+  /** An authentic event that is not a read receipt. */
+  other(): Promise<Signed>;
+  forged: { status: 401 | 403; code: string };
+  /** A signed receipt made malformed, and the field its 400 names. */
+  malformed: { field: string; edit(body: Body): Body };
+  /** A lone surrogate put into an id, and the field its 400 names. */
+  loneSurrogate: { field: string; edit(body: Body): Body };
+  /** Reads the provider's answer; throws (zod) when the body is not in the provider's shape. */
+  read(status: number, json: unknown): ReadAnswer;
+  /** The setting that enables the provider, and environments whose settings are wrong, with the setting each refusal names. */
+  settings: { required: string; misconfigured: { env: Record<string, string>; names: string }[] };
+}
+
+const LONE = "\ud800";
+
+/** `{ status: "ok" | "error", ... }`: Easemob, Stream and Sendbird answer alike. */
+function readPlain(status: number, json: unknown): ReadAnswer {
+  if (status === 200) return { ok: true, result: z.strictObject({ status: z.literal("ok"), result: z.string() }).parse(json).result };
+  const { code, message } = z.strictObject({ status: z.literal("error"), code: z.string(), message: z.string() }).parse(json);
+  return { ok: false, code, message };
+}
+
+const without = (body: Body, field: string): Body => {
+  const { [field]: _dropped, ...rest } = body;
+  return rest;
+};
+
+const easemob: ContractAdapter = {
+  async receipt() {
+    const group = unique("g");
+    const body = copy(samples.easemob.group, { callId: `XXXX#XXXX_${unique("")}`, to: group, timestamp: Date.now() });
+    return { body, signed: await this.sign(body), conversation: groupConversationKey("easemob", String(body.appkey), group) };
+  },
+  async sign(body, { forged = false } = {}) {
+    // The signature covers callId and timestamp only: keep the body's timestamp so that a re-sign is the same bytes.
+    const timestamp = typeof body.timestamp === "number" ? body.timestamp : Date.now();
+    const signed = await signedEasemob(body, { secret: forged ? "not-the-secret" : EASEMOB_SECRETS[0], timestamp });
+    return { path: "/v1/hooks/easemob", headers: { "content-type": "application/json" }, body: JSON.stringify(signed) };
+  },
+  async other() {
+    return this.sign(copy(samples.easemob.single, { callId: `XXXX#XXXX_${unique("")}`, chat_type: "delivery_ack", timestamp: Date.now() }));
+  },
+  forged: { status: 401, code: "bad_signature" },
+  malformed: { field: "from", edit: (body) => without(body, "from") },
+  loneSurrogate: { field: "from", edit: (body) => ({ ...body, from: LONE }) },
+  read: readPlain,
+  settings: {
+    required: "EASEMOB_SECRET",
+    misconfigured: [
+      { env: { EASEMOB_SECRET: "sekrit-one,,sekrit-two" }, names: "EASEMOB_SECRET" },
+      { env: { EASEMOB_SECRET: "sekrit", MAX_EVENT_AGE_SECONDS: "ten" }, names: "MAX_EVENT_AGE_SECONDS" },
+    ],
+  },
+};
+
+const tencent: ContractAdapter = {
+  async receipt() {
+    const group = unique("@TGS#");
+    const body = copy(samples.tencent.group, { GroupId: group, EventTime: String(Date.now()) });
+    return { body, signed: await this.sign(body), conversation: groupConversationKey("tencent", TENCENT_APP, group) };
+  },
+  async sign(body, { forged = false } = {}) {
+    const command = z.string().parse(body.CallbackCommand);
+    const path = forged ? await tencentPath(command, { token: "not-the-token" }) : await tencentPath(command);
+    return { path, headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
+  },
+  async other() {
+    return this.sign({ CallbackCommand: "C2C.CallbackAfterSendMsg" });
+  },
+  forged: { status: 401, code: "bad_signature" },
+  malformed: { field: "GroupId", edit: (body) => without(body, "GroupId") },
+  loneSurrogate: { field: "GroupId", edit: (body) => ({ ...body, GroupId: LONE }) },
+  read(status, json) {
+    if (status === 200) {
+      z.strictObject({ ActionStatus: z.literal("OK"), ErrorInfo: z.literal(""), ErrorCode: z.literal(0) }).parse(json);
+      return { ok: true };
+    }
+    const { ErrorInfo } = z.strictObject({ ActionStatus: z.literal("FAIL"), ErrorInfo: z.string(), ErrorCode: z.literal(1) }).parse(json);
+    const at = ErrorInfo.indexOf(": ");
+    return { ok: false, code: ErrorInfo.slice(0, at), message: ErrorInfo.slice(at + 2) };
+  },
+  settings: {
+    required: "TENCENT_SDKAPPID",
+    misconfigured: [
+      { env: { TENCENT_TOKEN: "sekrit-token" }, names: "TENCENT_SDKAPPID" },
+      { env: { TENCENT_SDKAPPID: "abc-sekrit" }, names: "TENCENT_SDKAPPID" },
+    ],
+  },
+};
+
+const OPENIM_SINGLE = "callbackAfterSingleMsgReadCommand";
+const openim: ContractAdapter = {
+  async receipt() {
+    const reader = unique("reader");
+    const peer = unique("peer");
+    const body = copy(samples.openim.single, { conversationID: `si_${reader}_${peer}`, userID: reader });
+    return { body, signed: await this.sign(body), conversation: singleConversationKey("openim", "openim", reader, peer) };
+  },
+  // OpenIM signs nothing: the token in the path is its authentication; operationID tells reads apart.
+  async sign(body, { forged = false } = {}) {
+    const command = typeof body.callbackCommand === "string" ? body.callbackCommand : OPENIM_SINGLE;
+    const path = forged ? openimPath(command, "not-the-token-0123456789") : openimPath(command);
+    return { path, headers: { "content-type": "application/json", operationID: unique("op-") }, body: JSON.stringify(body) };
+  },
+  async other() {
+    return this.sign({ callbackCommand: "callbackAfterSendSingleMsgCommand" });
+  },
+  forged: { status: 401, code: "bad_token" },
+  malformed: { field: "Seqs", edit: (body) => without(body, "Seqs") },
+  loneSurrogate: { field: "userID", edit: (body) => ({ ...body, userID: LONE }) },
+  read(status, json) {
+    if (status === 200) {
+      z.strictObject({ actionCode: z.literal(0), errCode: z.literal(0), errMsg: z.literal(""), errDlt: z.literal(""), nextCode: z.literal(0) }).parse(json);
+      return { ok: true };
+    }
+    const answer = z.strictObject({
+      actionCode: z.literal(1),
+      errCode: z.literal(20000 + status),
+      errMsg: z.string(),
+      errDlt: z.string(),
+      nextCode: z.literal(0),
+    });
+    const { errMsg, errDlt } = answer.parse(json);
+    return { ok: false, code: errMsg, message: errDlt };
+  },
+  settings: {
+    required: "OPENIM_TOKEN",
+    misconfigured: [
+      { env: { OPENIM_TOKEN: "short" }, names: "OPENIM_TOKEN" },
+      { env: { OPENIM_TOKEN: "sekrit-token/with/slashes" }, names: "OPENIM_TOKEN" },
+    ],
+  },
+};
+
+const stream: ContractAdapter = {
+  async receipt() {
+    const cid = `messaging:${unique("ch-")}`;
+    // Live: the sample's own created_at (2020) is long past the dedup window.
+    const body = copy(streamSamples.read, {
+      cid,
+      channel_id: undefined,
+      channel_type: undefined,
+      created_at: new Date().toISOString(),
+      user: { ...streamSamples.read.user, id: unique("reader-") },
+    });
+    return { body, signed: await this.sign(body), conversation: groupConversationKey("stream", STREAM_API_KEY, cid) };
+  },
+  async sign(body, { forged = false } = {}) {
+    const { headers, body: bytes } = await streamRequest(JSON.stringify(body), forged ? { secret: "not-the-secret" } : {});
+    return { path: "/v1/hooks/stream", headers, body: new TextDecoder().decode(bytes) };
+  },
+  async other() {
+    return this.sign(copy(streamSamples.other));
+  },
+  forged: { status: 401, code: "bad_signature" },
+  malformed: { field: "created_at", edit: (body) => without(body, "created_at") },
+  loneSurrogate: { field: "user.id", edit: (body) => ({ ...body, user: { ...streamSamples.read.user, id: LONE } }) },
+  read: readPlain,
+  settings: {
+    required: "STREAM_API_SECRET",
+    misconfigured: [
+      // A key without a secret: a half-done setup says so rather than being merely off.
+      { env: { STREAM_API_KEY: "k" }, names: "STREAM_API_SECRET" },
+      { env: { STREAM_API_SECRET: "sekrit-one,,sekrit-two" }, names: "STREAM_API_SECRET" },
+    ],
+  },
+};
+
+const sendbird: ContractAdapter = {
+  async receipt() {
+    const channelUrl = unique("room-");
+    // Live: the sample's own read_ts (2018) is long past the dedup window.
+    const body = copy(sendbirdSamples.read, {
+      channel: { ...sendbirdSamples.read.channel, channel_url: channelUrl },
+      read_updates: [{ ...sendbirdSamples.read.read_updates[0], read_ts: Date.now() }],
+    });
+    return { body, signed: await this.sign(body), conversation: groupConversationKey("sendbird", SENDBIRD_APP, channelUrl) };
+  },
+  async sign(body, { forged = false } = {}) {
+    const text = JSON.stringify(body);
+    return { path: "/v1/hooks/sendbird", headers: await sendbirdHeaders(text, forged ? "not-the-token" : undefined), body: text };
+  },
+  async other() {
+    return this.sign(copy(sendbirdSamples.other));
+  },
+  forged: { status: 401, code: "bad_signature" },
+  malformed: { field: "read_updates", edit: (body) => without(body, "read_updates") },
+  loneSurrogate: {
+    field: "read_updates.0.user_id",
+    edit: (body) => ({ ...body, read_updates: [{ ...sendbirdSamples.read.read_updates[0], read_ts: Date.now(), user_id: LONE }] }),
+  },
+  read: readPlain,
+  settings: {
+    required: "SENDBIRD_API_TOKEN",
+    misconfigured: [
+      { env: { SENDBIRD_APP_ID: SENDBIRD_APP }, names: "SENDBIRD_API_TOKEN" },
+      { env: { SENDBIRD_API_TOKEN: "sekrit-one,,sekrit-two" }, names: "SENDBIRD_API_TOKEN" },
+    ],
+  },
+};
+
+/** By provider name; the suite also fails at run time for a registered provider missing here. */
+const adapters = { easemob, tencent, openim, stream, sendbird } satisfies Record<ProviderName, ContractAdapter>;
+export const contractAdapters: ReadonlyMap<string, ContractAdapter> = new Map(Object.entries(adapters));
+
+/** Sends a request through the worker (each from a client address of its own, see `send`). */
+export const sendSigned = (signed: Signed, init: RequestInit = {}): Promise<Response> =>
+  send(signed.path, { headers: signed.headers, body: signed.body, ...init });
+
+/** The same request as the router hands it to the pipeline. */
+export function rawOf(signed: Signed): RawCallback {
+  const url = new URL(`https://relay.test${signed.path}`);
+  const path = url.pathname.split("/").slice(4).map(decodeURIComponent);
+  return { url, path, body: signed.body, bytes: new TextEncoder().encode(signed.body), headers: new Headers(signed.headers) };
+}
+
+/** Pipeline deps that keep what would be stored, and take every claim. */
+export function recordingDeps(env: object): IngestDeps & { stored: Receipt[] } {
+  const stored: Receipt[] = [];
+  return {
+    env,
+    now: Date.now(),
+    stored,
+    store: async (receipt) => {
+      stored.push(receipt);
+      return "accepted";
+    },
+    claim: async () => "claimed",
+    countAuthFailure: async () => ({ limited: false }),
+  };
+}
