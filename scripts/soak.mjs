@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Bounded soak on 127.0.0.1 only, under `wrangler dev`: signed callbacks of every provider over many
+// Bounded soak on 127.0.0.1 only, under `wrangler dev`: signed Easemob, Tencent and OpenIM callbacks over many
 // conversations, an origin that answers 503 in scripted windows, and one crash and restart of the
 // relay midway. Prints accepted / delivered / lost / duplicated / out-of-order and exits 1 when
 // anything was lost, reordered or badly signed. Stops by itself and kills its children on exit.

@@ -6,6 +6,7 @@ import { sha256BytesHex } from "./crypto/hash";
 import type { Answer, BodyClaim, EventTime, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
 import { MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, withinBounds, type ProviderName, type Receipt } from "./receipt";
 import { describeProblems, parseGroup } from "./settings";
+import { isoFromMillis } from "./time";
 import { log } from "./log";
 import type { z } from "zod";
 
@@ -149,7 +150,7 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     if (!parsed.ok) return settle({ ok: false, ...parsed.rejection });
     const refused = await provider.verify(parsed.value, configured.config, deps.now);
     if (refused) return isAuthFailure(refused) ? refuseAuth(refused, deps) : settle({ ok: false, ...refused });
-    const normalized = await provider.normalize(parsed.value, { receivedAt: new Date(deps.now).toISOString() });
+    const normalized = await provider.normalize(parsed.value, { receivedAt: isoFromMillis(deps.now) });
     if (!normalized.ok) return settle({ ok: false, ...normalized.rejection });
     const normal = normalized.value;
     const stale = normal.kind === "receipt" ? staleEvent(normal.eventTime, deps.now) : undefined;

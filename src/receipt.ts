@@ -105,7 +105,21 @@ export function readerConversationKey(provider: ProviderName, app: string, reade
   return [provider, app, "r", reader].map(encodeURIComponent).join(":");
 }
 
-/** Milliseconds since the epoch to ISO-8601 UTC. */
-export function isoFromMillis(millis: number): string {
-  return new Date(millis).toISOString();
+/** A key part as written: a part that is not valid percent-encoding (a key not made here) is kept as is. */
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+/**
+ * Provider, app and chat kind read back from a conversation key (docs/design.md, "Conversation
+ * keys"): `r` keys are group reads. Lenient, for keys from storage or a URL: missing parts are "".
+ */
+export function parseConversationKey(key: string): { provider: string; app: string; chat: "single" | "group" | "unknown" } {
+  const [provider = "", app = "", kind = ""] = key.split(":");
+  const chat = kind === "u" ? "single" : kind === "g" || kind === "r" ? "group" : "unknown";
+  return { provider: decodePart(provider), app: decodePart(app), chat };
 }

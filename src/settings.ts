@@ -75,7 +75,8 @@ const RelaySettings = z.object({
   FORWARD_TIMEOUT_MS: optional(integer(100, 120_000)).default(10_000),
   // Above 1, up to this many due receipts of a conversation go out in one request (opt-in).
   FORWARD_BATCH_MAX: optional(integer(1, 1000)).default(1),
-  // The KV snapshot of a conversation at most this often; 0 turns the KV read model off.
+  // The KV snapshot of a conversation at most this often; 0 turns the KV read model off. It paces the
+  // D1 index row too (once a minute at most when 0): one name kept for deployed configurations.
   SNAPSHOT_INTERVAL_SECONDS: optional(integer(0, 86_400)).default(60),
   ADMIN_TOKEN: optional(z.string().trim().min(16, "must be at least 16 characters")),
   // Alerts (docs/alerts-and-stats.md): off while ALERT_URL is unset.

@@ -8,7 +8,9 @@ import { MAX_API_BODY_BYTES } from "../src/api/routes";
 import { MAX_BODY_BYTES } from "../src/callback-routes";
 import { MAX_FORM_BYTES } from "../src/dashboard/routes";
 import { DRAIN_MAX_BYTES } from "../src/http";
-import { ADMIN_TOKEN, openimPath, send, tencentPath } from "./support/callbacks";
+import { providers } from "../src/providers";
+import { ADMIN_TOKEN, send } from "./support/callbacks";
+import { contractAdapters, type ContractAdapter } from "./support/provider-contract";
 
 const MiB = 1024 * 1024;
 
@@ -30,31 +32,33 @@ function chunked(total: number, chunk = 64 * 1024, byte = "x"): { body: Readable
   return { body, pulled: () => sent };
 }
 
-const CALLBACKS: [string, () => Promise<string>, Record<string, unknown>][] = [
-  ["easemob", async () => "/v1/hooks/easemob", { status: "error", code: "body_too_large" }],
-  ["tencent", () => tencentPath("C2C.CallbackAfterMsgReport"), { ActionStatus: "FAIL", ErrorCode: 1, ErrorInfo: expect.stringContaining("body_too_large") }],
-  ["openim", async () => openimPath("callbackAfterSingleMsgReadCommand"), { actionCode: 1, errCode: 20413, errMsg: "body_too_large" }],
-  ["sendbird", async () => "/v1/hooks/sendbird", { status: "error", code: "body_too_large" }],
-  ["stream", async () => "/v1/hooks/stream", { status: "error", code: "body_too_large" }],
-];
+/** Every registered provider, its hook's path, and its answer shape read back (test/support/provider-contract.ts). */
+const CALLBACKS = [...providers.keys()].map((name) => {
+  const adapter = contractAdapters.get(name);
+  if (!adapter) throw new Error(`no contract adapter for "${name}": add one to test/support/provider-contract.ts`);
+  return [name, adapter] as const;
+});
+
+async function expectTooLarge(adapter: ContractAdapter, response: Response): Promise<void> {
+  expect(response.status).toBe(413);
+  expect(adapter.read(response.status, await response.json())).toMatchObject({ ok: false, code: "body_too_large" });
+}
 
 describe("callbacks: a chunked body over 64 KiB", () => {
-  it.each(CALLBACKS)("%s: 413 in the provider's shape, the body drained first", async (_, path, shape) => {
+  it.each(CALLBACKS)("%s: 413 in the provider's shape, the body drained first", async (_, adapter) => {
     // Just over the limit, as a provider's oversized callback would be: read to its end before the
     // answer, so an HTTP/1.1 sender still uploading is not reset and gets the answer (issue 15).
     const total = MAX_BODY_BYTES + 200 * 1024;
     const { body, pulled } = chunked(total, 4096);
-    const response = await send(await path(), { body, headers: { "transfer-encoding": "chunked" } });
-    expect(response.status).toBe(413);
-    expect(await response.json()).toMatchObject(shape);
+    const { signed } = await adapter.receipt();
+    await expectTooLarge(adapter, await send(signed.path, { body, headers: { "transfer-encoding": "chunked" } }));
     expect(pulled()).toBe(total);
   });
 
-  it.each(CALLBACKS)("%s: 20 MB is refused after reading at most the limit and the drain", async (_, path, shape) => {
+  it.each(CALLBACKS)("%s: 20 MB is refused after reading at most the limit and the drain", async (_, adapter) => {
     const { body, pulled } = chunked(20 * MiB);
-    const response = await send(await path(), { body, headers: { "transfer-encoding": "chunked" } });
-    expect(response.status).toBe(413);
-    expect(await response.json()).toMatchObject(shape);
+    const { signed } = await adapter.receipt();
+    await expectTooLarge(adapter, await send(signed.path, { body, headers: { "transfer-encoding": "chunked" } }));
     expect(pulled()).toBeLessThan(MAX_BODY_BYTES + DRAIN_MAX_BYTES + 2 * MiB);
   });
 });

@@ -4,9 +4,13 @@ import { z } from "zod";
 import { log, setLogLevel } from "../src/log";
 import { DEFAULT_RETRY_SCHEDULE, describeProblems, parseGroup, parseSettings, useLogLevel } from "../src/settings";
 import { easemob } from "../src/providers/easemob";
+import { providers } from "../src/providers";
 import { openim } from "../src/providers/openim";
+import { sendbird } from "../src/providers/sendbird";
+import { stream } from "../src/providers/stream";
 import { tencent } from "../src/providers/tencent";
 import { MAX_EVENT_AGE_MS } from "../src/receipt";
+import { testSettings } from "./support/settings";
 
 const FORWARD_KEY_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const FORWARD_KEY_B = "whsec_ZGVtby1mb3J3YXJkLXNlY3JldC0zMi1ieXRlcyEhIQ==";
@@ -124,6 +128,12 @@ describe("the relay's own settings", () => {
 });
 
 describe("each provider's own settings", () => {
+  it.each([...providers.keys()])("%s is off with nothing set, naming what enables it, and on with the test settings", (name) => {
+    const ingestor = providers.get(name);
+    expect(ingestor?.status({})).toEqual({ state: "disabled", missing: expect.stringMatching(/^[A-Z][A-Z_]+$/) });
+    expect(ingestor?.status(testSettings)).toEqual({ state: "enabled" });
+  });
+
   it("turn the provider on, off, or report what is malformed", () => {
     const enabled = parseGroup(easemob.settings, { EASEMOB_SECRET: " one , two " });
     expect(enabled).toEqual({ values: { EASEMOB_SECRET: ["one", "two"], MAX_EVENT_AGE_SECONDS: 300 }, problems: [] });
@@ -138,6 +148,10 @@ describe("each provider's own settings", () => {
     [tencent.settings, { TENCENT_SDKAPPID: `abc${secret}` }, "TENCENT_SDKAPPID"],
     [openim.settings, { OPENIM_TOKEN: "short" }, "OPENIM_TOKEN"],
     [openim.settings, { OPENIM_TOKEN: `${secret}/with/slashes` }, "OPENIM_TOKEN"],
+    [stream.settings, { STREAM_API_SECRET: `${secret},,other` }, "STREAM_API_SECRET"],
+    [stream.settings, { STREAM_API_SECRET: secret, STREAM_API_KEY: `key with spaces ${secret}` }, "STREAM_API_KEY"],
+    [sendbird.settings, { SENDBIRD_API_TOKEN: `${secret},,other` }, "SENDBIRD_API_TOKEN"],
+    [sendbird.settings, { SENDBIRD_API_TOKEN: secret, SENDBIRD_APP_ID: `${"x".repeat(129)}${secret}` }, "SENDBIRD_APP_ID"],
   ])("%#: a malformed %j names %s and never the value", (schema, env, setting) => {
     const { problems } = parseGroup(schema, env);
     expect(problems.map((problem) => problem.setting)).toEqual([setting]);
@@ -155,11 +169,18 @@ describe("each provider's own settings", () => {
     }
   });
 
-  it("a Tencent token without SdkAppid is a misconfiguration, not merely off", () => {
-    const { values } = parseGroup(tencent.settings, { TENCENT_TOKEN: "a-token" });
-    expect(tencent.configure(values!)).toEqual({
-      state: "misconfigured",
-      problems: [{ setting: "TENCENT_SDKAPPID", problem: "must be set when TENCENT_TOKEN is set" }],
-    });
-  });
+  it.each([
+    ["tencent", tencent, { TENCENT_TOKEN: "a-token" }, "TENCENT_SDKAPPID", "TENCENT_TOKEN"],
+    ["stream", stream, { STREAM_API_KEY: "k" }, "STREAM_API_SECRET", "STREAM_API_KEY"],
+    ["sendbird", sendbird, { SENDBIRD_APP_ID: "app" }, "SENDBIRD_API_TOKEN", "SENDBIRD_APP_ID"],
+  ] as const)(
+    "%s: a setting that only makes sense beside the one that enables it is a misconfiguration, not merely off",
+    (_, provider, env, required, dependent) => {
+      const { values } = parseGroup(provider.settings, env);
+      expect(values && provider.configure(values)).toEqual({
+        state: "misconfigured",
+        problems: [{ setting: required, problem: `must be set when ${dependent} is set` }],
+      });
+    },
+  );
 });

@@ -1,7 +1,9 @@
 /**
  * The relay-wide side of the API (mounted in routes.ts behind the same token): the conversation
  * index from D1, one conversation's summary from its object, and bulk replays as durable jobs.
- * Plain functions of the env and validated values; routes.ts does the HTTP.
+ * Each has a data function the dashboard calls too (`conversationsPage`, `conversationSummaryData`,
+ * `startReplayJob`, `replayStatus`) and a Response builder for the API; `startReplay` also parses
+ * its request's body. The list query's schema is shared with the dashboard's inputs.
  */
 import { z } from "zod";
 import type { Delivery } from "../conversation/object";
@@ -15,7 +17,6 @@ import {
   IndexStatus,
   indexDb,
   indexProblemOf,
-  keyParts,
   listIndex,
   MAX_INDEX_PAGE,
   noteIndexProblem,
@@ -24,7 +25,7 @@ import {
   type IndexProblem,
 } from "../ops/conversation-index";
 import { parseReplayFilter, type ReplayJobFilter, type ReplayStatus } from "../ops/replay-job";
-import { Receipt } from "../receipt";
+import { parseConversationKey, Receipt } from "../receipt";
 
 export const indexDisabled = () =>
   apiError(503, "index_disabled", "the conversation index is off: bind a D1 database as DB (wrangler.toml, [[d1_databases]]) to turn it on");
@@ -184,7 +185,7 @@ export async function conversationSummaryData(env: Env, conversation: string, li
 
   return {
     conversation,
-    ...keyParts(conversation),
+    ...parseConversationKey(conversation),
     accepted,
     deliveries: { pending, failed, ...(complete ? {} : { complete: false }) },
     ...(oldestFailedAt ? { oldestFailedAt } : {}),

@@ -1,10 +1,13 @@
 /**
  * One Durable Object per conversation: the only writer of its receipts, read state and outbox.
- * SQLite-backed, called through RPC. A thin shell over plain modules: `schema.ts` (tables and
- * migrations), `outbox.ts` (the delivery state machine), `publisher.ts` (the KV read model). The
- * alarm delivers due receipts in order (on our own retry schedule), then publishes the snapshot.
- * Storage is written for what it costs (docs/design.md, "Storage"): one row per receipt, small
- * state written only when it changes.
+ * SQLite-backed, called through RPC. It accepts and deduplicates receipts, folds read state, serves
+ * pages of them, requeues dead letters and replays, and holds the live tail's sockets. One alarm
+ * runs its jobs, each with its own back-off: deliver due receipts in order (on our own retry
+ * schedule), then publish the KV snapshot and the D1 index row apart. What can be plain code lives
+ * in modules: `schema.ts` (tables and migrations), `outbox.ts` (the delivery state machine),
+ * `publisher.ts` (the snapshot's content), `read-state.ts`, `live-tail.ts` and
+ * `ops/conversation-index.ts` (the index row). Storage is written for what it costs
+ * (docs/design.md, "Storage"): one row per receipt, small state written only when it changes.
  */
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
@@ -25,8 +28,9 @@ import {
 import { recordDelivery, type DeliveryOutcome } from "../ops/metrics";
 import { Receipt } from "../receipt";
 import { settingsOf, useLogLevel, type Forwarding } from "../settings";
+import { isoFromMillis } from "../time";
 import { Outbox, type Delivery, type DeliveryFilter, type ReceiptRow } from "./outbox";
-import { deadLetterEntry, publishToKv, snapshotJson } from "./publisher";
+import { deadLetters, publishToKv, snapshotJson } from "./publisher";
 import { acceptViewer, broadcast, PING, PONG } from "./live-tail";
 import { foldReadStates, MAX_READS_PAGE, ReadState, type ReadsPage } from "./read-state";
 import { createLatest, migrate, schemaVersion } from "./schema";
@@ -56,10 +60,12 @@ type Output = "kv" | "index";
 /** Before the outputs were split, one "publish" job kept these; still honoured once, then deleted. */
 const LEGACY_PUBLISH_KEYS = ["publish_failures", "publish_retry_at"] as const;
 
-const StateRow = z.object({ state: z.string() });
+/** `SELECT state FROM reads`: one reader's ReadState as JSON (the `state` table's rows are KeyValueRow). */
+const ReadStateRow = z.object({ state: z.string() });
 const KeyValueRow = z.object({ key: z.string(), value: z.string() });
 const ReaderCount = z.object({ n: z.number() });
-const ReaderStateRow = z.object({ reader: z.string(), state: z.string() });
+/** A whole `reads` row. */
+const ReadsRow = z.object({ reader: z.string(), state: z.string() });
 /** Readers per read-state SELECT (and twice as few per upsert, two values each). */
 const READERS_CHUNK = 100;
 
@@ -169,7 +175,7 @@ export class Conversation extends DurableObject<Env> {
       if (forwarding.state === "on") this.recovered("held");
       return stored;
     });
-    const acceptedAt = new Date(now).toISOString();
+    const acceptedAt = isoFromMillis(now);
     fresh.forEach((receipt, i) => {
       const seq = seqs[i] ?? previousMaxSeq + 1 + i;
       this.outbox.committed(seq, receipt.id, now);
@@ -198,7 +204,7 @@ export class Conversation extends DurableObject<Env> {
     const reads = this.sql
       .exec("SELECT state FROM reads WHERE reader > ? ORDER BY reader LIMIT ?", after ?? "", size + 1)
       .toArray()
-      .map((row) => ReadState.parse(JSON.parse(StateRow.parse(row).state)));
+      .map((row) => ReadState.parse(JSON.parse(ReadStateRow.parse(row).state)));
     const page = reads.slice(0, size);
     const readers = ReaderCount.parse(this.sql.exec("SELECT COUNT(*) AS n FROM reads").one()).n;
     const last = page[page.length - 1];
@@ -249,7 +255,7 @@ export class Conversation extends DurableObject<Env> {
     const requeued = this.transaction(() => this.outbox.requeueDelivered(since, until, now));
     if (requeued > 0) {
       this.version++;
-      broadcast(this.ctx, { type: "requeued", count: requeued, at: new Date(now).toISOString() });
+      broadcast(this.ctx, { type: "requeued", count: requeued, at: isoFromMillis(now) });
       await this.armAlarm();
     }
     return { requeued };
@@ -345,7 +351,7 @@ export class Conversation extends DurableObject<Env> {
         ...(result.kind !== "delivered" ? { error: result.error } : {}),
         ms: at - startedAt,
         attempt: attempts,
-        at: new Date(at).toISOString(),
+        at: isoFromMillis(at),
       });
     };
     if (result.kind === "delivered") {
@@ -424,7 +430,7 @@ export class Conversation extends DurableObject<Env> {
     if (indexDue) {
       const previous = parseIndexedRow(indexedRow);
       const activity = nextActivity(this.sql, activityOf(previous), previous?.accepted ?? 0, duplicates, now);
-      content = indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), deadLetterEntry(this.outbox, conversation), activity);
+      content = indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), deadLetters(this.outbox), activity);
     }
     const row = content ? JSON.stringify(content) : indexedRow;
     const [kv, index] = await Promise.allSettled([
@@ -552,7 +558,7 @@ export class Conversation extends DurableObject<Env> {
     for (let from = 0; from < readers.length; from += READERS_CHUNK) {
       const chunk = readers.slice(from, from + READERS_CHUNK);
       for (const row of this.sql.exec(`SELECT reader, state FROM reads WHERE reader IN (${chunk.map(() => "?").join(", ")})`, ...chunk)) {
-        const { reader, state } = ReaderStateRow.parse(row);
+        const { reader, state } = ReadsRow.parse(row);
         stored.set(reader, ReadState.parse(JSON.parse(state)));
       }
     }

@@ -9,6 +9,7 @@
  * and delete), the highest sequence number, and where the head may be.
  */
 import { z } from "zod";
+import { isoFromMillis } from "../time";
 import { DELIVERED, FAILED, PENDING } from "./schema";
 
 /** Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once)... */
@@ -84,7 +85,7 @@ function attemptLog(text: string | null): Attempt[] {
   const parsed = z.array(LoggedAttempt).safeParse(stored);
   if (!parsed.success) return [];
   return parsed.data.map(([startedAt, ms, status, error]) => ({
-    at: iso(startedAt),
+    at: isoFromMillis(startedAt),
     ms,
     ...(status !== null ? { status } : {}),
     ...(error !== null ? { error } : {}),
@@ -115,7 +116,6 @@ export interface Delivery {
   attemptLog: Attempt[];
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
 const LoadRow = z.object({ seq: z.number(), id: z.string(), status: z.number(), changed_at: z.number() });
 const PruneRow = z.object({ seq: z.number(), id: z.string(), accepted_at: z.number() });
 type PruneRow = z.infer<typeof PruneRow>;
@@ -427,13 +427,13 @@ function describe(row: DeliveryRow): Delivery {
     seq: row.seq,
     status,
     attempts: row.attempts,
-    acceptedAt: iso(row.accepted_at),
-    ...(status === "pending" ? { nextAttemptAt: iso(row.next_attempt_at) } : {}),
-    ...(row.last_attempt_at !== null ? { lastAttemptAt: iso(row.last_attempt_at) } : {}),
+    acceptedAt: isoFromMillis(row.accepted_at),
+    ...(status === "pending" ? { nextAttemptAt: isoFromMillis(row.next_attempt_at) } : {}),
+    ...(row.last_attempt_at !== null ? { lastAttemptAt: isoFromMillis(row.last_attempt_at) } : {}),
     ...(row.last_status !== null ? { lastStatus: row.last_status } : {}),
     ...(row.last_error !== null ? { lastError: row.last_error } : {}),
-    ...(status === "delivered" && row.settled_at !== null ? { deliveredAt: iso(row.settled_at), latencyMs: row.settled_at - row.accepted_at } : {}),
-    ...(status === "failed" && row.settled_at !== null ? { failedAt: iso(row.settled_at) } : {}),
+    ...(status === "delivered" && row.settled_at !== null ? { deliveredAt: isoFromMillis(row.settled_at), latencyMs: row.settled_at - row.accepted_at } : {}),
+    ...(status === "failed" && row.settled_at !== null ? { failedAt: isoFromMillis(row.settled_at) } : {}),
     attemptLog: attemptLog(row.attempt_log),
   };
 }

@@ -4,9 +4,11 @@
  * the stored rows.
  */
 import { z } from "zod";
+import type { DeadLetters } from "../ops/conversation-index";
+import { isoFromMillis } from "../time";
 import type { Outbox } from "./outbox";
 import { ReadState } from "./read-state";
-import { deadLetterKey, snapshotKey, type DeadLetterEntry } from "./snapshot";
+import { deadLetterKey, snapshotKey } from "./snapshot";
 
 /** A snapshot holds the newest receipts that fit in this many bytes (KV allows 25 MiB; the API
  * reads the whole value on every call). */
@@ -21,9 +23,9 @@ export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 export const MAX_SNAPSHOT_READERS = 1000;
 export const MAX_SNAPSHOT_READS_BYTES = 512 * 1024;
 
-const StateRow = z.object({ state: z.string() });
+/** The `state` column of a `reads` row: one reader's ReadState as JSON. */
+const ReadStateRow = z.object({ state: z.string() });
 const Count = z.object({ n: z.number() });
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
  * The snapshot (see `Snapshot` in snapshot.ts), assembled from the stored JSON text: the rows were
@@ -41,11 +43,11 @@ export function snapshotJson(sql: SqlStorage, outbox: Outbox, conversation: stri
   const newest = sql
     .exec("SELECT state FROM reads ORDER BY json_extract(state, '$.lastReadAt') DESC, reader LIMIT ?", MAX_SNAPSHOT_READERS + 1)
     .toArray()
-    .map((row) => StateRow.parse(row).state);
+    .map((row) => ReadStateRow.parse(row).state);
   // Fewer than the bound came back: that is every reader, no count needed.
   const readers = newest.length > MAX_SNAPSHOT_READERS ? Count.parse(sql.exec("SELECT COUNT(*) AS n FROM reads").one()).n : newest.length;
   const reads = boundedReads(newest);
-  const head = JSON.stringify({ conversation, updatedAt: iso(now) }).slice(0, -1);
+  const head = JSON.stringify({ conversation, updatedAt: isoFromMillis(now) }).slice(0, -1);
   const bound = `"readers":${readers}${reads.length < readers ? ',"readsTruncated":true' : ""}`;
   return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],${bound},"deliveries":${JSON.stringify(outbox.counts())}}`;
 }
@@ -70,11 +72,11 @@ export function boundedReads(newestFirst: readonly string[]): string[] {
 }
 
 /** The conversation's dead letters in brief (count, oldest, last error) for its index row, or undefined when it has none. */
-export function deadLetterEntry(outbox: Outbox, conversation: string): DeadLetterEntry | undefined {
+export function deadLetters(outbox: Outbox): DeadLetters | undefined {
   const { failed } = outbox.counts();
   const range = failed > 0 ? outbox.failedRange() : undefined;
   if (!range) return undefined;
-  return { conversation, failed, oldestFailedAt: iso(range.oldestFailedAt), lastError: range.lastError };
+  return { failed, oldestFailedAt: isoFromMillis(range.oldestFailedAt), lastError: range.lastError };
 }
 
 /**

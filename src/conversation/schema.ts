@@ -203,7 +203,9 @@ function migrateV1toV2(sql: SqlStorage, now: number): void {
     const value = meta.get(key);
     if (value !== undefined) sql.exec("INSERT INTO state (key, value) VALUES (?, ?)", key, value);
   }
-  // Published as of v1's last publication if nothing changed since, else due again.
+  // `published_seq` is written but never read: whether a migrated conversation is due again is
+  // decided at load from `published_at` (carried above) and the outbox's last change (object.ts).
+  // Kept so that the migration writes what it always has.
   const unpublished = Number(meta.get("version") ?? 0) > Number(meta.get("published_version") ?? 0);
   const maxSeq = receipts.reduce((max, receipt) => Math.max(max, receipt.seq), 0);
   sql.exec("INSERT INTO state (key, value) VALUES ('published_seq', ?)", String(unpublished ? -1 : maxSeq));

@@ -19,18 +19,13 @@ export const Snapshot = z.object({
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
-/** A conversation's dead letters in brief, for its row of the D1 index. */
-export const DeadLetterEntry = z.object({
-  conversation: z.string(),
-  failed: z.number(),
-  oldestFailedAt: z.string(),
-  lastError: z.string(),
-});
-export type DeadLetterEntry = z.infer<typeof DeadLetterEntry>;
-
 export const SNAPSHOT_PREFIX = "conversations/";
-/** Before the D1 index, each conversation with dead letters had a KV entry here; its object deletes it once. */
-export const DEAD_LETTER_PREFIX = "dead-letters/";
+/**
+ * Before the D1 index (migrations/0001), each conversation with dead letters had a KV entry here.
+ * Nothing writes or reads them now; the key stays only so that a conversation's object can delete
+ * its old entry once (`publishToKv`).
+ */
+const DEAD_LETTER_PREFIX = "dead-letters/";
 /** KV's limit on a key's length. */
 const MAX_KV_KEY_BYTES = 512;
 

@@ -7,6 +7,7 @@
  * (only buckets with activity) or dense; either way they are laid on a full grid of slots here.
  */
 import type { relayStats, StatsWindow } from "../ops/stats";
+import { isoFromMillis } from "../time";
 import { timeText } from "./layout";
 
 /** What the dashboard shows of the relay's stats: relayStats' own result (same process, already typed). */
@@ -47,7 +48,7 @@ const HEIGHT = 150;
 const LEFT = 34;
 const BOTTOM = 18;
 const TOP = 6;
-const hhmm = (ms: number) => timeText(new Date(ms).toISOString()).slice(11, 16);
+const hhmm = (ms: number) => timeText(isoFromMillis(ms)).slice(11, 16);
 
 function Bars({ slots, now }: { slots: Slot[]; now: number }) {
   const plotWidth = WIDTH - LEFT;

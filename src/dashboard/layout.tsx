@@ -4,6 +4,7 @@
  * (routes.tsx) allows only the assets (stylesheet, script, icon).
  */
 import type { Child, PropsWithChildren } from "hono/jsx";
+import { isoFromMillis } from "../time";
 import { assetPath, ICON, SCRIPT, STYLESHEET } from "./assets";
 import { MAX_LIVE_CONVERSATIONS } from "./inputs";
 
@@ -14,8 +15,7 @@ export function timeText(iso: string): string {
   const ms = Date.parse(iso);
   return Number.isNaN(ms)
     ? iso
-    : new Date(ms)
-        .toISOString()
+    : isoFromMillis(ms)
         .replace("T", " ")
         .replace(/\.\d+Z$/, " UTC");
 }

@@ -28,6 +28,7 @@ import { z } from "zod";
 import { webhookHeaders } from "../delivery/webhook";
 import { log } from "../log";
 import type { Alerting } from "../settings";
+import { isoFromMillis } from "../time";
 
 export const ALERT_COOLDOWN_MS = 15 * 60_000;
 /** Keys a digest lists; the rest are counted. */
@@ -82,8 +83,6 @@ export interface Digest {
   afterSeconds?: number;
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
-
 /** The window of dead letters to look at now: from the last covered point to the cutoff. */
 export function deadLetterWindow(state: AlertState | undefined, now: number, lagMs: number): { since: number; cutoff: number } {
   const cutoff = now - lagMs;
@@ -131,7 +130,7 @@ export function planAlerts(
 ): Digest[] {
   const due: Digest[] = [];
   if (observation.deadLetters.conversations > 0 && allowed(state, "dead_letter", now)) {
-    due.push(digest("dead_letter", now, observation.deadLetters, { since: iso(window.since), until: iso(window.cutoff) }));
+    due.push(digest("dead_letter", now, observation.deadLetters, { since: isoFromMillis(window.since), until: isoFromMillis(window.cutoff) }));
   }
   if (observation.stuck.conversations > 0) {
     if (allowed(state, "origin_failing", now)) due.push(digest("origin_failing", now, observation.stuck, { afterSeconds }));
@@ -168,7 +167,7 @@ const TITLES: Record<AlertKind, string> = {
 /** The Standard Webhooks body: `{type, timestamp, data}`, like deliveries. */
 export function alertBody(alert: Digest): string {
   const { kind, at, ...data } = alert;
-  return JSON.stringify({ type: `alert.${kind}`, timestamp: iso(at), data: { title: TITLES[kind], ...data } });
+  return JSON.stringify({ type: `alert.${kind}`, timestamp: isoFromMillis(at), data: { title: TITLES[kind], ...data } });
 }
 
 /** A webhook-id per kind and evaluation: `alert:<kind>:<unix seconds>`. */
@@ -217,7 +216,7 @@ export async function alertRequest(alerting: Extract<Alerting, { state: "on" }>,
 
 // ---- Wiring: D1 and fetch. ----
 
-const StateRow = z.object({
+const AlertStateRow = z.object({
   checked_at: z.number(),
   dead_letter_since: z.number(),
   dead_letter_sent_at: z.number().nullable(),
@@ -231,7 +230,7 @@ const SampleRow = z.object({ key: z.string(), last_error: z.string().nullable() 
 export async function readAlertState(db: D1Database): Promise<AlertState | undefined> {
   const row = await db.prepare("SELECT * FROM alert_state WHERE id = 1").first();
   if (!row) return undefined;
-  const parsed = StateRow.parse(row);
+  const parsed = AlertStateRow.parse(row);
   return {
     checkedAt: parsed.checked_at,
     deadLetterSince: parsed.dead_letter_since,
@@ -282,9 +281,12 @@ export async function observe(
   afterSeconds: number,
   failingRaised = false,
 ): Promise<Observation> {
-  const stuckBefore = iso(now - afterSeconds * 1000);
+  const stuckBefore = isoFromMillis(now - afterSeconds * 1000);
   const [deadLetters, stuck, lastDeliveredAt] = await Promise.all([
-    group(db, "failed > 0 AND oldest_failed_at > ?1 AND oldest_failed_at <= ?2", "failed", "oldest_failed_at, key", [iso(window.since), iso(window.cutoff)]),
+    group(db, "failed > 0 AND oldest_failed_at > ?1 AND oldest_failed_at <= ?2", "failed", "oldest_failed_at, key", [
+      isoFromMillis(window.since),
+      isoFromMillis(window.cutoff),
+    ]),
     group(db, "pending > 0 AND last_receipt_at < ?1 AND (last_delivered_at IS NULL OR last_delivered_at < ?1)", "pending", "last_receipt_at, key", [
       stuckBefore,
     ]),

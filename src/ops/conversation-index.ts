@@ -19,8 +19,9 @@
 import { z } from "zod";
 import type { Outbox } from "../conversation/outbox";
 import { DELIVERED } from "../conversation/schema";
-import type { DeadLetterEntry } from "../conversation/snapshot";
 import { log } from "../log";
+import { parseConversationKey } from "../receipt";
+import { isoFromMillis } from "../time";
 import { Activity } from "./activity";
 
 /** With SNAPSHOT_INTERVAL_SECONDS=0 (no snapshot), a conversation still writes its row at most this often. */
@@ -50,27 +51,11 @@ export type IndexRow = z.infer<typeof IndexRow>;
 /** The row without its time of writing: what decides whether it changed. */
 export type IndexContent = Omit<IndexRow, "updated_at">;
 
-const iso = (ms: number) => new Date(ms).toISOString();
+/** A conversation's dead letters in brief, for its row: how many, the oldest's time, the last error. */
+export type DeadLetters = { failed: number; oldestFailedAt: string; lastError: string };
+
 const LastReceipt = z.object({ accepted_at: z.number() });
 const LastDelivery = z.object({ accepted_at: z.number(), settled_at: z.number().nullable() });
-
-const decode = (part: string) => {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    return part;
-  }
-};
-
-/**
- * Provider, app and chat kind from a conversation key (`<provider>:<app>:u:…`, `…:g:…`, or OpenIM's
- * per-reader `…:r:…`; docs/design.md, "Conversation keys"). Parts are percent-encoded.
- */
-export function keyParts(key: string): { provider: string; app: string; chat: string } {
-  const [provider = "", app = "", kind = ""] = key.split(":");
-  const chat = kind === "u" ? "single" : kind === "g" || kind === "r" ? "group" : "unknown";
-  return { provider: decode(provider), app: decode(app), chat };
-}
 
 /** The row's content from the object's storage (read before any await, like the rest of a publication). */
 export function indexContent(
@@ -78,7 +63,7 @@ export function indexContent(
   outbox: Outbox,
   key: string,
   counts: { pending: number; failed: number },
-  entry: DeadLetterEntry | undefined,
+  deadLetters: DeadLetters | undefined,
   activity: Activity,
 ): IndexContent {
   const last = sql.exec("SELECT accepted_at FROM receipts WHERE seq = ?", outbox.maxSeq).toArray()[0];
@@ -88,14 +73,14 @@ export function indexContent(
   const settledAt = lastDelivery?.settled_at ?? null;
   return {
     key,
-    ...keyParts(key),
+    ...parseConversationKey(key),
     accepted: outbox.maxSeq,
-    last_receipt_at: lastReceipt ? iso(lastReceipt.accepted_at) : null,
+    last_receipt_at: lastReceipt ? isoFromMillis(lastReceipt.accepted_at) : null,
     pending: counts.pending,
     failed: counts.failed,
-    oldest_failed_at: entry?.oldestFailedAt ?? null,
-    last_error: entry?.lastError ?? null,
-    last_delivered_at: settledAt !== null ? iso(settledAt) : null,
+    oldest_failed_at: deadLetters?.oldestFailedAt ?? null,
+    last_error: deadLetters?.lastError ?? null,
+    last_delivered_at: settledAt !== null ? isoFromMillis(settledAt) : null,
     last_latency_ms: lastDelivery && settledAt !== null ? settledAt - lastDelivery.accepted_at : null,
     activity: JSON.stringify(activity),
   };
@@ -147,7 +132,7 @@ export async function writeIndexRow(db: D1Database, row: IndexContent, updatedAt
       row.last_error,
       row.last_delivered_at,
       row.last_latency_ms,
-      iso(updatedAt),
+      isoFromMillis(updatedAt),
       row.activity,
     )
     .run();

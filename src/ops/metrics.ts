@@ -20,6 +20,7 @@
  *
  * Columns are positional: a new one is only ever appended (blob6, double4), never inserted.
  */
+import { parseConversationKey } from "../receipt";
 
 /** What `AnalyticsEngineDataset.writeDataPoint` takes. */
 export interface DataPoint {
@@ -73,15 +74,8 @@ const blob = (value: string | undefined) => (value ?? "").slice(0, MAX_BLOB_CHAR
 /** A finite, non-negative number (a clock that moved back, or NaN, is recorded as 0). */
 const amount = (value: number | undefined) => (value !== undefined && Number.isFinite(value) && value > 0 ? value : 0);
 
-/** The provider a conversation key belongs to: its first, percent-encoded, part. */
-export function providerOf(conversation: string): string {
-  const first = conversation.split(":", 1)[0] ?? "";
-  try {
-    return decodeURIComponent(first);
-  } catch {
-    return first;
-  }
-}
+/** The provider a conversation key belongs to (its first part). */
+export const providerOf = (conversation: string): string => parseConversationKey(conversation).provider;
 
 export function callbackDataPoint(point: CallbackPoint): DataPoint {
   const provider = blob(point.provider);

@@ -1,12 +1,12 @@
 /**
  * A bulk replay of dead letters as a durable job (`POST /v1/replays`): one SQLite Durable Object
- * per job (binding `REPLAYS`, named by the job id). At creation it snapshots, from the D1
+ * per job (binding `REPLAYS`, named by the job id). At creation it copies, from the D1
  * conversation index, the keys of every conversation with dead letters that matches the filter
  * (or, for `{ delivered: { conversation, since, until } }`, takes that one conversation, whose
  * delivered receipts still kept are sent again: `redeliver()`);
  * then its alarm works through them in batches of REPLAY_BATCH, calling each conversation
  * object's `retryDeadLetters()` (which requeues them in their original order, each keeping its
- * webhook-id). Progress (a cursor over the snapshot and the total requeued) is in its own SQLite,
+ * webhook-id). Progress (a cursor over that copied list and the total requeued) is in its own SQLite,
  * updated once per batch, so the job survives evictions and restarts and resumes where it was.
  *
  * A conversation whose object fails is tried again (the batch stops there and the alarm comes
@@ -19,12 +19,13 @@ import { conversationStub } from "../conversation/stub";
 import { failingKeys, indexDb, type IndexFilter } from "./conversation-index";
 import { log } from "../log";
 import { useLogLevel } from "../settings";
+import { isoFromMillis } from "../time";
 
 export const REPLAY_BATCH = 25;
 const REPLAY_RETRY_MS = 30_000;
 const REPLAY_MAX_TRIES = 5;
-/** Keys read from D1 per query while taking the snapshot. */
-const SNAPSHOT_PAGE = 1000;
+/** Keys read from D1 per query while copying the job's list. */
+const KEYS_PAGE = 1000;
 
 /** Every dead letter relay-wide, optionally of one provider or under a key prefix. */
 export const ReplayFilter = z.strictObject({
@@ -82,7 +83,7 @@ export class ReplayJob extends DurableObject<Env> {
   }
 
   /**
-   * Creates the job: snapshots the matching conversations and sets the alarm. Called once per id;
+   * Creates the job: copies the matching conversations' keys and sets the alarm. Called once per id;
    * a second call answers the job as it is.
    */
   async start(id: string, filter: ReplayJobFilter): Promise<ReplayStatus> {
@@ -96,9 +97,9 @@ export class ReplayJob extends DurableObject<Env> {
       if (!db) throw new Error("the conversation index (DB) is not bound");
       const indexFilter: IndexFilter = { provider: filter.provider, prefix: filter.prefix };
       for (let after: string | undefined; ;) {
-        const page = await failingKeys(db, indexFilter, SNAPSHOT_PAGE, after);
+        const page = await failingKeys(db, indexFilter, KEYS_PAGE, after);
         keys.push(...page);
-        if (page.length < SNAPSHOT_PAGE) break;
+        if (page.length < KEYS_PAGE) break;
         after = page[page.length - 1];
       }
     }
@@ -203,8 +204,8 @@ export class ReplayJob extends DurableObject<Env> {
       conversations: { done, total },
       requeued: Number(this.text("requeued")),
       skipped: Number(this.text("skipped")),
-      createdAt: new Date(Number(this.text("created_at"))).toISOString(),
-      ...(finishedAt ? { finishedAt: new Date(Number(finishedAt)).toISOString() } : {}),
+      createdAt: isoFromMillis(Number(this.text("created_at"))),
+      ...(finishedAt ? { finishedAt: isoFromMillis(Number(finishedAt)) } : {}),
       ...(lastError ? { lastError } : {}),
     };
   }

@@ -6,6 +6,7 @@
  * figures live in Analytics Engine (docs/metrics.md).
  */
 import { z } from "zod";
+import { isoFromMillis } from "../time";
 import { BUCKET_MS, bucketOf, COUNT_NAMES } from "./activity";
 
 export const StatsWindow = z.enum(["1h", "24h"]);
@@ -53,7 +54,7 @@ const zero = (): Tally => ({ accepted: 0, duplicates: 0, delivered: 0, retried: 
 
 /** Every conversation's activity buckets in the window, summed per provider and bucket in D1. */
 async function activityIn(db: D1Database, fromBucket: number) {
-  const fromIso = new Date(fromBucket * 1000).toISOString();
+  const fromIso = isoFromMillis(fromBucket * 1000);
   // A row last written before the window began holds no bucket in it (buckets are written at publication).
   const result = await db
     .prepare(
@@ -89,7 +90,7 @@ export function tallyActivity(rows: z.infer<typeof ActivityRow>[], fromBucket: n
   return {
     callbacks: { accepted: totals.accepted, duplicates: totals.duplicates, byProvider },
     deliveries: { delivered: totals.delivered, retried: totals.retried, failed: totals.failed },
-    series: [...buckets.entries()].map(([bucket, tally]) => ({ at: new Date(bucket * 1000).toISOString(), ...tally })),
+    series: [...buckets.entries()].map(([bucket, tally]) => ({ at: isoFromMillis(bucket * 1000), ...tally })),
   };
 }
 
@@ -109,7 +110,7 @@ const Latency = z.object({ last_latency_ms: z.number() });
 const LATENCY_WHERE = "last_delivered_at >= ?1 AND last_latency_ms IS NOT NULL";
 
 export async function relayStats(db: D1Database, window: StatsWindow, now: number) {
-  const since = new Date(now - WINDOW_MS[window]).toISOString();
+  const since = isoFromMillis(now - WINDOW_MS[window]);
   const row = await db
     .prepare(
       `SELECT COUNT(*) AS total,
@@ -140,7 +141,7 @@ export async function relayStats(db: D1Database, window: StatsWindow, now: numbe
   return {
     window,
     since,
-    generatedAt: new Date(now).toISOString(),
+    generatedAt: isoFromMillis(now),
     conversations: { total: totals.total, withPending: totals.with_pending ?? 0, withDeadLetters: totals.with_dead_letters ?? 0 },
     backlog: totals.backlog ?? 0,
     deadLetters: totals.dead_letters ?? 0,

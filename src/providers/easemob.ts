@@ -9,7 +9,8 @@ import { z } from "zod";
 import { fromHex } from "../crypto/encoding";
 import { md5, md5Hex } from "../crypto/md5";
 import { timingSafeEqualBytes } from "../crypto/timing-safe";
-import { groupConversationKey, isoFromMillis, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { isoFromMillis } from "../time";
 import { integer, list, optional } from "../settings";
 import { Identifier, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Outcome, type Provider } from "./provider";
 

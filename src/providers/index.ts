@@ -1,4 +1,7 @@
-/** The registry: one line per provider. Adding a provider touches nothing else. */
+/**
+ * The registry: one line per provider, the list the callback routes and /healthz read. A new
+ * provider also needs its name in `providerNames` (receipt.ts), its docs page and its fixtures.
+ */
 import { ingestor, type Ingestor } from "../ingest";
 import { easemob } from "./easemob";
 import { openim } from "./openim";

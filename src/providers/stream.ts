@@ -8,7 +8,8 @@
 import { z } from "zod";
 import { hmacSha256Hex } from "../crypto/hash";
 import { timingSafeEqualAny } from "../crypto/timing-safe";
-import { groupConversationKey, isoFromMillis, type JsonObject, type Receipt } from "../receipt";
+import { groupConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { isoFromMillis } from "../time";
 import { list, optional } from "../settings";
 import {
   Identifier,

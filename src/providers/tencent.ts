@@ -8,7 +8,8 @@
 import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
 import { timingSafeEqual } from "../crypto/timing-safe";
-import { groupConversationKey, isoFromMillis, singleConversationKey, type Receipt } from "../receipt";
+import { groupConversationKey, singleConversationKey, type Receipt } from "../receipt";
+import { isoFromMillis } from "../time";
 import { list, optional } from "../settings";
 import {
   Identifier,

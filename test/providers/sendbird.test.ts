@@ -1,11 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { IngestDeps } from "../../src/ingest";
-import { providers } from "../../src/providers";
 import type { RawCallback } from "../../src/providers/provider";
 import { sendbird, signSendbird, type SendbirdConfig } from "../../src/providers/sendbird";
 import { z } from "zod";
 import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, MAX_READERS_PER_RECEIPT, Receipt } from "../../src/receipt";
-import { api, copy, SENDBIRD_APP, SENDBIRD_TOKENS, sendbirdHeaders, sendbirdSamples, send, sendSendbird, unique } from "../support/callbacks";
+import { api, copy, SENDBIRD_APP, SENDBIRD_TOKENS, sendbirdSamples, sendSendbird, unique } from "../support/callbacks";
 import { receiptFrom, runProvider } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
@@ -36,12 +34,6 @@ async function sendbirdCallback(body: unknown, signing: Signing = {}): Promise<R
 
 const run = async (body: unknown, signing: Signing = {}, cfg: SendbirdConfig = config) =>
   runProvider(sendbird, await sendbirdCallback(body, signing), cfg, NOW, RECEIVED_AT);
-
-/** Deps for a run that must stop before storing anything. */
-function offlineDeps(env: object): IngestDeps {
-  const unreachable = () => Promise.reject(new Error("not reached in these tests"));
-  return { env, now: NOW, store: unreachable, claim: unreachable, countAuthFailure: async () => ({ limited: false }) };
-}
 
 describe("sendbird signature", () => {
   it("is lower-case hex HMAC-SHA256 of the body under the API token", async () => {
@@ -117,7 +109,6 @@ describe("sendbird validation", () => {
     ["not JSON", "{", "invalid_json"],
     ["empty", "", "empty_body"],
     ["an array", "[]", "invalid_body"],
-    ["nested too deep", `${"[".repeat(40)}${"]".repeat(40)}`, "too_deep"],
   ])("refuses a signed body that is %s with 400", async (_, text, code) => {
     expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, code });
   });
@@ -143,12 +134,6 @@ describe("sendbird validation", () => {
     for (const [overrides, field] of cases) {
       expect(await run(copy(sendbirdSamples.read, overrides))).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining(field) });
     }
-  });
-
-  it("refuses a lone surrogate in a user id, naming the field", async () => {
-    const text = JSON.stringify(sendbirdSamples.read).replace('"user_id":"John","read_ts"', '"user_id":"\\ud800","read_ts"');
-    expect(text).toContain('"user_id":"\\ud800"');
-    expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining("field read_updates.0.user_id") });
   });
 
   it("ignores authentic events that are not group_channel:message_read, without validating them", async () => {
@@ -276,46 +261,14 @@ describe("sendbird through the worker", () => {
     expect(receipts[0]!.raw.read_updates).toHaveLength(MAX_READERS_PER_RECEIPT + 200);
   });
 
-  it("refuses a bad signature with 401 in Sendbird's shape", async () => {
-    const text = JSON.stringify(readIn(unique("room-")));
-    const response = await send("/v1/hooks/sendbird", { headers: await sendbirdHeaders(text, "wrong-token"), body: text });
-    expect(response.status).toBe(401);
-    expect(await response.json()).toEqual({ status: "error", code: "bad_signature", message: expect.any(String) });
-  });
-
   it("refuses an app_id not in SENDBIRD_APP_ID with 403", async () => {
     const response = await sendSendbird(copy(readIn(unique("room-")), { app_id: "another-app" }));
     expect(response.status).toBe(403);
     expect(await response.json()).toMatchObject({ status: "error", code: "app_id_not_allowed" });
   });
-
-  it("answers an authentic other event 200 and stores nothing", async () => {
-    const response = await sendSendbird(escapedText(sendbirdSamples.other));
-    expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: "ok", result: "ignored" });
-  });
 });
 
 describe("sendbird settings", () => {
-  const handle = async (env: object) => providers.get("sendbird")!.handle(await sendbirdCallback(sendbirdSamples.read), offlineDeps(env));
-
-  it("is disabled (503 naming SENDBIRD_API_TOKEN) without a token", async () => {
-    expect(await handle({})).toEqual({
-      status: 503,
-      body: { status: "error", code: "provider_disabled", message: "sendbird is not configured: set SENDBIRD_API_TOKEN" },
-    });
-  });
-
-  it("is misconfigured (503) with an app id but no token, or a stray comma, never echoing a value", async () => {
-    expect(await handle({ SENDBIRD_APP_ID: APP })).toMatchObject({
-      status: 503,
-      body: { code: "provider_misconfigured", message: expect.stringContaining("SENDBIRD_API_TOKEN") },
-    });
-    const strayComma = await handle({ SENDBIRD_API_TOKEN: "sekrit-one,,sekrit-two" });
-    expect(strayComma).toMatchObject({ status: 503, body: { code: "provider_misconfigured" } });
-    expect(JSON.stringify(strayComma)).not.toContain("sekrit");
-  });
-
   it("takes several tokens and app ids", () => {
     expect(sendbird.configure({ SENDBIRD_API_TOKEN: ["a", "b"], SENDBIRD_APP_ID: [APP] })).toEqual({
       state: "enabled",

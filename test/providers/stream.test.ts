@@ -1,9 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { inflateIfGzip, signStream, stream, type StreamConfig } from "../../src/providers/stream";
-import type { IngestDeps } from "../../src/ingest";
 import type { RawCallback } from "../../src/providers/provider";
 import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS } from "../../src/receipt";
-import { providers } from "../../src/providers";
 import { api, copy, gzip, send, sendStream, STREAM_API_KEY, STREAM_SECRETS, streamRequest, streamSamples, unique } from "../support/callbacks";
 import { receiptFrom, runProvider } from "../support/pipeline";
 
@@ -36,12 +34,6 @@ async function streamCallback(body: unknown, signing: Signing = {}): Promise<Raw
   if (compress) headers.set("content-encoding", "gzip");
   const bytes = signing.bytes ?? (compress ? await gzip(text) : encode(text));
   return { url: new URL("https://relay.test/v1/hooks/stream"), path, body: new TextDecoder().decode(bytes), bytes, headers };
-}
-
-/** Deps for a run that must stop before storing anything. */
-function offlineDeps(env: object): IngestDeps {
-  const unreachable = () => Promise.reject(new Error("not reached in these tests"));
-  return { env, now: NOW, store: unreachable, claim: unreachable, countAuthFailure: async () => ({ limited: false }) };
 }
 
 const run = async (body: unknown, signing: Signing = {}, cfg: StreamConfig = config) =>
@@ -139,7 +131,6 @@ describe("stream validation", () => {
     ["not JSON", "{", "invalid_json"],
     ["empty", "", "empty_body"],
     ["an array", "[]", "invalid_body"],
-    ["nested too deep", `${"[".repeat(40)}${"]".repeat(40)}`, "too_deep"],
   ])("refuses a signed body that is %s with 400", async (_, text, code) => {
     expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, code });
   });
@@ -164,12 +155,6 @@ describe("stream validation", () => {
     expect(await run(badTime)).toMatchObject({ status: 400, message: expect.stringContaining("field created_at") });
     const badCount = copy(streamSamples.read, { user: { ...streamSamples.read.user, total_unread_count: -1 } });
     expect(await run(badCount)).toMatchObject({ status: 400, message: expect.stringContaining("field user.total_unread_count") });
-  });
-
-  it("refuses a lone surrogate in the user id, naming the field", async () => {
-    const text = JSON.stringify(streamSamples.read).replace(`"id":"${streamSamples.read.user.id}"`, '"id":"\\ud800"');
-    expect(text).toContain('"id":"\\ud800"');
-    expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining("field user.id") });
   });
 
   it("needs a channel: cid, or channel_type and channel_id, which must agree", async () => {
@@ -261,7 +246,7 @@ describe("stream through the worker", () => {
       user: { ...streamSamples.read.user, id: user },
     });
 
-  it("stores a signed message.read once; Stream's retry (same X-Webhook-Id) is a duplicate", async () => {
+  it("takes Stream's retry (same X-Webhook-Id, the next X-Webhook-Attempt) as a duplicate", async () => {
     const body = readOf(unique("reader-"));
     const webhookId = crypto.randomUUID();
     const first = await sendStream(body, { webhookId });
@@ -275,12 +260,6 @@ describe("stream through the worker", () => {
     const response = await sendStream(readOf(unique("reader-")), { compress: true, secret: STREAM_SECRETS[1] });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ status: "ok", result: "accepted" });
-  });
-
-  it("refuses a bad signature with 401 in Stream's shape", async () => {
-    const response = await sendStream(readOf("u1"), { secret: "wrong-secret" });
-    expect(response.status).toBe(401);
-    expect(await response.json()).toEqual({ status: "error", code: "bad_signature", message: expect.any(String) });
   });
 
   it("refuses another X-Api-Key with 403, a corrupt gzip with 400, a bomb with 413", async () => {
@@ -297,12 +276,6 @@ describe("stream through the worker", () => {
     const refused = await send("/v1/hooks/stream", { headers: bomb.headers, body: bomb.body });
     expect(refused.status).toBe(413);
     expect(await refused.json()).toMatchObject({ status: "error", code: "body_too_large" });
-  });
-
-  it("answers an authentic other event 200 and stores nothing", async () => {
-    const response = await sendStream(streamSamples.other);
-    expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: "ok", result: "ignored" });
   });
 
   it("refuses a captured read once created_at is past the dedup window, whatever its X-Webhook-Id (issue 18, finding 4)", async () => {
@@ -335,24 +308,6 @@ describe("stream through the worker", () => {
 });
 
 describe("stream settings", () => {
-  const handle = async (env: object) => providers.get("stream")!.handle(await streamCallback(streamSamples.read), offlineDeps(env));
-
-  it("is disabled (503 naming STREAM_API_SECRET) without a secret", async () => {
-    expect(await handle({})).toEqual({
-      status: 503,
-      body: { status: "error", code: "provider_disabled", message: "stream is not configured: set STREAM_API_SECRET" },
-    });
-    expect(providers.get("stream")!.status({})).toEqual({ state: "disabled", missing: "STREAM_API_SECRET" });
-  });
-
-  it("is misconfigured (503) with a key but no secret, or a stray comma, never echoing a value", async () => {
-    const keyOnly = await handle({ STREAM_API_KEY: "k" });
-    expect(keyOnly).toMatchObject({ status: 503, body: { code: "provider_misconfigured", message: expect.stringContaining("STREAM_API_SECRET") } });
-    const strayComma = await handle({ STREAM_API_SECRET: "sekrit-one,,sekrit-two" });
-    expect(strayComma).toMatchObject({ status: 503, body: { code: "provider_misconfigured" } });
-    expect(JSON.stringify(strayComma)).not.toContain("sekrit");
-  });
-
   it("takes several secrets and keys", () => {
     expect(stream.configure({ STREAM_API_SECRET: ["a", "b"], STREAM_API_KEY: ["k"] })).toEqual({
       state: "enabled",

@@ -1,6 +1,7 @@
 /** Rows of the D1 conversation index written directly, for tests of what reads it (alerts, stats). */
 import { env } from "cloudflare:workers";
-import { keyParts, writeIndexRow, type IndexContent } from "../../src/ops/conversation-index";
+import { writeIndexRow, type IndexContent } from "../../src/ops/conversation-index";
+import { parseConversationKey } from "../../src/receipt";
 
 export const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -8,7 +9,7 @@ export const iso = (ms: number) => new Date(ms).toISOString();
 export async function indexRow(key: string, content: Partial<IndexContent>, at: number): Promise<void> {
   const base: IndexContent = {
     key,
-    ...keyParts(key),
+    ...parseConversationKey(key),
     accepted: 1,
     last_receipt_at: iso(at),
     pending: 0,

@@ -4,7 +4,7 @@
  * conversations, each with its socket's URL and status; the script (assets/script.ts) opens one
  * WebSocket per conversation, on the same route as a conversation's own page, and fills the feed.
  */
-import { keyParts } from "../../ops/conversation-index";
+import { parseConversationKey } from "../../receipt";
 import { MAX_LIVE_CONVERSATIONS } from "../inputs";
 import { ConversationLink, conversationPath, ErrorPanel, Page } from "../layout";
 
@@ -16,7 +16,7 @@ function Connections({ conversations }: { conversations: string[] }) {
       <h2>Conversations watched</h2>
       <ul class="plain live-connections">
         {conversations.map((conversation) => {
-          const { provider } = keyParts(conversation);
+          const { provider } = parseConversationKey(conversation);
           return (
             <li
               data-testid="live-connection"

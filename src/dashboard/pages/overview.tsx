@@ -2,6 +2,7 @@
 import type { JSX } from "hono/jsx/jsx-runtime";
 import type { Health } from "../../health";
 import type { AlertKind, AlertState } from "../../ops/alerts";
+import { isoFromMillis } from "../../time";
 import { ActivityFigure, type DashboardStats } from "../chart";
 import { duration, ErrorPanel, Facts, IndexOff, Page, Time, WatchLink } from "../layout";
 import type { Loaded } from "../load";
@@ -18,7 +19,7 @@ export interface OverviewData {
   };
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const isoOrNull = (ms: number | null) => (ms === null ? null : isoFromMillis(ms));
 
 /**
  * At the top of the page: the bound index cannot be used (migrations not applied, or D1 failing).
@@ -172,8 +173,8 @@ function AlertHistory({ state }: { state: AlertState }) {
   return (
     <Facts
       items={[
-        ["last evaluated", <Time iso={iso(state.checkedAt)} />],
-        ...ALERT_KINDS.map(({ kind, label }): [string, JSX.Element] => [`last "${label}" sent`, <Time iso={iso(state.sentAt[kind])} />]),
+        ["last evaluated", <Time iso={isoOrNull(state.checkedAt)} />],
+        ...ALERT_KINDS.map(({ kind, label }): [string, JSX.Element] => [`last "${label}" sent`, <Time iso={isoOrNull(state.sentAt[kind])} />]),
       ]}
     />
   );
