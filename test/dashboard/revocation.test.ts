@@ -3,30 +3,11 @@
 import { describe, expect, it } from "vitest";
 import { createExecutionContext, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { app } from "../src/app";
-import { ICON } from "../src/dashboard/assets";
-import { revocationsStub } from "../src/dashboard/revocations";
-import { SESSION_TTL_SECONDS } from "../src/dashboard/session";
-import { ADMIN_TOKEN } from "./support/callbacks";
-
-const ORIGIN = "http://relay.test";
-
-/** One request to the dashboard, never following redirects, from a fresh client address; POSTs from its own origin. */
-function dashboard(path: string, { method = "GET", cookie, form }: { method?: string; cookie?: string; form?: Record<string, string> } = {}) {
-  const headers = new Headers({ "cf-connecting-ip": `2001:db8::${crypto.randomUUID().slice(0, 4)}` });
-  if (cookie) headers.set("cookie", cookie);
-  if (method !== "GET") headers.set("origin", ORIGIN);
-  if (form) headers.set("content-type", "application/x-www-form-urlencoded");
-  return exports.default.fetch(
-    new Request(`${ORIGIN}/dashboard${path}`, { method, headers, redirect: "manual", ...(form ? { body: new URLSearchParams(form).toString() } : {}) }),
-  );
-}
-
-async function signIn(): Promise<string> {
-  const response = await dashboard("/login", { method: "POST", form: { token: ADMIN_TOKEN } });
-  expect(response.status).toBe(303);
-  return (response.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
-}
+import { app } from "../../src/app";
+import { ICON } from "../../src/dashboard/assets";
+import { revocationsStub } from "../../src/dashboard/revocations";
+import { SESSION_TTL_SECONDS } from "../../src/dashboard/session";
+import { dashboard, ORIGIN, signIn } from "../support/dashboard";
 
 const signOut = (cookie: string) => dashboard("/logout", { method: "POST", cookie, form: {} });
 
