@@ -6,7 +6,7 @@
 import { ignoredEvents, type ProviderStatus } from "./ingest";
 import { providers } from "./providers";
 import { indexDb, probeIndex } from "./ops/conversation-index";
-import { alertingOf, settingsOf, type SettingProblem } from "./settings";
+import { alertingOf, apiAccessOf, settingsOf, type SettingProblem } from "./settings";
 
 export interface Health {
   status: "ok" | "degraded" | "down";
@@ -39,7 +39,7 @@ export interface Health {
 
 export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
   const relay = settingsOf(env);
-  const { settings, problems: relayProblems, forwarding } = relay;
+  const { problems: relayProblems, forwarding } = relay;
   const alerting = alertingOf(relay);
   const statuses = Object.fromEntries([...providers.values()].map((ingestor) => [ingestor.name, ingestor.status(env)]));
   const problems: SettingProblem[] = [
@@ -48,12 +48,8 @@ export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
     ),
     ...relayProblems,
   ];
-  const apiProblem = relayProblems.find((problem) => problem.feature === "api");
-  const api: Health["api"] = apiProblem
-    ? { state: "off", reason: `setting ${apiProblem.setting} ${apiProblem.problem}` }
-    : settings.ADMIN_TOKEN
-      ? { state: "on" }
-      : { state: "off", reason: "ADMIN_TOKEN is not set" };
+  const access = apiAccessOf(relay);
+  const api: Health["api"] = access.state === "on" ? { state: "on" } : access;
   const anyEnabled = Object.values(statuses).some((status) => status.state === "enabled");
   const kvProblem = await probeKv(env.RECEIPTS_KV, now);
   const db = indexDb(env);

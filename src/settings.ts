@@ -199,6 +199,16 @@ export function alertingOf({ settings, problems }: Pick<RelaySettingsResult, "se
   };
 }
 
+export type ApiAccess = { state: "on"; token: string } | { state: "off"; reason: string };
+
+/** The API and the dashboard are on exactly when ADMIN_TOKEN is set and valid: it is their one credential. */
+export function apiAccessOf({ settings, problems }: Pick<RelaySettingsResult, "settings" | "problems">): ApiAccess {
+  const broken = problems.filter((problem) => problem.feature === "api");
+  if (broken.length > 0) return { state: "off", reason: describeProblems(broken) };
+  if (!settings.ADMIN_TOKEN) return { state: "off", reason: "ADMIN_TOKEN is not set" };
+  return { state: "on", token: settings.ADMIN_TOKEN };
+}
+
 const featureBySetting = new Map<string, Feature>(Object.entries(RELAY_FEATURES));
 const featureOf = (setting: string): Feature => featureBySetting.get(setting) ?? "settings";
 

@@ -16,7 +16,7 @@ import { log } from "../log";
 import { conversationSummary, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
-import { describeProblems, settingsOf, type Settings } from "../settings";
+import { apiAccessOf, settingsOf, type Settings } from "../settings";
 import { relayStats, StatsWindow } from "../ops/stats";
 import { Cursor, encodeCursor, withIndex } from "./conversations";
 import { MAX_READS_PAGE, ReadsPage } from "../conversation/read-state";
@@ -28,11 +28,10 @@ type ApiEnv = { Bindings: Env; Variables: { settings: Settings; conversation: st
 
 /** The API is on only with a valid ADMIN_TOKEN; checked before the token itself. */
 const requireApiEnabled = createMiddleware<ApiEnv>(async function requireApiEnabled(c, next) {
-  const { settings, problems } = settingsOf(c.env);
-  const broken = problems.filter((problem) => problem.feature === "api");
-  if (broken.length > 0) return apiError(503, "api_disabled", `the API is off: ${describeProblems(broken)}`);
-  if (!settings.ADMIN_TOKEN) return apiError(503, "api_disabled", "the API is off: set ADMIN_TOKEN to turn it on");
-  c.set("settings", settings);
+  const relay = settingsOf(c.env);
+  const access = apiAccessOf(relay);
+  if (access.state === "off") return apiError(503, "api_disabled", `the API is off: ${access.reason}`);
+  c.set("settings", relay.settings);
   await next();
 });
 

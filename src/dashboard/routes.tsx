@@ -25,7 +25,7 @@ import { apiError, jsonResponse, limitBody } from "../http";
 import { log } from "../log";
 import { indexDb } from "../ops/conversation-index";
 import { ReplayFilter } from "../ops/replay-job";
-import { describeProblems, settingsOf } from "../settings";
+import { apiAccessOf, settingsOf } from "../settings";
 import { ASSET_CACHE_CONTROL, assetNamed } from "./assets";
 import { INDEX_PAGE, loadConversation, loadOverview, Requeued } from "./data";
 import {
@@ -83,11 +83,8 @@ function render(c: DashboardContext, status: ContentfulStatusCode, page: JSX.Ele
 
 /** The dashboard is on exactly when the API is: with a valid ADMIN_TOKEN, which is also the sign-in token. */
 function adminTokenOf(env: Env): { ok: true; token: string } | { ok: false; reason: string } {
-  const { settings, problems } = settingsOf(env);
-  const broken = problems.filter((problem) => problem.feature === "api");
-  if (broken.length > 0) return { ok: false, reason: `The dashboard is off: ${describeProblems(broken)}.` };
-  if (!settings.ADMIN_TOKEN) return { ok: false, reason: "The dashboard is off: ADMIN_TOKEN is not set." };
-  return { ok: true, token: settings.ADMIN_TOKEN };
+  const access = apiAccessOf(settingsOf(env));
+  return access.state === "on" ? { ok: true, token: access.token } : { ok: false, reason: `The dashboard is off: ${access.reason}.` };
 }
 
 const requireEnabled = createMiddleware<DashboardEnv>(async function requireEnabled(c, next) {
