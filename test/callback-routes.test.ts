@@ -219,9 +219,21 @@ describe("refusals, in each provider's answer shape", () => {
     expect(await get.json()).toMatchObject({ status: "error", code: "method_not_allowed" });
     const getOpenim = await exports.default.fetch(`http://relay.test${openimPath("callbackAfterSingleMsgReadCommand")}`);
     expect(await getOpenim.json()).toMatchObject({ actionCode: 1, errCode: 20405 });
-    for (const path of ["/v1/hooks/wechat", "/nope", "/v1/hooks/%E0%A4%A", "/v1/whatever", "/v1/conversations"]) {
+    for (const path of ["/v1/hooks/wechat", "/nope", "/v1/hooks/%E0%A4%A"]) {
       const response = await send(path, { json: {} });
       expect(response.status).toBe(404);
+      expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
+    }
+    // Below /v1 (not /v1/hooks) the API's token is checked before routing: without it no path says
+    // whether it exists; with it, an unknown one is a plain 404.
+    for (const path of ["/v1/whatever", "/v1/conversations"]) {
+      expect((await send(path, { json: {} })).status, path).toBe(401);
+      const response = await exports.default.fetch(`http://relay.test${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${testSettings.ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(response.status, path).toBe(404);
       expect(await response.json()).toMatchObject({ error: { code: "not_found" } });
     }
     // A malformed percent-escape below a provider's URL is that provider's unknown path.

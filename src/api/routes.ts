@@ -119,26 +119,28 @@ const validateConversation = createMiddleware<ApiEnv>(async function validateCon
 });
 
 export const apiRoutes = new Hono<ApiEnv>()
-  // Only on the API's own routes, so that any other /v1 path is a plain 404.
-  .use("/conversations/:conversation/*", requireApiEnabled, requireAdminToken, validateConversation)
+  // Every API route behind one check, made before routing: without the token, no /v1 path (an
+  // unknown one included) says whether it exists. (/v1/hooks is routed before this app.)
+  .use("*", requireApiEnabled, requireAdminToken)
+  .use("/conversations/:conversation/*", validateConversation)
   // The relay-wide index (D1): every conversation, filtered, in key order, a page at a time.
-  .get("/conversations", requireApiEnabled, requireAdminToken, async (c) => {
+  .get("/conversations", async (c) => {
     const params = query(ListQuery, c.req.query());
     if (!params.ok) return params.response;
     return listConversations(c.env, params.value);
   })
   // One conversation from its object: counts, last delivery, newest receipts with their delivery state.
-  .get("/conversations/:conversation", requireApiEnabled, requireAdminToken, validateConversation, async (c) => {
+  .get("/conversations/:conversation", validateConversation, async (c) => {
     const recentLimit = c.var.settings.RECENT_LIMIT;
     const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional() }, c.req.query());
     if (!params.ok) return params.response;
     return conversationSummary(c.env, c.var.conversation, params.value.limit ?? recentLimit);
   })
   // Bulk replay of every matching dead letter, as a durable job.
-  .post("/replays", requireApiEnabled, requireAdminToken, limitApiBody, (c) => startReplay(c.env, c.req.raw))
-  .get("/replays/:id", requireApiEnabled, requireAdminToken, (c) => replayProgress(c.env, c.req.param("id")))
+  .post("/replays", limitApiBody, (c) => startReplay(c.env, c.req.raw))
+  .get("/replays/:id", (c) => replayProgress(c.env, c.req.param("id")))
   // Relay-wide figures from the index (src/ops/stats.ts).
-  .get("/stats", requireApiEnabled, requireAdminToken, async (c) => {
+  .get("/stats", async (c) => {
     const params = query({ window: StatsWindow.optional() }, c.req.query());
     if (!params.ok) return params.response;
     return withIndex(c.env, async (db) => jsonResponse(200, await relayStats(db, params.value.window ?? "24h", Date.now())));
@@ -213,7 +215,7 @@ export const apiRoutes = new Hono<ApiEnv>()
     return jsonResponse(200, { conversation: conversation, requeued });
   })
   // Conversations holding dead letters: the index's failing view (D1), with the same paging.
-  .get("/dead-letters", requireApiEnabled, requireAdminToken, async (c) => {
+  .get("/dead-letters", async (c) => {
     const { status: _status, ...shape } = ListQuery;
     const params = query(shape, c.req.query());
     if (!params.ok) return params.response;
