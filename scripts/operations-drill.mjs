@@ -347,6 +347,8 @@ try {
   const settings = {
     ...Object.fromEntries(Object.entries(vars).filter(([, value]) => value.trim() !== "")),
     ORIGIN_URL: originUrl,
+    // The drill counts the relay's info lines (delivered, alert_sent, replays), which the default, warn, drops.
+    LOG_LEVEL: "info",
     FORWARD_RETRY_SCHEDULE: RETRY_SCHEDULE,
     FORWARD_TIMEOUT_MS: "5000",
     FORWARD_BATCH_MAX: "1",
