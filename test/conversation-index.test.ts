@@ -8,7 +8,7 @@ import { IndexRow } from "../src/ops/conversation-index";
 import { ADMIN_TOKEN, api, unique } from "./support/callbacks";
 import { publishNow, runAlarm, scheduledAlarm, setState, stateNumber, useSettings } from "./support/conversation-object";
 import { script } from "./support/origin-control";
-import { makeReceipt, newConversation, stubFor } from "./support/receipts";
+import { makeReceipt, newConversation, published, stubFor } from "./support/receipts";
 
 async function indexRow(conversation: string): Promise<IndexRow | undefined> {
   const row = await env.DB.prepare("SELECT * FROM conversations WHERE key = ?").bind(conversation).first();
@@ -18,17 +18,8 @@ async function indexRow(conversation: string): Promise<IndexRow | undefined> {
 /** Conversations under one fresh prefix, so that listing sees only this test's rows. */
 const prefixed = (prefix: string, n: number) => `${prefix}${String(n).padStart(2, "0")}`;
 
-async function indexed(conversation: string, receipts = 1, { failing = false } = {}): Promise<void> {
-  const stub = stubFor(conversation);
-  if (failing)
-    await script(
-      conversation,
-      Array.from({ length: receipts }, () => ({ status: 400 })),
-    );
-  for (let n = 1; n <= receipts; n++) await stub.accept(makeReceipt(conversation, n));
-  await runAlarm(stub);
-  await publishNow(stub);
-}
+const indexed = (conversation: string, receipts = 1, { failing = false } = {}): Promise<void> =>
+  published(conversation, receipts, { refused: failing ? receipts : 0 });
 
 /** The app with an env that has no DB binding. */
 async function withoutDb(path: string, init: RequestInit = {}): Promise<Response> {

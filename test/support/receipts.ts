@@ -43,14 +43,21 @@ export async function acceptAll(conversation: string, from: number, count: numbe
   return ids;
 }
 
-/** A conversation whose `receipts` first deliveries the origin refuses (400: dead letters at once), published to the index. */
-export async function withDeadLetters(conversation: string, receipts: number): Promise<void> {
+/**
+ * A conversation with `receipts` receipts, delivered once and published to the index; the origin
+ * refuses the first `refused` deliveries (400: dead letters at once).
+ */
+export async function published(conversation: string, receipts: number, { refused = 0 } = {}): Promise<void> {
   const stub = stubFor(conversation);
-  await script(
-    conversation,
-    Array.from({ length: receipts }, () => ({ status: 400 })),
-  );
+  if (refused > 0)
+    await script(
+      conversation,
+      Array.from({ length: refused }, () => ({ status: 400 })),
+    );
   for (let n = 1; n <= receipts; n++) await stub.accept(makeReceipt(conversation, n));
   await runAlarm(stub);
   await publishNow(stub);
 }
+
+/** A conversation whose `receipts` deliveries the origin all refuses, published to the index. */
+export const withDeadLetters = (conversation: string, receipts: number): Promise<void> => published(conversation, receipts, { refused: receipts });
