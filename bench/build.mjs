@@ -131,7 +131,8 @@ export async function startWorker(scriptPath, { relay = false, settings = {}, ac
   const name = `${relay ? "relay" : "noop"}-${++instanceCount}`;
   const state = join(temp, name);
   const before = workerdChildren();
-  const logs = { errors: 0, warnings: 0, samples: [] };
+  /** `lines`: every line the relay wrote (Workers Logs bills per line); errors and warnings apart. */
+  const logs = { errors: 0, warnings: 0, lines: 0, samples: [] };
   const mf = new Miniflare({
     host: HOST,
     port: 0,
@@ -143,6 +144,7 @@ export async function startWorker(scriptPath, { relay = false, settings = {}, ac
     // Tests set CF-Connecting-IP themselves (the refused scenario varies it).
     stripCfConnectingIp: false,
     handleStructuredLogs: ({ level, message }) => {
+      logs.lines++;
       if (level === "error") logs.errors++;
       else if (level === "warn") logs.warnings++;
       else return;

@@ -42,8 +42,8 @@ export async function settle(instance, origin, maxMs) {
   return { settled: false, ms: Date.now() - startedAt, meter: m };
 }
 
-/** Per accepted receipt (or per callback when nothing was accepted), from a meter reading. */
-export function perReceipt(m, originReceipts) {
+/** Per accepted receipt (or per callback when nothing was accepted), from a meter reading; `logLines`: the relay's lines over the same window. */
+export function perReceipt(m, originReceipts, logLines) {
   const accepted = acceptedOf(m);
   const callbacks = m.workerRequests;
   const per = accepted > 0 ? accepted : callbacks;
@@ -64,6 +64,7 @@ export function perReceipt(m, originReceipts) {
     alarms_set_per_receipt: round(c.setAlarm / per, 3),
     sql_statements_per_receipt: round(c.sqlStatements / per, 1),
     d1_rows_written_per_receipt: c.d1Statements > 0 ? round(c.d1RowsWritten / per, 2) : undefined,
+    log_lines_per_receipt: logLines === undefined ? undefined : round(logLines / per, 3),
     analytics_points_per_receipt: round((c.analyticsPoints + m.claims.analyticsPoints + (m.worker?.analyticsPoints ?? 0)) / per, 3),
     // The accept queue: write, read and delete per message sent (each up to 64 KB).
     queue_operations_per_receipt: m.worker?.queueSends ? round((3 * m.worker.queueSends) / per, 3) : undefined,

@@ -271,7 +271,18 @@ const countRequest = (kind: Kind, method: string, n = 1) => {
 };
 
 /** The conversation object's public RPC methods (and `alarm`): each call is one billed request. */
-export const CONVERSATION_RPC = ["accept", "acceptMany", "recent", "readStates", "deliveries", "retryDeadLetters", "alarm"] as const;
+export const CONVERSATION_RPC = [
+  "accept",
+  "acceptMany",
+  "recent",
+  "readStates",
+  "deliveries",
+  "retryDeadLetters",
+  "purgeDeadLetters",
+  "deliveryCounts",
+  "redeliver",
+  "alarm",
+] as const;
 export const CLAIMS_RPC = ["claim"] as const;
 
 export class Conversation extends RelayConversation {

@@ -9,6 +9,8 @@ export const OPTIONS = {
   "quiet-seconds": { value: 65, min: 5, max: 600, help: "measured window of the quiet storage cases (> the 60 s snapshot interval)" },
   "quiet-conversations": { value: 100, min: 1, max: 5000, help: "conversations in the quiet storage cases" },
   "quiet-spacing": { value: 3, min: 1, max: 60, help: "seconds between two receipts of one quiet conversation" },
+  "destinations-seconds": { value: 20, min: 5, max: 300, help: "seconds of steady load in each destinations case (1, 2 and 3 destinations)" },
+  "destinations-rate": { value: 40, min: 1, max: 500, help: "receipts per second in the destinations cases, over 20 conversations" },
   "burst-seconds": { value: 10, min: 1, max: 60, help: "seconds of each load run of the burst into one conversation" },
   "burst-connections": { value: 32, min: 1, max: 256, help: "concurrent connections of the burst into one conversation" },
   "burst-pairs": { value: 1, min: 1, max: 10, help: "no-op/relay pairs of the burst into one conversation" },
@@ -70,6 +72,7 @@ export function parseOptions(argv, scenarioIds) {
     if (!given("quiet-seconds")) values["quiet-seconds"] = 12;
     if (!given("quiet-conversations")) values["quiet-conversations"] = 40;
     if (!given("burst-seconds")) values["burst-seconds"] = 5;
+    if (!given("destinations-seconds")) values["destinations-seconds"] = 8;
   }
   return Object.assign(options, values);
 }

@@ -11,10 +11,13 @@ export function startOrigin(delayMs = 0) {
     failing: false,
     /** When the first delivery after the last reset was answered 2xx. */
     firstOkAt: 0,
+    /** Per receipt answered 2xx: ms from the relay's `receivedAt` to its arrival here (the delivery latency). */
+    latencies: [],
     reset() {
       origin.receipts = 0;
       origin.deliveries = 0;
       origin.firstOkAt = 0;
+      origin.latencies = [];
     },
   };
   const server = createServer((request, response) => {
@@ -22,9 +25,12 @@ export function startOrigin(delayMs = 0) {
     request.on("data", (chunk) => chunks.push(chunk));
     request.on("end", () => {
       let count = 1;
+      const arrivedAt = Date.now();
+      let receivedAt = [];
       try {
         const event = JSON.parse(Buffer.concat(chunks).toString("utf8"));
         if (event?.type === "receipt.read.batch" && Array.isArray(event.data)) count = event.data.length;
+        receivedAt = (Array.isArray(event?.data) ? event.data : [event?.data]).map((receipt) => Date.parse(receipt?.receivedAt ?? ""));
       } catch {}
       const answer = () => {
         if (origin.failing) {
@@ -33,6 +39,7 @@ export function startOrigin(delayMs = 0) {
         }
         origin.receipts += count;
         origin.deliveries++;
+        for (const at of receivedAt) if (Number.isFinite(at)) origin.latencies.push(arrivedAt - at);
         if (!origin.firstOkAt) origin.firstOkAt = Date.now();
         response.writeHead(204).end();
       };

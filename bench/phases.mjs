@@ -22,6 +22,7 @@ export async function runScenario(scenario, noop, relayScript, origin) {
     await settle(relay, scenario.forwarded ? origin : undefined, 30_000);
     await resetMeter(relay);
     origin?.reset();
+    const linesBefore = relay.logs.lines;
     const runs = { noop: [], relay: [] };
     let settleMs = 0;
     let unsettled = 0;
@@ -40,7 +41,7 @@ export async function runScenario(scenario, noop, relayScript, origin) {
       }
     }
     const final = await settle(relay, scenario.forwarded ? origin : undefined, 20_000);
-    const storage = perReceipt(final.meter, scenario.forwarded ? origin.receipts : 0);
+    const storage = perReceipt(final.meter, scenario.forwarded ? origin.receipts : 0, relay.logs.lines - linesBefore);
     const ratios = runs.relay.map((run, i) => run.rps / runs.noop[i].rps);
     const result = {
       id: scenario.id,
@@ -185,6 +186,7 @@ export async function runQuiet(relay, origin, label) {
     await settle(relay, origin, 60_000);
     await resetMeter(relay);
     origin?.reset();
+    const linesBefore = relay.logs.lines;
     const windowMs = options["quiet-seconds"] * 1000;
     const startedAt = Date.now();
     const inFlight = [];
@@ -197,7 +199,7 @@ export async function runQuiet(relay, origin, label) {
     }
     await Promise.all(inFlight);
     const settled = await settle(relay, origin, 120_000);
-    const storage = perReceipt(settled.meter, origin ? origin.receipts : 0);
+    const storage = perReceipt(settled.meter, origin ? origin.receipts : 0, relay.logs.lines - linesBefore);
     return {
       ...storage,
       window_s: options["quiet-seconds"],
@@ -285,4 +287,93 @@ export async function runBurst(relayScript, noop) {
   } finally {
     await relay.dispose();
   }
+}
+
+/** The percentile `p` (0..1) of `values`, nearest rank; null when there are none. */
+const percentile = (values, p) => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+};
+
+/**
+ * Destinations (docs/destinations.md): the same steady load (20 conversations, `destinations-rate`
+ * receipts a second for `destinations-seconds`) forwarded to 1, 2 and 3 destinations, each a
+ * separate local origin: `all` (matches everything), `easemob` (matches provider easemob: every
+ * receipt here) and `failing` (answers 503 to everything). Reports rows written and dollars per
+ * receipt for each, and the delivery latency at `all` (from the relay's `receivedAt` to arrival),
+ * whose p99 with a failing destination beside it is compared with the run without it.
+ */
+export async function runDestinations(relayScript, { startOrigin }) {
+  const conversations = 20;
+  const cases = [
+    { id: "destinations_1", names: ["all"] },
+    { id: "destinations_2", names: ["all", "easemob"] },
+    { id: "destinations_3", names: ["all", "easemob", "failing"] },
+  ];
+  const results = [];
+  for (const { id, names } of cases) {
+    const origins = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await startOrigin(0)])));
+    if (origins.failing) origins.failing.failing = true;
+    const destinations = names.map((name) => ({
+      name,
+      url: origins[name].url,
+      secret: "FORWARD_SECRET",
+      ...(name === "easemob" ? { match: { provider: ["easemob"] } } : {}),
+    }));
+    const base = forwardingTo(origins.all);
+    const relay = await startWorker(relayScript, { relay: true, settings: { ...base, ORIGIN_URL: "", DESTINATIONS: JSON.stringify(destinations) } });
+    try {
+      const send = async (n) => {
+        const body = generators.easemob({ conversations: 1 });
+        const json = JSON.parse(body.body);
+        json.from = `d${RUN}${id}${n % conversations}`;
+        const response = await fetch(`${relay.url}${body.path}`, {
+          method: "POST",
+          headers: body.headers,
+          body: JSON.stringify(json),
+          signal: AbortSignal.timeout(20_000),
+        });
+        await response.arrayBuffer();
+        return response.status;
+      };
+      // A first round creates the conversations; the measured window starts after it.
+      await Promise.all(Array.from({ length: conversations }, (_, n) => send(n)));
+      await settle(relay, origins.all, 60_000);
+      await resetMeter(relay);
+      for (const origin of Object.values(origins)) origin.reset();
+      const linesBefore = relay.logs.lines;
+      const windowMs = options["destinations-seconds"] * 1000;
+      const spacingMs = 1000 / options["destinations-rate"];
+      const startedAt = Date.now();
+      const inFlight = [];
+      const statuses = {};
+      for (let i = 0; ; i++) {
+        const due = startedAt + i * spacingMs;
+        if (due - startedAt >= windowMs) break;
+        await sleep(Math.max(0, due - Date.now()));
+        inFlight.push(send(i).then((status) => (statuses[status] = (statuses[status] ?? 0) + 1)));
+      }
+      await Promise.all(inFlight);
+      const settled = await settle(relay, origins.all, 120_000);
+      const storage = perReceipt(settled.meter, origins.all.receipts, relay.logs.lines - linesBefore);
+      const latencies = origins.all.latencies;
+      results.push({
+        id,
+        destinations: names,
+        ...storage,
+        usd_per_million: usdPerMillion(storage),
+        delivered_by_destination: Object.fromEntries(Object.entries(origins).map(([name, origin]) => [name, origin.receipts])),
+        latency_all_ms: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), receipts: latencies.length },
+        statuses,
+        settled: settled.settled,
+      });
+    } finally {
+      await relay.dispose();
+    }
+  }
+  const one = results.find((result) => result.id === "destinations_1");
+  const three = results.find((result) => result.id === "destinations_3");
+  const ratio = one?.latency_all_ms.p99 && three?.latency_all_ms.p99 !== null ? round(three.latency_all_ms.p99 / one.latency_all_ms.p99, 2) : null;
+  return { cases: results, p99_ratio_with_failing: ratio };
 }

@@ -7,6 +7,9 @@
 //   Analytics Engine data points written $0.25/M: https://developers.cloudflare.com/analytics/analytics-engine/pricing/
 //   Queues $0.40/M operations, each 64 KB written, read or deleted one operation, so 3 per message
 //   delivered once: https://developers.cloudflare.com/queues/platform/pricing/ (the accept queue).
+//   Workers Logs $0.60 per million log lines beyond the 20 million a month included with Workers Paid:
+//   https://developers.cloudflare.com/workers/observability/logs/workers-logs/ (pricing). Counted as
+//   the lines the relay wrote during the measured window (LOG_LEVEL as deployed: warn).
 // Not counted: CPU time (Workers: $0.02 per million CPU ms; cpu_us below is local workerd CPU, not
 // billed CPU), Durable Object duration (GB-s, wall-clock while active) and stored GB-months.
 // A `setAlarm()` is priced as one row written (the alarm is a row of the object's SQLite storage):
@@ -23,6 +26,7 @@ export const PRICES = {
   kvReads: 0.5,
   analyticsPoints: 0.25,
   queueOperations: 0.4,
+  logLines: 0.6,
 };
 
 /** USD per million receipts, from per-receipt figures (claims excluded: see the claims note). */
@@ -36,7 +40,8 @@ export function usdPerMillion(p, { alarmsAsRows = true } = {}) {
       p.kv_puts_per_receipt * PRICES.kvWrites +
       (p.d1_rows_written_per_receipt ?? 0) * PRICES.rowsWritten +
       (p.analytics_points_per_receipt ?? 0) * PRICES.analyticsPoints +
-      (p.queue_operations_per_receipt ?? 0) * PRICES.queueOperations,
+      (p.queue_operations_per_receipt ?? 0) * PRICES.queueOperations +
+      (p.log_lines_per_receipt ?? 0) * PRICES.logLines,
     3,
   );
 }

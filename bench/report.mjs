@@ -143,6 +143,10 @@ function mergedResults(fresh, ran) {
     for (const key of ["storage", "usd_per_million", "usd_per_million_if_set_alarm_is_free"]) merged[key] = { ...previous[key], ...fresh[key] };
   }
   if (ran.burst) merged.burst_one_conversation = fresh.burst_one_conversation;
+  if (ran.destinations) {
+    merged.destinations = fresh.destinations;
+    for (const key of ["storage", "usd_per_million", "usd_per_million_if_set_alarm_is_free"]) merged[key] = { ...merged[key], ...fresh[key] };
+  }
   const freshTargets = new Set(fresh.targets.map((target) => target.target));
   merged.targets = [...(previous.targets ?? []).filter((target) => !freshTargets.has(target.target)), ...fresh.targets];
   merged.partial_runs = [

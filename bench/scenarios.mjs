@@ -1,6 +1,7 @@
 // The scenarios (one load shape each, run ABBA against the no-op worker) and the goals the results
 // are checked against.
 import { forwardingTo, generators, held, randomAddress, without } from "./callbacks.mjs";
+import { round } from "./util.mjs";
 
 export const SCENARIOS = [
   {
@@ -56,16 +57,39 @@ export const SCENARIOS = [
     request: () => generators[provider]({ conversations: 1000 }),
   })),
 ];
-export const SCENARIO_IDS = [...SCENARIOS.map((scenario) => scenario.id), "hot", "quiet", "burst"];
+export const SCENARIO_IDS = [...SCENARIOS.map((scenario) => scenario.id), "hot", "quiet", "destinations", "burst"];
 
 /** The goals, each with its measured value; a part that did not run (`--only`) has none. */
-export function targetsOf({ scenarios, hot, burst, busy, quiet, usd }) {
+/** Rows written per receipt with `setAlarm` counted as a row (Cloudflare bills each as one). */
+const rowsWithAlarms = (figures) => round(figures.rows_written_per_receipt + figures.alarms_set_per_receipt, 2);
+/** USD per million with each Easemob callback's claim included (every receipt of these cases is an Easemob callback). */
+const withClaims = (usd, claims) => (usd === undefined || !claims ? undefined : round(usd + claims.usd_per_million_callbacks, 3));
+
+export function targetsOf({ scenarios, hot, burst, busy, quiet, usd, destinations, claims }) {
+  const [one, two, three] = destinations?.cases ?? [];
   return [
-    busy && ["rows written per forwarded receipt, busy conversation ≤ 6", busy.storage.rows_written_per_receipt, (v) => v <= 6],
-    quiet && ["rows written per forwarded receipt, quiet conversation ≤ 8", quiet.rows_written_per_receipt, (v) => v <= 8],
+    busy && ["rows written per forwarded receipt, busy conversation, setAlarm counted ≤ 2", rowsWithAlarms(busy.storage), (v) => v <= 2],
+    quiet && ["rows written per forwarded receipt, quiet conversation, setAlarm counted ≤ 3", rowsWithAlarms(quiet), (v) => v <= 3],
+    one &&
+      two && ["each further matching destination: rows written per receipt ≤ +1 (2 vs 1)", round(rowsWithAlarms(two) - rowsWithAlarms(one), 2), (v) => v <= 1],
+    claims && ["an Easemob callback's claim: rows written ≤ 1", claims.rows_written_per_callback, (v) => v <= 1],
+    busy && [
+      "USD per million forwarded receipts, busy, Easemob claims included ≤ 2.50",
+      withClaims(usd["busy conversation, forwarded"], claims),
+      (v) => v <= 2.5,
+    ],
+    quiet && [
+      "USD per million forwarded receipts, quiet, Easemob claims included ≤ 3.50",
+      withClaims(usd["quiet conversation, forwarded"], claims),
+      (v) => v <= 3.5,
+    ],
+    destinations && [
+      "3 destinations, one answering 503: the others' delivery p99 within 20 % of 1 destination's",
+      destinations.p99_ratio_with_failing,
+      (v) => v !== null && v <= 1.2,
+    ],
     quiet && ["KV puts per receipt, quiet conversation, default interval ≤ 0.1", quiet.kv_puts_per_receipt, (v) => v <= 0.1],
     quiet && ["object requests per quiet forwarded receipt ≤ 2", quiet.object_requests_per_receipt, (v) => v <= 2],
-    quiet && ["USD per million receipts, quiet and forwarded ≤ 6", usd["quiet conversation, forwarded"], (v) => v <= 6],
     hot[1] && [
       "hot conversation, FORWARD_BATCH_MAX=100, origin 50 ms: forwarding capacity ≥ 1,000 receipts/s",
       hot[1].capacity_rps,

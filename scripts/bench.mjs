@@ -14,7 +14,7 @@ import { forwardingTo, held } from "../bench/callbacks.mjs";
 import { meter, unmeteredRpc } from "../bench/meter.mjs";
 import { parseOptions, wanted } from "../bench/options.mjs";
 import { startOrigin } from "../bench/origin.mjs";
-import { runBurst, runHot, runQuiet, runScenario } from "../bench/phases.mjs";
+import { runBurst, runDestinations, runHot, runQuiet, runScenario } from "../bench/phases.mjs";
 import { claimsUsdPerMillion, PRICES, usdPerMillion } from "../bench/prices.mjs";
 import { printMarkdown, printSummary, writeResults } from "../bench/report.mjs";
 import { SCENARIO_IDS, SCENARIOS, targetsOf } from "../bench/scenarios.mjs";
@@ -29,6 +29,7 @@ const plannedSeconds =
   2 * (options["hot-seconds"] + 60) +
   options["quiet-seconds"] +
   options["burst-pairs"] * 2 * (options["burst-seconds"] + 40) +
+  3 * (options["destinations-seconds"] + 200) +
   240;
 setTimeout(() => {
   console.error("bench: hard deadline passed, stopping");
@@ -89,6 +90,21 @@ try {
     storage["quiet conversation, forwarded"] = forwarded;
     storage["quiet, held"] = quietHeld;
   }
+  let destinations;
+  if (wanted("destinations")) {
+    process.stdout.write(
+      `bench: destinations: 1, 2 and 3 (one failing), ${options["destinations-rate"]} receipts/s for ${options["destinations-seconds"]} s each ... `,
+    );
+    destinations = await runDestinations(relayScript, { startOrigin });
+    console.log(
+      destinations.cases.map((entry) => `${entry.destinations.length}: ${entry.rows_written_per_receipt} rows, p99 ${entry.latency_all_ms.p99} ms`).join("; ") +
+        `; p99 with a failing destination / without: ${destinations.p99_ratio_with_failing}`,
+    );
+    for (const entry of destinations.cases)
+      storage[
+        `${entry.destinations.length} destination${entry.destinations.length === 1 ? "" : "s"}${entry.destinations.includes("failing") ? " (one failing)" : ""}`
+      ] = entry;
+  }
   let burst;
   if (wanted("burst")) {
     process.stdout.write(`bench: burst into one conversation, ${options["burst-connections"]} connections ... `);
@@ -115,7 +131,7 @@ try {
     : undefined;
 
   const quiet = storage["quiet conversation, forwarded"];
-  const targets = targetsOf({ scenarios, hot, burst, busy, quiet, usd });
+  const targets = targetsOf({ scenarios, hot, burst, busy, quiet, usd, destinations, claims: claimsNote });
 
   const storageRows = Object.entries(storage).map(([name, figures]) => ({ name, ...figures, usd: usd[name] }));
   printSummary({ scenarios, hot, storageRows, usdWithoutAlarmRows, claimsNote, targets, burst });
@@ -139,13 +155,19 @@ try {
     usd_per_million: usd,
     usd_per_million_if_set_alarm_is_free: usdWithoutAlarmRows,
     easemob_claims: claimsNote,
+    destinations,
     burst_one_conversation: burst
       ? (({ relay_log, ...rest }) => ({ ...rest, relay_log_errors: relay_log.errors, relay_log_samples: relay_log.samples }))(burst)
       : undefined,
     targets,
     duration_s: round((Date.now() - startedAt) / 1000, 0),
   };
-  writeResults(results, { scenarios, usd, meta, ran: { hot: wanted("hot"), quiet: wanted("quiet"), burst: wanted("burst") } });
+  writeResults(results, {
+    scenarios,
+    usd,
+    meta,
+    ran: { hot: wanted("hot"), quiet: wanted("quiet"), burst: wanted("burst"), destinations: wanted("destinations") },
+  });
   printMarkdown({ scenarios, storageRows, usdWithoutAlarmRows, burst });
   console.log(`\nbench: wrote bench/results.json and bench/results.svg in ${results.duration_s} s`);
 } catch (error) {

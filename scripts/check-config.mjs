@@ -4,8 +4,9 @@
 //     `wrangler deploy` provisions the resource (docs/deploy.md); a D1 binding with neither
 //     database_id nor database_name (`npm run deploy` finds the database by its name);
 //   - a [[ratelimits]] binding without namespace_id, or with a period other than 10 or 60;
-//   - a [vars] value the relay would refuse, judged by the relay's own schemas (src/settings.ts
-//     and each provider's `settings`); a [vars] name the relay does not read; a secret in [vars].
+//   - a [vars] value the relay would refuse, judged by the relay's own schemas (src/settings.ts,
+//     src/destinations/config.ts and each provider's `settings`); a [vars] name the relay does not
+//     read; a secret in [vars].
 // Usage: node scripts/check-config.mjs [--env NAME] [--config PATH]
 //   CLOUDFLARE_ENV=NAME does what --env does (for `npm run check`, whose arguments would go to
 //   wrangler; wrangler reads it too).
@@ -94,11 +95,44 @@ for (const [i, limiter] of (section.ratelimits ?? []).entries()) {
 // [vars]: each value as the relay would judge it, setting by setting. A rule that ties a setting
 // to another (FORWARD_SECRET with ORIGIN_URL) is not judged: the other is usually a secret.
 const vars = section.vars ?? {};
-const { parseSettings, parseGroup, providers } = await loadRelay();
+const { parseSettings, parseGroup, parseDestinations, providers } = await loadRelay();
 const relaySettingNames = Object.keys(parseSettings({}).settings);
 const known = new Map(relaySettingNames.map((name) => [name, "the relay"]));
+known.set("DESTINATIONS", "the relay");
 for (const provider of Object.values(providers)) for (const name of Object.keys(provider.settings.shape)) known.set(name, provider.name);
 const present = (setting) => Object.hasOwn(vars, setting);
+
+// DESTINATIONS (src/destinations/config.ts): a JSON string, or an array of tables. Judged by the
+// relay's own parser, as if every secret setting a destination names held a valid secret (they
+// are secrets: this file cannot see them). The settings it names are settings the relay reads.
+if (present("DESTINATIONS")) {
+  let elements = vars.DESTINATIONS;
+  if (typeof elements === "string") {
+    try {
+      elements = JSON.parse(elements);
+    } catch {
+      elements = [];
+    }
+  }
+  const standIn = `whsec_${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64")}`;
+  const env = { ...vars };
+  for (const element of Array.isArray(elements) ? elements : []) {
+    const secret = element && typeof element === "object" ? element.secret : undefined;
+    if (typeof secret !== "string" || !/^[A-Z][A-Z0-9_]*$/.test(secret)) continue;
+    known.set(secret, "DESTINATIONS");
+    // A secret put in [vars] is reported below; its value is not judged here.
+    env[secret] = standIn;
+    if (typeof vars[secret] === "string" && vars[secret].trim() !== "" && !/SECRET|TOKEN/.test(secret)) {
+      errors.push(
+        `${where("[vars]")} ${secret} is a secret (DESTINATIONS names it): remove it from ${shownPath} and run \`npx wrangler secret put ${secret}\``,
+      );
+    }
+  }
+  const defaults = { schedule: [5], timeoutMs: 10_000, batchMax: 1 };
+  for (const { setting, problem } of parseDestinations(env, defaults).problems) {
+    if (setting === "DESTINATIONS") errors.push(`${where("[vars]")} DESTINATIONS ${problem} (the relay would refuse it; it configures destinations)`);
+  }
+}
 
 /** Each refused setting once, with what it configures (MAX_EVENT_AGE_SECONDS serves several providers). */
 const refused = new Map();
@@ -107,7 +141,10 @@ const refuse = (setting, problem, feature) => {
   entry.features.push(feature);
   refused.set(setting, entry);
 };
-for (const problem of parseSettings(vars).problems) if (present(problem.setting)) refuse(problem.setting, problem.problem, problem.feature);
+// DESTINATIONS is judged above, with its secrets stood in for.
+for (const problem of parseSettings(vars).problems) {
+  if (present(problem.setting) && problem.setting !== "DESTINATIONS") refuse(problem.setting, problem.problem, problem.feature);
+}
 for (const provider of Object.values(providers)) {
   for (const problem of parseGroup(provider.settings, vars).problems) if (present(problem.setting)) refuse(problem.setting, problem.problem, provider.name);
 }

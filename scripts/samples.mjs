@@ -159,6 +159,7 @@ export async function loadRelay() {
   const files = readdirSync(`${root}src/providers`).filter((name) => name.endsWith(".ts") && name !== "provider.ts" && name !== "index.ts");
   const contents = [
     `export { parseSettings, parseGroup, describeProblems } from "./src/settings.ts";`,
+    `export { parseDestinations } from "./src/destinations/config.ts";`,
     ...files.map((name, i) => `export * as provider${i} from "./src/providers/${name}";`),
   ].join("\n");
   const result = await build({
@@ -196,7 +197,13 @@ export async function loadRelay() {
       }
     }
   }
-  relayModules = { parseSettings: modules.parseSettings, parseGroup: modules.parseGroup, describeProblems: modules.describeProblems, providers };
+  relayModules = {
+    parseSettings: modules.parseSettings,
+    parseGroup: modules.parseGroup,
+    describeProblems: modules.describeProblems,
+    parseDestinations: modules.parseDestinations,
+    providers,
+  };
   return relayModules;
 }
 

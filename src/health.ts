@@ -11,7 +11,10 @@ import { alertingOf, apiAccessOf, settingsOf, type SettingProblem } from "./sett
 export interface Health {
   status: "ok" | "degraded" | "down";
   providers: Record<string, ProviderStatus>;
+  /** "held" while any destination is misconfigured (its receipts wait for it; the others deliver). */
   forwarding: { state: "on" } | { state: "held"; reason: string };
+  /** Each configured destination (docs/destinations.md): active with its URL's host, or misconfigured with the setting to fix and why. */
+  destinations: ({ name: string; state: "active"; host: string } | { name: string; state: "misconfigured"; setting: string; reason: string })[];
   api: { state: "on" } | { state: "off"; reason: string };
   /** Alerts to ALERT_URL (docs/alerts-and-stats.md): on with their format, or off and why. */
   alerts: { state: "on"; format: "standard" | "slack" } | { state: "off"; reason: string };
@@ -39,7 +42,14 @@ export interface Health {
 
 export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
   const relay = settingsOf(env);
-  const { problems: relayProblems, forwarding } = relay;
+  const { problems: relayProblems } = relay;
+  const destinations: Health["destinations"] = relay.destinations.map((entry) =>
+    entry.state === "active"
+      ? { name: entry.name, state: "active", host: new URL(entry.destination.url).host }
+      : { name: entry.name, state: "misconfigured", setting: entry.setting, reason: entry.reason },
+  );
+  const held = relay.destinations.flatMap((entry) => (entry.state === "misconfigured" ? [`${entry.name}: ${entry.reason}`] : []));
+  const forwarding: Health["forwarding"] = held.length > 0 ? { state: "held", reason: held.join("; ") } : { state: "on" };
   const alerting = alertingOf(relay);
   const statuses = Object.fromEntries([...providers.values()].map((ingestor) => [ingestor.name, ingestor.status(env)]));
   const problems: SettingProblem[] = [
@@ -62,7 +72,8 @@ export async function healthOf(env: Env, now = Date.now()): Promise<Health> {
   return {
     status: !anyEnabled ? "down" : problems.length > 0 || forwarding.state === "held" || problem || kvProblem ? "degraded" : "ok",
     providers: statuses,
-    forwarding: forwarding.state === "on" ? { state: "on" } : forwarding,
+    forwarding,
+    destinations,
     api,
     alerts: alerting.state === "on" ? { state: "on", format: alerting.format } : alerting,
     index,

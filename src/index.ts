@@ -10,6 +10,7 @@ export { CallbackClaims } from "./claims/object";
 export { Conversation } from "./conversation/object";
 export { ReplayJob } from "./ops/replay-job";
 export { SessionRevocations } from "./dashboard/revocations";
+export { DestinationControl } from "./destinations/control";
 
 /** Every minute (wrangler.toml, [triggers]): alerts from the conversation index (src/ops/alerts.ts). */
 export async function scheduled(controller: ScheduledController, env: Env): Promise<void> {
@@ -19,7 +20,14 @@ export async function scheduled(controller: ScheduledController, env: Env): Prom
   const db = indexDb(env);
   if (alerting.state !== "on" || !db) return;
   try {
-    await runAlerts(db, alerting, relay.settings.SNAPSHOT_INTERVAL_SECONDS, controller.scheduledTime);
+    await runAlerts(
+      db,
+      alerting,
+      relay.settings.SNAPSHOT_INTERVAL_SECONDS,
+      controller.scheduledTime,
+      (input, init) => globalThis.fetch(input, init),
+      relay.destinations.map((destination) => destination.name),
+    );
     reportIndexProblem("alerts", undefined);
   } catch (error) {
     // Nothing was recorded, so the next minute evaluates the same window again. A missing table

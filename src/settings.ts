@@ -10,7 +10,8 @@
  * that does not concern the provider that sent them.
  */
 import { z } from "zod";
-import { fromBase64 } from "./crypto/encoding";
+import { DEFAULT_RETRY_SCHEDULE, forwardKey, integer, list, optional, retrySchedule } from "./setting-values";
+import { parseDestinations, type DestinationConfig } from "./destinations/config";
 import { LOG_LEVELS, setLogLevel } from "./log";
 
 /** What a setting configures: a provider's name, or one of the relay's own features. */
@@ -23,46 +24,13 @@ export interface SettingProblem {
   problem: string;
 }
 
-/** Unset and empty mean the same: the setting is absent. */
-export const optional = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((value) => (typeof value === "string" && value.trim() === "" ? undefined : value), schema.optional());
-
-/** Comma-separated values, each trimmed; an empty item is an error (a stray comma hides a typo). */
-export const list = (itemSchema: z.ZodType<string, string>, what: string) =>
-  z
-    .string()
-    .transform((value) => value.split(",").map((item) => item.trim()))
-    .refine((items) => items.every((item) => item.length > 0), `has an empty ${what} between commas`)
-    .pipe(z.array(itemSchema).min(1));
-
-export const integer = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\s*\d+\s*$/, "must be a whole number")
-    .transform(Number)
-    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
-
-/** A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 key bytes. */
-const forwardKey = z
-  .string()
-  .refine((value) => value.startsWith("whsec_"), "must list secrets that start with whsec_")
-  .transform((value) => fromBase64(value.slice("whsec_".length)))
-  .refine((key) => key !== undefined, "must list secrets of the form whsec_ followed by base64")
-  .refine((key) => key !== undefined && key.length >= 24 && key.length <= 64, "must list secrets of 24 to 64 key bytes")
-  .transform((key) => key ?? new Uint8Array());
-
-export const DEFAULT_RETRY_SCHEDULE = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200];
-
-const retrySchedule = z
-  .string()
-  .transform((value) => value.split(",").map((item) => item.trim()))
-  .refine((items) => items.every((item) => /^\d+(\.\d+)?$/.test(item)), "must be comma-separated seconds, like 5,30,120")
-  .transform((items) => items.map(Number))
-  .pipe(z.array(z.number().max(86400, "has a step over 86400 seconds")).min(1).max(30, "has more than 30 steps"));
+export { DEFAULT_RETRY_SCHEDULE, forwardKey, integer, list, optional, retrySchedule } from "./setting-values";
 
 /** The relay's own settings, by the feature each configures. Providers declare theirs in their file. */
 const RelaySettings = z.object({
   RECENT_LIMIT: optional(integer(1, 1000)).default(100),
+  // Parsed on its own (src/destinations/config.ts): a JSON array, as text or as a [vars] table.
+  DESTINATIONS: z.unknown().optional(),
   ORIGIN_URL: optional(
     z
       .string()
@@ -99,6 +67,7 @@ export type Settings = z.infer<typeof RelaySettings>;
 
 const RELAY_FEATURES: Record<keyof Settings, Feature> = {
   RECENT_LIMIT: "store",
+  DESTINATIONS: "destinations",
   ORIGIN_URL: "forwarding",
   FORWARD_SECRET: "forwarding",
   FORWARD_RETRY_SCHEDULE: "forwarding",
@@ -143,10 +112,6 @@ export function parseGroup<T extends z.ZodObject>(
   return second.success ? { values: second.data, problems } : { values: undefined, problems };
 }
 
-/** Where deliveries stand: sent, or held (accepted receipts wait in the outbox) and why. */
-export type Forwarding =
-  { state: "on"; origin: string; keys: Uint8Array[]; schedule: number[]; timeoutMs: number; batchMax: number } | { state: "held"; reason: string };
-
 /** Where alerts stand: sent to `url` (signed with `keys` unless Slack), or off and why. */
 export type Alerting =
   { state: "on"; url: string; format: "standard" | "slack"; keys: Uint8Array[]; afterSeconds: number; timeoutMs: number } | { state: "off"; reason: string };
@@ -154,7 +119,8 @@ export type Alerting =
 export interface RelaySettingsResult {
   settings: Settings;
   problems: SettingProblem[];
-  forwarding: Forwarding;
+  /** Where receipts go (docs/destinations.md): `origin` (ORIGIN_URL) first, then DESTINATIONS, each active or misconfigured. */
+  destinations: DestinationConfig[];
 }
 
 export const DEFAULT_ALERT_AFTER_SECONDS = 300;
@@ -181,7 +147,13 @@ export function parseSettings(env: Record<string, unknown>): RelaySettingsResult
   ) {
     problems.push({ setting: "ALERT_SECRET", feature: "alerts", problem: "must be set when ALERT_URL is set and FORWARD_SECRET is not" });
   }
-  return { settings, problems, forwarding: forwardingOf(settings, problems) };
+  const parsed = parseDestinations(
+    env,
+    { schedule: settings.FORWARD_RETRY_SCHEDULE, timeoutMs: settings.FORWARD_TIMEOUT_MS, batchMax: settings.FORWARD_BATCH_MAX },
+    legacyOrigin(env, settings, problems),
+  );
+  for (const problem of parsed.problems) problems.push({ ...problem, feature: "destinations" });
+  return { settings, problems, destinations: parsed.destinations };
 }
 
 /** Where alerts stand, from the parsed settings: a malformed alert setting turns off alerts only. */
@@ -212,18 +184,21 @@ export function apiAccessOf({ settings, problems }: Pick<RelaySettingsResult, "s
 const featureBySetting = new Map<string, Feature>(Object.entries(RELAY_FEATURES));
 const featureOf = (setting: string): Feature => featureBySetting.get(setting) ?? "settings";
 
-function forwardingOf(settings: Settings, problems: SettingProblem[]): Forwarding {
+/**
+ * The destination `origin`, from ORIGIN_URL and FORWARD_SECRET (and the FORWARD_* settings): active,
+ * misconfigured when one of them is malformed, or, when nothing at all says where receipts go
+ * (neither ORIGIN_URL nor DESTINATIONS), misconfigured as "not set", so that receipts are held for
+ * it and go out once it is set, as before destinations. Undefined when only DESTINATIONS is set.
+ */
+function legacyOrigin(env: Record<string, unknown>, settings: Settings, problems: SettingProblem[]) {
   const broken = problems.filter((problem) => problem.feature === "forwarding");
-  if (broken.length > 0) return { state: "held", reason: describeProblems(broken) };
-  if (!settings.ORIGIN_URL || !settings.FORWARD_SECRET) return { state: "held", reason: "ORIGIN_URL is not set" };
-  return {
-    state: "on",
-    origin: settings.ORIGIN_URL,
-    keys: settings.FORWARD_SECRET,
-    schedule: settings.FORWARD_RETRY_SCHEDULE,
-    timeoutMs: settings.FORWARD_TIMEOUT_MS,
-    batchMax: settings.FORWARD_BATCH_MAX,
-  };
+  const destinationsSet = env.DESTINATIONS !== undefined && !(typeof env.DESTINATIONS === "string" && env.DESTINATIONS.trim() === "");
+  if (!settings.ORIGIN_URL && !broken.some((problem) => problem.setting === "ORIGIN_URL")) {
+    return destinationsSet ? undefined : { state: "misconfigured" as const, reason: "ORIGIN_URL is not set", setting: "ORIGIN_URL" };
+  }
+  const first = broken[0];
+  if (first) return { state: "misconfigured" as const, reason: describeProblems(broken), setting: first.setting };
+  return { state: "active" as const, url: settings.ORIGIN_URL ?? "", keys: settings.FORWARD_SECRET ?? [] };
 }
 
 const cache = new WeakMap<object, RelaySettingsResult>();

@@ -1,4 +1,5 @@
 // Activity buckets in the D1 index (src/ops/activity.ts) and the counts GET /v1/stats makes of them.
+import { Outbox } from "../src/conversation/outbox";
 import { describe, expect, it } from "vitest";
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -87,18 +88,19 @@ describe("activity in the conversation index", () => {
     const now = Date.now();
     const old = String(bucketOf(now - KEEP_MS - 2 * BUCKET_MS));
     const recent = String(bucketOf(now - 3_600_000));
-    const next = await runInDurableObject(stub, (_, state) =>
-      nextActivity(
-        state.storage.sql,
+    const next = await runInDurableObject(stub, (_, state) => {
+      const outbox = new Outbox(state.storage.sql);
+      outbox.load();
+      return nextActivity(
+        { accepted: outbox.acceptedSince(0), settled: (through) => outbox.settledSince(through, now) },
         {
           through: 0,
           buckets: { [old]: [9, 9, 9, 9, 9], [recent]: [1, 0, 1, 0, 0] },
         },
-        0,
         new Map(),
         now,
-      ),
-    );
+      );
+    });
     expect(Object.keys(next.buckets)).toEqual([recent, String(bucketOf(now))]);
     expect(next.buckets[String(bucketOf(now))]).toEqual([1, 0, 0, 0, 0]);
   });

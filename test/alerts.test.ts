@@ -15,6 +15,7 @@ import {
   alertId,
   alertRequest,
   deadLetterWindow,
+  destinationsToEvaluate,
   DIGEST_KEYS,
   FIRST_WINDOW_MS,
   indexLagMs,
@@ -22,9 +23,12 @@ import {
   observe,
   planAlerts,
   readAlertState,
+  runAlerts,
   slackCode,
   slackText,
+  summarizeStates,
   type AlertState,
+  type Digest,
   type Group,
   type Observation,
 } from "../src/ops/alerts";
@@ -34,6 +38,7 @@ import { unique } from "./support/callbacks";
 import { TEST_FORWARD_SECRET } from "./support/settings";
 import "./support/provided-context";
 import { indexRow, iso } from "./support/index-rows";
+import type { DestinationSummary } from "../src/ops/conversation-index";
 
 const none: Group = { conversations: 0, total: 0, keys: [], errors: [] };
 const some = (n: number, errors: string[] = []): Group => ({
@@ -188,9 +193,9 @@ describe("the Cron Trigger", () => {
   it("looks up the latest delivery only while origin_failing is raised", async () => {
     const delivered = unique("tencent:1400000001:u:alert-delivered-");
     await indexRow(delivered, { last_delivered_at: iso(T + 5_000), last_latency_ms: 12 }, T + 5_000);
-    const window = { since: T - 120_000, cutoff: T };
-    expect((await observe(env.DB, window, T + 10_000, 300)).lastDeliveredAt).toBeNull();
-    expect((await observe(env.DB, window, T + 10_000, 300, true)).lastDeliveredAt).toBeGreaterThanOrEqual(T + 5_000);
+    const windows = { cutoff: T, since: {}, defaultSince: T - 120_000 };
+    expect((await observe(env.DB, windows, T + 10_000, 300)).origin?.lastDeliveredAt ?? null).toBeNull();
+    expect((await observe(env.DB, windows, T + 10_000, 300, { origin: null })).origin?.lastDeliveredAt).toBeGreaterThanOrEqual(T + 5_000);
   });
 
   it("a failed alert changes nothing, and the next minute sends it", async () => {
@@ -270,5 +275,248 @@ describe("Slack text is data (issue 18, finding 5)", () => {
     const text = slack?.data?.text ?? "";
     expect(text).toContain("unknown user x\u02cb&lt;!channel&gt; &lt;https://evil.example|click&gt;\u02cb");
     expectNoMarkup(text);
+  });
+});
+
+describe("alerts per destination (pure)", () => {
+  it("names the destination in digests, bodies, webhook ids and Slack text; origin keeps its ids", () => {
+    const [dead, failing] = planAlerts(undefined, { deadLetters: some(2, ["answered 500"]), stuck: some(1) }, NOW, WINDOW, AFTER, "billing");
+    expect(dead).toMatchObject({ kind: "dead_letter", destination: "billing", conversations: 2 });
+    expect(failing).toMatchObject({ kind: "origin_failing", destination: "billing", afterSeconds: AFTER });
+    expect(JSON.parse(alertBody(failing!))).toMatchObject({
+      type: "alert.origin_failing",
+      data: { title: "deliveries to billing are failing", destination: "billing", conversations: 1 },
+    });
+    expect(alertId(dead!)).toBe(`alert:dead_letter:billing:${NOW / 1000}`);
+    expect(alertId({ ...dead!, destination: "origin" })).toBe(`alert:dead_letter:${NOW / 1000}`);
+    expect(slackText(dead!)).toContain("receipt-relay: `billing`: 2 conversation(s) with new dead letters");
+    expect(slackText(failing!)).toContain("deliveries to `billing` failing for more than 300 s");
+    // Without a destination, a digest is the origin's, as before destinations.
+    expect(planAlerts(undefined, { deadLetters: some(1), stuck: none }, NOW, WINDOW, AFTER)[0]?.destination).toBe("origin");
+  });
+
+  it("evaluates the configured destinations (origin when unknown), those with state, and any the index shows something for", () => {
+    const quiet = { deadLetters: none, stuck: none };
+    expect(destinationsToEvaluate(undefined, [], {})).toEqual(["origin"]);
+    expect(destinationsToEvaluate(undefined, ["b"], { c: quiet, d: { deadLetters: some(1), stuck: none } })).toEqual(["b", "d", "origin"]);
+    // Known configuration: a state row of a destination gone from it is dropped unless the index still shows it.
+    expect(destinationsToEvaluate(["a"], ["gone", "a"], { gone: quiet, stuck: { deadLetters: none, stuck: some(1) } })).toEqual(["a", "stuck"]);
+  });
+
+  it("sums destinations' states for the dashboard: latest times, earliest window, raised when any is", () => {
+    const a: AlertState = {
+      checkedAt: NOW,
+      deadLetterSince: NOW - 5,
+      sentAt: { dead_letter: NOW - 10, origin_failing: null, recovered: null },
+      failingRaised: false,
+    };
+    const b: AlertState = {
+      checkedAt: NOW,
+      deadLetterSince: NOW - 9,
+      sentAt: { dead_letter: null, origin_failing: NOW - 1, recovered: null },
+      failingRaised: true,
+    };
+    expect(summarizeStates({})).toBeUndefined();
+    expect(summarizeStates({ a, b })).toEqual({
+      checkedAt: NOW,
+      deadLetterSince: NOW - 9,
+      sentAt: { dead_letter: NOW - 10, origin_failing: NOW - 1, recovered: null },
+      failingRaised: true,
+      destinations: { a, b },
+    });
+  });
+});
+
+/** One destination's part of a row, healthy unless `part` says otherwise. */
+const part = (fields: Partial<DestinationSummary>): DestinationSummary => ({
+  pending: 0,
+  failed: 0,
+  oldestFailedAt: null,
+  lastError: null,
+  lastDeliveredAt: null,
+  lastLatencyMs: null,
+  latency: [],
+  ...fields,
+});
+
+/** An index row with per-destination parts (`destinations` JSON) and the totals over them, as src/ops/conversation-index.ts writes them. */
+async function destinationsRow(key: string, parts: Record<string, Partial<DestinationSummary>>, lastReceiptAt: number): Promise<void> {
+  const full = Object.fromEntries(Object.entries(parts).map(([name, fields]) => [name, part(fields)]));
+  const all = Object.values(full);
+  const earliest = (values: (string | null)[]) => values.filter((value): value is string => value !== null).sort()[0] ?? null;
+  const latest = (values: (string | null)[]) =>
+    values
+      .filter((value): value is string => value !== null)
+      .sort()
+      .reverse()[0] ?? null;
+  await indexRow(
+    key,
+    {
+      last_receipt_at: iso(lastReceiptAt),
+      pending: all.reduce((sum, summary) => sum + summary.pending, 0),
+      failed: all.reduce((sum, summary) => sum + summary.failed, 0),
+      oldest_failed_at: earliest(all.map((summary) => summary.oldestFailedAt)),
+      last_error: all.find((summary) => summary.failed > 0)?.lastError ?? null,
+      last_delivered_at: latest(all.map((summary) => summary.lastDeliveredAt)),
+      destinations: JSON.stringify(full),
+      unrouted: 0,
+    },
+    lastReceiptAt,
+  );
+}
+
+describe("alerts per destination (the Cron Trigger)", () => {
+  // Later than every other test's times, so that their rows are in none of these windows; this
+  // block's destination names are its own, so that the others' rows (origin's) count for none of them.
+  const T = Date.UTC(2200, 0, 1, 0, 0, 0) + Math.floor(Math.random() * 1000) * 3_600_000;
+  const lag = indexLagMs(Number(env.SNAPSHOT_INTERVAL_SECONDS));
+  const name = () =>
+    unique("d")
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, "")
+      .slice(0, 32);
+  const alerting = {
+    state: "on" as const,
+    url: "https://alerts.example/hook",
+    format: "standard" as const,
+    keys: [fromBase64(TEST_FORWARD_SECRET.slice("whsec_".length))!],
+    afterSeconds: AFTER,
+    timeoutMs: 1000,
+  };
+  /** Runs one evaluation, answering `status` (per destination), and returns the POSTed alerts about `names` and what was sent. */
+  async function run(at: number, names: string[], status: (destination: string) => number = () => 200) {
+    const posted: { id: string; type: string; data: Record<string, unknown> }[] = [];
+    const fetcher = (async (_url: string, init: RequestInit) => {
+      const body = JSON.parse(String(init.body));
+      posted.push({ id: new Headers(init.headers).get("webhook-id") ?? "", type: body.type, data: body.data });
+      return new Response(null, { status: status(String(body.data.destination)) });
+    }) as unknown as typeof fetch;
+    const sent: Digest[] = await runAlerts(env.DB, alerting, Number(env.SNAPSHOT_INTERVAL_SECONDS), at, fetcher);
+    return { posted: posted.filter((alert) => names.includes(String(alert.data.destination))), sent };
+  }
+
+  it("one failing destination of two: one alert each kind, for it alone; its recovery names it", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const [failing, healthy] = [name(), name()];
+    const stuckKey = unique("tencent:1400000001:u:dest-stuck-");
+    const deadKey = unique("tencent:1400000001:u:dest-dead-");
+    const at = T - 3_600_000;
+    // Two conversations both for both destinations: the failing one has a stuck receipt in one and a
+    // dead letter in the other; the healthy one delivers.
+    await destinationsRow(stuckKey, { [failing]: { pending: 3 }, [healthy]: { lastDeliveredAt: iso(at), lastLatencyMs: 20 } }, at);
+    await destinationsRow(
+      deadKey,
+      {
+        [failing]: { failed: 2, oldestFailedAt: iso(T - lag - 30_000), lastError: "answered 503" },
+        [healthy]: { lastDeliveredAt: iso(T - lag - 30_000) },
+      },
+      T - lag - 30_000,
+    );
+    const { posted } = await run(T, [failing, healthy]);
+    expect(posted.map((alert) => [alert.type, alert.data.destination])).toEqual([
+      ["alert.dead_letter", failing],
+      ["alert.origin_failing", failing],
+    ]);
+    expect(posted[0]).toMatchObject({
+      id: `alert:dead_letter:${failing}:${T / 1000}`,
+      data: { conversations: 1, total: 2, keys: [deadKey], errors: ["answered 503"] },
+    });
+    expect(posted[1]).toMatchObject({ data: { title: `deliveries to ${failing} are failing`, conversations: 1, total: 3, keys: [stuckKey] } });
+    const state = await readAlertState(env.DB);
+    expect(state?.destinations[failing]).toMatchObject({ failingRaised: true, sentAt: { dead_letter: T, origin_failing: T } });
+    expect(state?.destinations[healthy]).toBeUndefined();
+    expect(state?.failingRaised).toBe(true);
+
+    // A minute later it still fails: nothing (cooldown); then it delivers again: recovered, naming it.
+    expect((await run(T + 60_000, [failing, healthy])).posted).toEqual([]);
+    await destinationsRow(stuckKey, { [failing]: { lastDeliveredAt: iso(T + 90_000) }, [healthy]: { lastDeliveredAt: iso(at) } }, at);
+    const recovered = (await run(T + 120_000, [failing, healthy])).posted;
+    expect(recovered).toEqual([
+      {
+        id: `alert:recovered:${failing}:${T / 1000 + 120}`,
+        type: "alert.recovered",
+        data: expect.objectContaining({ destination: failing, title: `deliveries to ${failing} recovered`, conversations: 0 }),
+      },
+    ]);
+    expect((await readAlertState(env.DB))?.destinations[failing]?.failingRaised).toBe(false);
+  });
+
+  it("two failing destinations: one alert each in the same evaluation; each has its own cooldown and state", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const [a, b] = [name(), name()].sort() as [string, string];
+    const key = unique("tencent:1400000001:u:dest-two-");
+    const at = T + 86_400_000;
+    await destinationsRow(key, { [a]: { pending: 1 }, [b]: { pending: 2 } }, at - 3_600_000);
+    const first = await run(at, [a, b]);
+    expect(first.posted.map((alert) => [alert.id, alert.data.destination, alert.data.total])).toEqual([
+      [`alert:origin_failing:${a}:${at / 1000}`, a, 1],
+      [`alert:origin_failing:${b}:${at / 1000}`, b, 2],
+    ]);
+    const state = await readAlertState(env.DB);
+    expect(state?.destinations[a]).toMatchObject({ failingRaised: true, sentAt: { origin_failing: at } });
+    expect(state?.destinations[b]).toMatchObject({ failingRaised: true, sentAt: { origin_failing: at } });
+
+    // 15 minutes later a third one fails too: a's reminder goes out, b's and c's POSTs fail, so only a's state moves.
+    const c = name();
+    const later = at + ALERT_COOLDOWN_MS;
+    await destinationsRow(key, { [a]: { pending: 1 }, [b]: { pending: 2 }, [c]: { pending: 1 } }, at - 3_600_000);
+    const partly = await run(later, [a, b, c], (destination) => (destination === a ? 200 : 500));
+    expect(partly.posted.map((alert) => alert.data.destination)).toEqual([a, b, c].sort());
+    expect(partly.sent.filter((alert) => [a, b, c].includes(alert.destination)).map((alert) => alert.destination)).toEqual([a]);
+    const held = await readAlertState(env.DB);
+    expect(held?.destinations[a]?.sentAt.origin_failing).toBe(later);
+    expect(held?.destinations[b]?.sentAt.origin_failing).toBe(at);
+    expect(held?.destinations[c]).toMatchObject({ failingRaised: false, sentAt: { origin_failing: null } });
+    // The next minute: b and c again (their POSTs failed), not a (cooldown).
+    const retried = await run(later + 60_000, [a, b, c]);
+    expect(retried.posted.map((alert) => alert.data.destination)).toEqual([b, c].sort());
+  });
+
+  it("a destination's new dead letters while another's digest waits out its cooldown still go out", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const [a, b] = [name(), name()];
+    const at = T + 2 * 86_400_000;
+    await destinationsRow(
+      unique("tencent:1400000001:u:dest-dl-a-"),
+      { [a]: { failed: 1, oldestFailedAt: iso(at - lag - 10_000), lastError: "x" }, [b]: {} },
+      at - lag - 10_000,
+    );
+    expect((await run(at, [a, b])).posted.map((alert) => alert.data.destination)).toEqual([a]);
+    await destinationsRow(
+      unique("tencent:1400000001:u:dest-dl-b-"),
+      { [a]: { failed: 1, oldestFailedAt: iso(at + 50_000 - lag) }, [b]: { failed: 1, oldestFailedAt: iso(at + 50_000 - lag) } },
+      at + 50_000 - lag,
+    );
+    // a's second dead letter waits (cooldown, its window held); b's goes out now.
+    expect((await run(at + 60_000, [a, b])).posted.map((alert) => alert.data.destination)).toEqual([b]);
+    const state = await readAlertState(env.DB);
+    expect(state?.destinations[a]?.deadLetterSince).toBe(at - lag);
+    expect(state?.destinations[b]?.deadLetterSince).toBe(at + 60_000 - lag);
+  });
+
+  it("through the Cron Trigger: signed with the destination's webhook id, and Slack names it", async () => {
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    const failing = name();
+    const at = T + 3 * 86_400_000;
+    await destinationsRow(
+      unique("tencent:1400000001:u:dest-cron-"),
+      { [failing]: { failed: 1, oldestFailedAt: iso(at - lag - 5_000), lastError: "nope" }, origin: {} },
+      at - lag - 5_000,
+    );
+    await runScheduled(at, { ALERT_URL: alertsUrl() });
+    const [alert] = await recorded(`alert:dead_letter:${failing}:${at / 1000}`);
+    const key = fromBase64(TEST_FORWARD_SECRET.slice("whsec_".length))!;
+    expect(alert!.headers["webhook-signature"]).toBe(await signWebhook(key, `alert:dead_letter:${failing}:${at / 1000}`, at / 1000, alert!.body));
+    expect(JSON.parse(alert!.body)).toMatchObject({ type: "alert.dead_letter", data: { destination: failing, title: `new dead letters for ${failing}` } });
+
+    await env.DB.prepare("DELETE FROM alert_state").run();
+    await runScheduled(at, { ALERT_URL: alertsUrl(), ALERT_FORMAT: "slack" });
+    const all = Recorded.parse(await (await fetch(alertsUrl())).json());
+    const texts = all.flatMap((posted) => {
+      const body = z.object({ text: z.string() }).safeParse(JSON.parse(posted.body));
+      return body.success && body.data.text.includes(`\`${failing}\``) ? [body.data.text] : [];
+    });
+    expect(texts).toHaveLength(1);
+    expect(texts[0]).toContain(`:rotating_light: receipt-relay: \`${failing}\`: 1 conversation(s) with new dead letters`);
   });
 });

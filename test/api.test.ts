@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { runInDurableObject } from "cloudflare:test";
 import { api } from "./support/callbacks";
+import { useSettings } from "./support/conversation-object";
 import { waitFor } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
 import { testSettings } from "./support/settings";
@@ -15,6 +16,10 @@ describe("API authentication", () => {
     ["GET", pathOf("c", "deliveries")],
     ["POST", pathOf("c", "deliveries/retry")],
     ["GET", "/v1/dead-letters"],
+    ["DELETE", "/v1/dead-letters?destination=origin&conversation=c"],
+    ["GET", "/v1/destinations"],
+    ["POST", "/v1/destinations/origin/pause"],
+    ["POST", "/v1/destinations/origin/resume"],
   ];
 
   it.each(routes)("%s %s: 401 without the token or with a wrong one, in the error shape", async (method, path) => {
@@ -85,17 +90,16 @@ describe("API reads", () => {
   it("lists the outbox by status, a page at a time", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
-    await runInDurableObject(stub, async (instance, state) => {
-      for (let n = 1; n <= 5; n++) await instance.accept(makeReceipt(conversation, n));
-      // Parked far in the future, so that the page is stable while the test reads it.
-      state.storage.sql.exec("UPDATE receipts SET next_attempt_at = ?", Date.now() + 3600_000);
-    });
+    // Held (origin misconfigured without ORIGIN_URL), so that the page is stable while the test reads it.
+    await useSettings(stub, { ORIGIN_URL: "" });
+    for (let n = 1; n <= 5; n++) await stub.accept(makeReceipt(conversation, n));
     const response = await api(`${pathOf(conversation, "deliveries")}?status=failed`);
     expect(await response.json()).toEqual({ conversation, deliveries: [] });
-    type Page = { deliveries: { receiptId: string; seq: number; status: string }[]; after?: number };
+    type Page = { deliveries: { receiptId: string; seq: number; status: string; destination: string }[]; after?: number };
     const first = await (await api(`${pathOf(conversation, "deliveries")}?status=pending&limit=2`)).json<Page>();
     expect(first.deliveries.map((delivery) => delivery.receiptId)).toEqual([1, 2].map((n) => `test:${conversation}:${n}`));
     expect(first.after).toBe(first.deliveries[1]!.seq);
+    expect(first.deliveries.map((delivery) => delivery.destination)).toEqual(["origin", "origin"]);
     const rest = await (await api(`${pathOf(conversation, "deliveries")}?limit=10&after=${first.after}`)).json<Page>();
     expect(rest.deliveries.map((delivery) => delivery.receiptId)).toEqual([3, 4, 5].map((n) => `test:${conversation}:${n}`));
     expect(rest.after).toBeUndefined();
@@ -104,10 +108,8 @@ describe("API reads", () => {
 
   it("re-queues nothing when there are no dead letters", async () => {
     const conversation = newConversation();
-    await runInDurableObject(stubFor(conversation), async (instance, state) => {
-      await instance.accept(makeReceipt(conversation, 1));
-      state.storage.sql.exec("UPDATE receipts SET next_attempt_at = ?", Date.now() + 3600_000);
-    });
+    await useSettings(stubFor(conversation), { ORIGIN_URL: "" });
+    await stubFor(conversation).accept(makeReceipt(conversation, 1));
     const response = await api(pathOf(conversation, "deliveries/retry"), { method: "POST" });
     expect(await response.json()).toEqual({ conversation, requeued: 0 });
   });

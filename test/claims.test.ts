@@ -47,26 +47,33 @@ describe("CallbackClaims", () => {
     expect(await stub.claim(key, "conversation-a", Date.now() + MINUTE, DIGEST_A)).toBe("conflict");
   });
 
-  it("prunes expired claims at most once a minute, and writes one row per claim", async () => {
+  it("takes over expired claims' rows instead of deleting them: one row written per claim, expiry included", async () => {
     const stub = ownStub();
     const measured = await runInDurableObject(stub, async (instance, state) => {
       const sql = state.storage.sql;
       const count = () => Number(sql.exec("SELECT COUNT(*) AS n FROM claims").one().n);
-      const expire = () =>
+      const expire = (prefix: string) =>
         sql.exec(
-          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) INSERT OR IGNORE INTO claims (key, conversation, expires_at) SELECT 'expired-' || i, 'c', ? FROM n",
+          `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) INSERT OR IGNORE INTO claims (key, conversation, expires_at) SELECT '${prefix}-' || i, 'c', ? FROM n`,
           Date.now() - 1000,
         );
-      // The first claim after a start prunes.
-      expire();
-      await instance.claim("first", "c", Date.now() + MINUTE, DIGEST_A);
+      // The first claim after a start finds the expired rows and takes one over.
+      expire("expired");
+      const first = await rowsWrittenBy(sql, () => instance.claim("first", "c", Date.now() + MINUTE, DIGEST_A));
       const afterFirst = count();
-      // Within the minute, claims only insert: count what one writes.
-      expire();
-      const rowsWritten = await rowsWrittenBy(sql, () => instance.claim("second", "c", Date.now() + MINUTE, DIGEST_A));
-      return { afterFirst, afterSecond: count(), rowsWritten };
+      // Within the minute, the other 39 are taken over in turn; rows that expire meanwhile wait for the next look.
+      expire("later");
+      let rest = 0;
+      for (let n = 2; n <= 40; n++) rest += await rowsWrittenBy(sql, () => instance.claim(`claim-${n}`, "c", Date.now() + MINUTE, DIGEST_A));
+      const afterForty = count();
+      const fresh = await rowsWrittenBy(sql, () => instance.claim("claim-41", "c", Date.now() + MINUTE, DIGEST_A));
+      const held = Number(sql.exec("SELECT COUNT(*) AS n FROM claims WHERE expires_at >= ?", Date.now()).one().n);
+      return { first, afterFirst, rest, afterForty, fresh, afterFortyOne: count(), held };
     });
-    expect(measured).toEqual({ afterFirst: 1, afterSecond: 42, rowsWritten: 1 });
+    expect(measured).toEqual({ first: 1, afterFirst: 40, rest: 39, afterForty: 80, fresh: 1, afterFortyOne: 81, held: 41 });
+    // A claim that took over a row is a claim like any other.
+    expect(await stub.claim("first", "c", Date.now() + MINUTE, DIGEST_A)).toBe("same");
+    expect(await stub.claim("claim-7", "other", Date.now() + MINUTE, DIGEST_A)).toBe("conflict");
   });
 
   it("loads an object written with schema v1 (no digest): its claims kept, judged by conversation until they expire", async () => {

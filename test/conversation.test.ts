@@ -39,7 +39,7 @@ describe("Conversation object", () => {
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
   });
 
-  it("forgets delivered receipts past RECENT_LIMIT and the dedup window, never those still in the outbox", async () => {
+  it("forgets delivered receipts past RECENT_LIMIT and the dedup window, never those still owed, and reuses their rows", async () => {
     const conversation = newConversation();
     const stub = stubFor(conversation);
     // Held, so that the test alone decides which receipts are delivered.
@@ -48,47 +48,66 @@ describe("Conversation object", () => {
     await runInDurableObject(stub, (_, state) => {
       const old = Date.now() - DEDUP_WINDOW_MS - 3600_000;
       // 2..50 delivered and older than the window; 1 as old but still pending; 51..99 young.
-      state.storage.sql.exec("UPDATE receipts SET status = ?, accepted_at = ? WHERE seq BETWEEN 2 AND 50", DELIVERED, old);
+      state.storage.sql.exec(
+        "UPDATE receipts SET deliveries = json_object('origin', json_object('s', ?, 'n', 1, 'd', ?)), accepted_at = ? WHERE seq BETWEEN 2 AND 50",
+        DELIVERED,
+        old,
+        old,
+      );
       state.storage.sql.exec("UPDATE receipts SET accepted_at = ? WHERE seq = 1", old);
     });
-    // Pruning runs at every 100th receipt.
+    const count = () => runInDurableObject(stub, (_, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n));
+    // Read state written (as the next alarm would): receipts not folded into it yet are never reused.
+    await stub.readStates();
+    // Rows are looked for reuse at every 100th receipt.
     await stub.accept(makeReceipt(conversation, 100));
-    const left = await runInDurableObject(stub, (_, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n));
-    expect(left).toBe(100 - 49);
+    expect(await count()).toBe(100);
+    // Forgotten: accepted again, into a reused row (an UPDATE: no row added, none deleted).
     expect(await stub.accept(makeReceipt(conversation, 2))).toBe("accepted");
+    expect(await count()).toBe(100);
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
     expect(await stub.accept(makeReceipt(conversation, 51))).toBe("duplicate");
+    // 48 more rows to reuse, then new rows again.
+    for (let n = 101; n <= 148; n++) await stub.accept(makeReceipt(conversation, n));
+    expect(await count()).toBe(100);
+    await stub.accept(makeReceipt(conversation, 149));
+    expect(await count()).toBe(101);
+    // The pending receipt kept its row and its place.
+    expect((await stub.deliveries("pending", 1))?.[0]).toMatchObject({ seq: 1, destination: "origin" });
   });
 
-  it("keeps at most DEDUP_MAX_IDS receipts (plus those still in the outbox), and knows them after a restart", async () => {
+  it("keeps at most DEDUP_MAX_IDS receipts (plus those still owed), and knows them after a restart", async () => {
     const conversation = newConversation();
     let stub = stubFor(conversation);
     await useSettings(stub, { ORIGIN_URL: "" });
     await stub.accept(makeReceipt(conversation, 1));
     await runInDurableObject(stub, (_, state) => {
-      // As many delivered receipts as the cap, all within the window, written behind the object's back...
+      // As many settled receipts as the cap, all within the window, written behind the object's back...
       state.storage.sql.exec(
         `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-         INSERT INTO receipts (seq, id, read_at, body, status, accepted_at) SELECT i + 1, 'bulk-' || i, '', '{}', ?, ? FROM n`,
+         INSERT INTO receipts (seq, id, read_at, body, accepted_at) SELECT i + 1, 'bulk-' || i, '', '{}', ? FROM n`,
         DEDUP_MAX_IDS,
-        DELIVERED,
         Date.now() - 3600_000,
       );
-      // The first receipt a dead letter: neither delivered by a restart's alarm nor ever pruned.
-      state.storage.sql.exec("UPDATE receipts SET status = ? WHERE seq = 1", FAILED);
+      // The first receipt a dead letter: neither delivered by a restart's alarm nor ever reused.
+      state.storage.sql.exec("UPDATE receipts SET deliveries = json_object('origin', json_object('s', ?, 'n', 1)) WHERE seq = 1", FAILED);
     });
     // ...so a restart must load them.
     stub = await evictDurableObject(env.CONVERSATION, stub);
     expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-7" }))).toBe("duplicate");
     await useSettings(stub, { ORIGIN_URL: "" });
-    // Up to the next multiple of 100: 20,001 stored, so 99 more, and pruning runs.
-    for (let n = 2; n <= 100; n++) await stub.accept(makeReceipt(conversation, n));
-    const left = await runInDurableObject(stub, (_, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n));
-    // The oldest delivered beyond the cap are gone (seq 2..100, that is bulk-1..bulk-99); the dead letter stays.
-    expect(left).toBe(DEDUP_MAX_IDS + 100 - 99);
+    // Up to the next multiple of 100: 20,001 stored, so 99 more, and rows are looked for reuse.
+    for (let n = 2; n <= 99; n++) await stub.accept(makeReceipt(conversation, n));
+    await stub.readStates();
+    await stub.accept(makeReceipt(conversation, 100));
+    const count = () => runInDurableObject(stub, (_, state) => Number(state.storage.sql.exec("SELECT COUNT(*) AS n FROM receipts").one().n));
+    expect(await count()).toBe(DEDUP_MAX_IDS + 100);
+    // The oldest beyond the cap (seq 2..100, that is bulk-1..bulk-99) are forgotten and their rows reused; the dead letter stays.
     expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-1" }))).toBe("accepted");
+    expect(await count()).toBe(DEDUP_MAX_IDS + 100);
     expect(await stub.accept(makeReceipt(conversation, 1, { id: "bulk-100" }))).toBe("duplicate");
     expect(await stub.accept(makeReceipt(conversation, 1))).toBe("duplicate");
+    expect((await stub.deliveries("failed"))?.map((delivery) => delivery.seq)).toEqual([1]);
   });
 
   it("keeps each reader's read state", async () => {

@@ -31,7 +31,7 @@ describe("held deliveries", () => {
     ).toEqual([...ids].reverse());
     expect((await stub.deliveries("pending"))?.map((delivery) => [delivery.receiptId, delivery.attempts])).toEqual(ids.map((id) => [id, 0]));
     // Nothing is due but the recheck of the settings.
-    const heldUntil = await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "held_retry_at"));
+    const heldUntil = await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "held:origin_retry_at"));
     expect(await scheduledAlarm(stub)).toBe(heldUntil);
 
     // ORIGIN_URL is set: a deploy restarts the object, which sets its alarm for now on loading.
@@ -57,20 +57,20 @@ describe("held deliveries", () => {
       const inFlight: unknown = Reflect.get(instance, "alarmRuns");
       if (inFlight instanceof Promise) await inFlight;
       await state.storage.deleteAlarm();
-      setState(state.storage, "held_failures", 0);
+      setState(state.storage, "held:origin_failures", 0);
       const seen: { startedAt: number; retryAt: number; endedAt: number; afterEarlyRun: number }[] = [];
       for (let round = 0; round < HELD_WAITS_S.length; round++) {
         // Due now, as if the last wait had passed.
-        setState(state.storage, "held_retry_at", 0);
+        setState(state.storage, "held:origin_retry_at", 0);
         const startedAt = Date.now();
         await instance.alarm();
         const endedAt = Date.now();
-        const retryAt = stateNumber(state.storage, "held_retry_at");
+        const retryAt = stateNumber(state.storage, "held:origin_retry_at");
         // A run before the wait is over leaves it alone.
         await instance.alarm();
-        seen.push({ startedAt, retryAt, endedAt, afterEarlyRun: stateNumber(state.storage, "held_retry_at") });
+        seen.push({ startedAt, retryAt, endedAt, afterEarlyRun: stateNumber(state.storage, "held:origin_retry_at") });
       }
-      return { seen, failures: stateNumber(state.storage, "held_failures") };
+      return { seen, failures: stateNumber(state.storage, "held:origin_failures") };
     });
     rounds.seen.forEach((round, i) => {
       const waitMs = HELD_WAITS_S[i]! * 1000;
@@ -100,7 +100,7 @@ describe("held deliveries", () => {
       return seen.length >= ids.length ? seen : undefined;
     });
     expect(arrived).toEqual(ids);
-    expect(await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "held_failures"))).toBe(0);
+    expect(await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "held:origin_failures"))).toBe(0);
   });
 
   it.each([
@@ -124,7 +124,7 @@ describe("held deliveries", () => {
       { receiptId: ids[0], attempts: 1 },
       { receiptId: ids[1], attempts: 0 },
     ]);
-    expect(await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "held_failures"))).toBe(1);
+    expect(await runInDurableObject(stub, (_, state) => stateNumber(state.storage, "held:origin_failures"))).toBe(1);
     // Fixed: the next run delivers both, in order.
     await retryNow(stub);
     expect(await delivered(conversation)).toEqual(ids);

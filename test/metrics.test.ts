@@ -34,17 +34,17 @@ describe("data points", () => {
 
   it("a delivery: the provider comes from the conversation key, which is not recorded", () => {
     const conversation = "easemob:app%23key:u:alice:bob";
-    const point = deliveryDataPoint({ conversation, event: "read_ack", outcome: "delivered", status: 204, ms: 87, attempt: 1 });
-    expect(point).toEqual({ indexes: ["easemob"], blobs: ["delivery", "easemob", "read_ack", "delivered", "ok"], doubles: [204, 87, 1] });
+    const point = deliveryDataPoint({ conversation, destination: "crm", event: "read_ack", outcome: "delivered", status: 204, ms: 87, attempt: 1 });
+    expect(point).toEqual({ indexes: ["easemob"], blobs: ["delivery", "easemob", "read_ack", "delivered", "ok", "crm"], doubles: [204, 87, 1] });
     expect(JSON.stringify(point)).not.toContain("alice");
     // A timeout has no status: 0.
     expect(deliveryDataPoint({ conversation, outcome: "retry", ms: 10_000, attempt: 3 })).toEqual({
       indexes: ["easemob"],
-      blobs: ["delivery", "easemob", "", "retry", "failed"],
+      blobs: ["delivery", "easemob", "", "retry", "failed", ""],
       doubles: [0, 10_000, 3],
     });
     for (const outcome of ["give_up", "dead_letter"] as const) {
-      expect(deliveryDataPoint({ conversation, outcome, status: 410, ms: 5, attempt: 2 }).blobs.slice(3)).toEqual([outcome, "failed"]);
+      expect(deliveryDataPoint({ conversation, outcome, status: 410, ms: 5, attempt: 2 }).blobs.slice(3, 5)).toEqual([outcome, "failed"]);
     }
   });
 

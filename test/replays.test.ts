@@ -5,12 +5,13 @@ import { evictDurableObject } from "./support/evict";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
-import { DELIVERED, FAILED, PENDING } from "../src/conversation/schema";
+import { FAILED, PENDING } from "../src/conversation/schema";
 import { REPLAY_BATCH, type ReplayJob } from "../src/ops/replay-job";
 import { ADMIN_TOKEN, api, unique } from "./support/callbacks";
 import { outboxRows, publishNow, retryNow, runAlarm } from "./support/conversation-object";
 import { deliveredReceipts, script, waitFor } from "./support/origin-control";
 import { makeReceipt, stubFor, withDeadLetters as withDeadLettersOf } from "./support/receipts";
+import { deadLettersAtBoth, destinationRow } from "./support/destination-rows";
 
 const Progress = z.object({
   id: z.string(),
@@ -144,9 +145,7 @@ describe("POST /v1/replays", () => {
     await publishNow(stubFor(conversation));
     const started = await startReplay({ prefix: conversation });
     expect(started.conversations.total).toBe(0);
-    expect(
-      (await runInDurableObject(stubFor(conversation), (_, state) => state.storage.sql.exec("SELECT status FROM receipts").toArray())).map((row) => row.status),
-    ).toEqual([DELIVERED]);
+    expect((await stubFor(conversation).deliveries("all"))?.map((delivery) => [delivery.destination, delivery.status])).toEqual([["origin", "delivered"]]);
   });
 
   it("sends a conversation's delivered receipts again, those delivered in the window, in order, under their webhook-ids", async () => {
@@ -158,7 +157,9 @@ describe("POST /v1/replays", () => {
     expect(await deliveredReceipts(conversation)).toEqual(ids);
     // Receipt 1 was delivered an hour ago (outside the window), 2 and 3 just now.
     const now = Date.now();
-    await runInDurableObject(stub, (_, state) => state.storage.sql.exec("UPDATE receipts SET settled_at = ? WHERE seq = 1", now - 3_600_000));
+    await runInDurableObject(stub, (_, state) =>
+      state.storage.sql.exec("UPDATE receipts SET deliveries = json_set(deliveries, '$.origin.d', ?) WHERE seq = 1", now - 3_600_000),
+    );
     const started = await startReplay({ delivered: { conversation, since: new Date(now - 600_000).toISOString() } });
     expect(started).toMatchObject({ conversations: { done: 0, total: 1 } });
     expect(await drive(started.id)).toMatchObject({ status: "done", conversations: { done: 1, total: 1 }, requeued: 2, skipped: 0 });
@@ -181,7 +182,52 @@ describe("POST /v1/replays", () => {
     expect(body.lastError).toContain("never stored");
   });
 
+  it("replays the dead letters of one destination only, in the conversations whose rows say it has some", async () => {
+    const conversation = unique("tencent:1400000001:u:dest-replay-");
+    await deadLettersAtBoth(conversation, 2);
+    // A row whose dead letters are another destination's: not part of the job.
+    await destinationRow(`${conversation}-other`, { origin: { failed: 1, lastError: "x" } }, Date.now());
+    const started = await startReplay({ prefix: conversation, destination: "crm" });
+    expect(started.conversations.total).toBe(1);
+    expect(await drive(started.id)).toMatchObject({ status: "done", requeued: 2, skipped: 0 });
+    const body = z.object({ filter: z.unknown() }).parse(await (await api(`/v1/replays/${started.id}`)).json());
+    expect(body.filter).toEqual({ prefix: conversation, destination: "crm" });
+    const failed = (await stubFor(conversation).deliveries("failed")) ?? [];
+    expect(failed.map((delivery) => delivery.destination)).toEqual(["origin", "origin"]);
+  });
+
+  it("sends a conversation's delivered receipts again to one destination only", async () => {
+    const conversation = unique("tencent:1400000001:u:dest-redeliver-");
+    await deadLettersAtBoth(conversation, 1);
+    // crm's dead letter delivered after a retry; origin's stays a dead letter.
+    await stubFor(conversation).retryDeadLetters("crm");
+    await retryNow(stubFor(conversation));
+    const started = await startReplay({ delivered: { conversation }, destination: "crm" });
+    expect(await drive(started.id)).toMatchObject({ status: "done", conversations: { total: 1 }, requeued: 1 });
+    await retryNow(stubFor(conversation));
+    // Delivered to crm twice (after its retry, then again); never to origin, whose dead letter stays.
+    const id = `test:${conversation}:1`;
+    expect(await deliveredReceipts(conversation)).toEqual([id, id]);
+    const crm = (await stubFor(conversation).deliveries("all", 10, 0, "crm")) ?? [];
+    expect(crm.map((delivery) => [delivery.status, delivery.attemptLog.map((attempt) => attempt.status)])).toEqual([["delivered", [400, 200, 200]]]);
+    expect(((await stubFor(conversation).deliveries("failed")) ?? []).map((delivery) => delivery.destination)).toEqual(["origin"]);
+  });
+
+  it("a delivered replay of one destination without a conversation takes every conversation of the index", async () => {
+    const conversation = unique("tencent:1400000001:u:dest-every-");
+    await healthy(conversation);
+    const started = await startReplay({ delivered: { since: new Date(Date.now() - 60_000).toISOString() }, destination: "crm" });
+    expect(started.conversations.total).toBeGreaterThanOrEqual(1);
+    const done = await drive(started.id);
+    expect(done.conversations.done).toBe(done.conversations.total);
+    // This conversation's object has no crm: nothing of it is sent again.
+    expect(await deliveredReceipts(conversation)).toEqual([`test:${conversation}:1`]);
+  });
+
   it.each([
+    [{ delivered: {} }, "conversation"],
+    [{ destination: "Not_A_Name" }, "destination"],
+    [{ delivered: { conversation: "x" }, destination: "CRM" }, "destination"],
     [{ delivered: { conversation: "" } }, "conversation"],
     [{ delivered: { conversation: "x", since: "yesterday" } }, "since"],
     [{ delivered: { conversation: "x", since: "2026-12-02T00:00:00Z", until: "2026-12-01T00:00:00Z" } }, "until"],

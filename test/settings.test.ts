@@ -27,12 +27,13 @@ describe("the relay's own settings", () => {
         LOG_LEVEL: "warn",
       },
       problems: [],
-      forwarding: { state: "held", reason: "ORIGIN_URL is not set" },
+      // Nothing says where receipts go: they are held for `origin` until ORIGIN_URL is set.
+      destinations: [{ name: "origin", state: "misconfigured", reason: "ORIGIN_URL is not set", setting: "ORIGIN_URL", match: {} }],
     });
   });
 
   it("reads numbers, several forward secrets, and treats empty as unset", () => {
-    const { settings, problems, forwarding } = parseSettings({
+    const { settings, problems, destinations } = parseSettings({
       RECENT_LIMIT: "5",
       ORIGIN_URL: "https://app.example/receipts",
       FORWARD_SECRET: ` ${FORWARD_KEY_A} , ${FORWARD_KEY_B}`,
@@ -50,7 +51,9 @@ describe("the relay's own settings", () => {
     });
     expect(settings.ADMIN_TOKEN).toBeUndefined();
     expect(settings.FORWARD_SECRET?.map((key) => key.length)).toEqual([24, 31]);
-    expect(forwarding).toMatchObject({ state: "on", origin: "https://app.example/receipts", schedule: [1, 2.5, 3], timeoutMs: 2500 });
+    expect(destinations).toMatchObject([
+      { name: "origin", state: "active", destination: { url: "https://app.example/receipts", schedule: [1, 2.5, 3], timeoutMs: 2500, match: {} } },
+    ]);
   });
 
   const secret = "s3cr3t-value-that-must-not-leak";
@@ -122,8 +125,10 @@ describe("the relay's own settings", () => {
   });
 
   it("holds deliveries, naming the setting, when a forwarding setting is malformed", () => {
-    const { forwarding } = parseSettings({ ORIGIN_URL: "https://app.example/receipts", FORWARD_SECRET: "whsec_typo!" });
-    expect(forwarding).toEqual({ state: "held", reason: expect.stringContaining("setting FORWARD_SECRET") });
+    const { destinations } = parseSettings({ ORIGIN_URL: "https://app.example/receipts", FORWARD_SECRET: "whsec_typo!" });
+    expect(destinations).toMatchObject([
+      { name: "origin", state: "misconfigured", setting: "FORWARD_SECRET", reason: expect.stringContaining("setting FORWARD_SECRET") },
+    ]);
   });
 });
 

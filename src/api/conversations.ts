@@ -25,6 +25,7 @@ import {
   type IndexProblem,
 } from "../ops/conversation-index";
 import { parseReplayFilter, type ReplayJobFilter, type ReplayStatus } from "../ops/replay-job";
+import { describeFailingRow, failingFor } from "./destinations";
 import { parseConversationKey, Receipt } from "../receipt";
 
 export const indexDisabled = () =>
@@ -105,13 +106,25 @@ export async function listConversations(env: Env, params: ListParams): Promise<R
   return withIndex(env, async (db) => jsonResponse(200, await conversationsPage(db, params)));
 }
 
+/** A page of the conversations holding dead letters of one destination, each row with that destination's part. */
+export async function destinationDeadLettersPage(db: D1Database, destination: string, params: Omit<ListParams, "status">) {
+  const { rows, next } = await failingFor(db, destination, params, params.limit ?? 100, params.cursor);
+  return {
+    destination,
+    conversations: rows.map((row) => describeFailingRow(row, destination)),
+    ...(next !== undefined ? { cursor: encodeCursor(next) } : {}),
+  };
+}
+
 /** The object's outbox is read a page at a time; past this many pages the counts say `complete: false`. */
 const MAX_PAGES = 20;
 const PAGE = 1000;
 
 /**
  * One conversation from its object: the counts of pending and failed deliveries (the outbox
- * paged), the last delivery, and the newest receipts each with its delivery state. The delivery
+ * paged; in all and per destination), the last delivery, and the newest receipts each with its
+ * delivery to each destination (`deliveries`) and the one that stands for it (`delivery`: a failed
+ * one, else a pending one, else the latest delivered). The delivery
  * rows of the newest receipts are read from the end of the table: the index's accepted total (the
  * highest sequence number, lagging by at most an interval) tells where the end is; without it the
  * table is paged from its start.
@@ -134,6 +147,7 @@ export async function conversationSummaryData(env: Env, conversation: string, li
 
   let pending = 0;
   let failed = 0;
+  const byDestination: Record<string, { pending: number; failed: number }> = {};
   let oldestFailedAt: string | undefined;
   let lastError: string | undefined;
   let lastFailedAt = "";
@@ -145,9 +159,13 @@ export async function conversationSummaryData(env: Env, conversation: string, li
     }
     const page = (await stub.deliveries(undefined, PAGE, after)) ?? [];
     for (const delivery of page) {
-      if (delivery.status === "pending") pending++;
-      else if (delivery.status === "failed") {
+      const counts = (byDestination[delivery.destination] ??= { pending: 0, failed: 0 });
+      if (delivery.status === "pending") {
+        pending++;
+        counts.pending++;
+      } else if (delivery.status === "failed") {
         failed++;
+        counts.failed++;
         if (delivery.failedAt && (!oldestFailedAt || delivery.failedAt < oldestFailedAt)) oldestFailedAt = delivery.failedAt;
         if ((delivery.failedAt ?? "") >= lastFailedAt) {
           lastFailedAt = delivery.failedAt ?? "";
@@ -155,6 +173,7 @@ export async function conversationSummaryData(env: Env, conversation: string, li
         }
       }
     }
+    // A page holds whole receipts (every destination of each), PAGE deliveries or a few more.
     if (page.length < PAGE) break;
     after = page[page.length - 1]!.seq;
   }
@@ -169,13 +188,15 @@ export async function conversationSummaryData(env: Env, conversation: string, li
         .catch(() => null)
     : null;
   const hint = indexed ? (IndexRow.safeParse(indexed).data?.accepted ?? 0) : 0;
-  const tail = new Map<string, Delivery>();
+  const tail = new Map<string, Delivery[]>();
   let accepted = 0;
   let lastDelivery: Delivery | undefined;
   for (let after = Math.max(0, hint - limit), pages = 0; pages < MAX_PAGES; pages++) {
     const page = (await stub.deliveries("all", PAGE, after)) ?? [];
     for (const delivery of page) {
-      tail.set(delivery.receiptId, delivery);
+      const list = tail.get(delivery.receiptId);
+      if (list) list.push(delivery);
+      else tail.set(delivery.receiptId, [delivery]);
       accepted = Math.max(accepted, delivery.seq);
       if (delivery.deliveredAt && (!lastDelivery?.deliveredAt || delivery.deliveredAt >= lastDelivery.deliveredAt)) lastDelivery = delivery;
     }
@@ -187,29 +208,42 @@ export async function conversationSummaryData(env: Env, conversation: string, li
     conversation,
     ...parseConversationKey(conversation),
     accepted,
-    deliveries: { pending, failed, ...(complete ? {} : { complete: false }) },
+    deliveries: { pending, failed, ...(complete ? {} : { complete: false }), byDestination },
     ...(oldestFailedAt ? { oldestFailedAt } : {}),
     ...(lastError !== undefined ? { lastError } : {}),
     ...(lastDelivery ? { lastDeliveredAt: lastDelivery.deliveredAt, lastLatencyMs: lastDelivery.latencyMs } : {}),
     receipts: receipts.map((receipt) => {
-      const delivery = tail.get(receipt.id);
-      return {
-        ...receipt,
-        delivery: delivery
-          ? {
-              status: delivery.status,
-              attempts: delivery.attempts,
-              attemptLog: delivery.attemptLog,
-              ...(delivery.lastStatus !== undefined ? { lastStatus: delivery.lastStatus } : {}),
-              ...(delivery.lastError !== undefined ? { lastError: delivery.lastError } : {}),
-              ...(delivery.deliveredAt ? { deliveredAt: delivery.deliveredAt, latencyMs: delivery.latencyMs } : {}),
-              ...(delivery.failedAt ? { failedAt: delivery.failedAt } : {}),
-              ...(delivery.nextAttemptAt && delivery.status === "pending" ? { nextAttemptAt: delivery.nextAttemptAt } : {}),
-            }
-          : null,
-      };
+      const deliveries = (tail.get(receipt.id) ?? []).map(describeDelivery);
+      return { ...receipt, delivery: headline(deliveries), deliveries };
     }),
   };
+}
+
+/** One receipt's delivery to one destination, as a conversation's summary shows it. */
+function describeDelivery(delivery: Delivery) {
+  return {
+    destination: delivery.destination,
+    status: delivery.status,
+    attempts: delivery.attempts,
+    attemptLog: delivery.attemptLog,
+    ...(delivery.lastStatus !== undefined ? { lastStatus: delivery.lastStatus } : {}),
+    ...(delivery.lastError !== undefined ? { lastError: delivery.lastError } : {}),
+    ...(delivery.deliveredAt ? { deliveredAt: delivery.deliveredAt, latencyMs: delivery.latencyMs } : {}),
+    ...(delivery.failedAt ? { failedAt: delivery.failedAt } : {}),
+    ...(delivery.nextAttemptAt && delivery.status === "pending" ? { nextAttemptAt: delivery.nextAttemptAt } : {}),
+  };
+}
+export type SummaryDelivery = ReturnType<typeof describeDelivery>;
+
+/** Which of a receipt's deliveries stands for it in `delivery`: a failed one first, then a pending one, then the latest delivered; null for none. */
+const RANK: Record<Delivery["status"], number> = { failed: 0, pending: 1, delivered: 2, skipped: 3 };
+function headline(deliveries: SummaryDelivery[]): SummaryDelivery | null {
+  let best: SummaryDelivery | null = null;
+  for (const delivery of deliveries) {
+    if (!best || RANK[delivery.status] < RANK[best.status]) best = delivery;
+    else if (delivery.status === "delivered" && best.status === "delivered" && (delivery.deliveredAt ?? "") > (best.deliveredAt ?? "")) best = delivery;
+  }
+  return best;
 }
 export type ConversationSummary = NonNullable<Awaited<ReturnType<typeof conversationSummaryData>>>;
 
@@ -227,7 +261,7 @@ export async function startReplay(env: Env, request: Request): Promise<Response>
     return apiError(
       400,
       "invalid_body",
-      'the body must be JSON: { "provider"?: string, "prefix"?: string } or { "delivered": { "conversation": string, "since"?: ISO-8601, "until"?: ISO-8601 } }',
+      'the body must be JSON: { "provider"?: string, "prefix"?: string, "destination"?: string } or { "delivered": { "conversation"?: string, "since"?: ISO-8601, "until"?: ISO-8601 }, "destination"?: string }',
     );
   }
   const filter = parseReplayFilter(body);

@@ -13,7 +13,8 @@ import { conversationStub } from "../conversation/stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse, limitBody } from "../http";
 import { log } from "../log";
-import { conversationSummary, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
+import { conversationSummary, destinationDeadLettersPage, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
+import { DestinationName, destinationsOverview, pauseResponse } from "./destinations";
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { apiAccessOf, settingsOf, type Settings } from "../settings";
@@ -189,6 +190,7 @@ export const apiRoutes = new Hono<ApiEnv>()
       ...(last ? { cursor: encodeCursor(last.reader) } : {}),
     });
   })
+  // One entry per receipt and destination (every destination of a receipt on the same page).
   .get("/conversations/:conversation/deliveries", async (c) => {
     const conversation = c.var.conversation;
     const params = query(
@@ -196,28 +198,76 @@ export const apiRoutes = new Hono<ApiEnv>()
         status: DeliveryFilter.optional(),
         limit: z.coerce.number().int().min(1).max(MAX_DELIVERIES_PAGE).optional(),
         after: z.coerce.number().int().min(0).optional(),
+        destination: DestinationName.optional(),
       },
       c.req.query(),
     );
     if (!params.ok) return params.response;
     const limit = params.value.limit ?? 100;
-    const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status, limit, params.value.after ?? 0);
+    const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status, limit, params.value.after ?? 0, params.value.destination);
     if (!deliveries) return neverSeen();
-    // A full page may have more behind it: `after` continues from its last seq.
-    const last = deliveries.length === limit ? deliveries[deliveries.length - 1] : undefined;
+    // A full page (a receipt's destinations are never split, so it may hold a few more) may have more behind it: `after` continues from its last seq.
+    const last = deliveries.length >= limit ? deliveries[deliveries.length - 1] : undefined;
     return jsonResponse(200, { conversation, deliveries, ...(last ? { after: last.seq } : {}) });
   })
+  // Re-queues the dead letters, of every destination or of `destination` (query parameter or JSON body).
   .post("/conversations/:conversation/deliveries/retry", limitApiBody, async (c) => {
     const conversation = c.var.conversation;
-    const retried = await conversationStub(c.env, conversation).retryDeadLetters();
+    const destination = await destinationParameter(c.req.raw, c.req.query("destination"));
+    if (!destination.ok) return destination.response;
+    const retried = await conversationStub(c.env, conversation).retryDeadLetters(destination.value);
     if (!retried) return neverSeen();
     const { requeued } = retried;
-    return jsonResponse(200, { conversation: conversation, requeued });
+    return jsonResponse(200, { conversation: conversation, ...(destination.value !== undefined ? { destination: destination.value } : {}), requeued });
   })
-  // Conversations holding dead letters: the index's failing view (D1), with the same paging.
+  // Conversations holding dead letters: the index's failing view (D1), with the same paging; of
+  // one destination with `destination` (each row then with that destination's part).
   .get("/dead-letters", async (c) => {
     const { status: _status, ...shape } = ListQuery;
-    const params = query(shape, c.req.query());
+    const params = query({ ...shape, destination: DestinationName.optional() }, c.req.query());
     if (!params.ok) return params.response;
-    return listConversations(c.env, { ...params.value, status: "failing" });
-  });
+    const { destination, ...list } = params.value;
+    if (destination !== undefined) return withIndex(c.env, async (db) => jsonResponse(200, await destinationDeadLettersPage(db, destination, list)));
+    return listConversations(c.env, { ...list, status: "failing" });
+  })
+  // Drops one conversation's dead letters of one destination (a removed one, say): settled as skipped, never sent.
+  .delete("/dead-letters", async (c) => {
+    const params = query({ destination: DestinationName, conversation: Conversation }, c.req.query());
+    if (!params.ok) return params.response;
+    const { destination, conversation } = params.value;
+    const purged = await conversationStub(c.env, conversation).purgeDeadLetters(destination);
+    if (!purged) return neverSeen();
+    return jsonResponse(200, { conversation, destination, purged: purged.purged });
+  })
+  // Every destination: configuration, paused state and figures from the index (src/api/destinations.ts).
+  .get("/destinations", async (c) => jsonResponse(200, await destinationsOverview(c.env)))
+  .post("/destinations/:name/pause", limitApiBody, (c) => pausePath(c.env, c.req.param("name"), true))
+  .post("/destinations/:name/resume", limitApiBody, (c) => pausePath(c.env, c.req.param("name"), false));
+
+/** A destination named in the path: 404 for a name no destination can have. */
+function pausePath(env: Env, name: string, pause: boolean): Promise<Response> | Response {
+  if (!DestinationName.safeParse(name).success)
+    return apiError(404, "destination_not_found", `no destination ${JSON.stringify(name.slice(0, 64))}: names are 1 to 32 lowercase letters, digits or dashes`);
+  return pauseResponse(env, name, pause);
+}
+
+/** An optional `destination`, from the query or a JSON body `{ "destination": … }` (an empty body: none). */
+async function destinationParameter(
+  request: Request,
+  fromQuery: string | undefined,
+): Promise<{ ok: true; value: string | undefined } | { ok: false; response: Response }> {
+  let fromBody: unknown;
+  const text = await request.text();
+  if (text.trim() !== "") {
+    try {
+      fromBody = z.object({ destination: z.unknown().optional() }).loose().parse(JSON.parse(text)).destination;
+    } catch {
+      return { ok: false, response: apiError(400, "invalid_body", 'the body must be empty or JSON: { "destination"?: string }') };
+    }
+  }
+  const given = fromQuery ?? fromBody;
+  if (given === undefined) return { ok: true, value: undefined };
+  const parsed = DestinationName.safeParse(given);
+  if (!parsed.success) return { ok: false, response: apiError(400, "invalid_query", `destination ${parsed.error.issues[0]?.message ?? "is not valid"}`) };
+  return { ok: true, value: parsed.data };
+}

@@ -10,15 +10,21 @@ import { z } from "zod";
 import type { ClaimResult } from "../ingest";
 
 /**
- * Expired claims are deleted at most once a minute, in one statement. Without an index on the
- * expiry a claim writes one row (an index would double it), and the delete scans a table that
- * holds only the last few minutes' claims of one shard: rows read cost a thousandth of rows written.
+ * Expired claims are never deleted (a delete is a second row written per claim): at most once a
+ * minute the object reads which have expired (rows read cost a thousandth of rows written), and
+ * each new claim takes over one of those rows, in the one UPDATE that records it. So a claim costs
+ * one row written, expiry included; the table holds as many rows as the most claims ever live at
+ * once in this shard (a few minutes' worth at the default MAX_EVENT_AGE_SECONDS). Without an index
+ * on the expiry a claim writes one row (an index would double it).
  */
 const PRUNE_EVERY_MS = 60_000;
+/** Expired rows remembered for reuse, at most (the next scan finds more). */
+const MAX_REUSABLE = 1000;
 
 /** A claim row; `digest` is null in rows written before schema v2 (they expire within MAX_EVENT_AGE_SECONDS). */
 const ClaimRow = z.object({ conversation: z.string(), expires_at: z.number(), digest: z.string().nullable() });
 const VersionRow = z.object({ value: z.string() });
+const KeyRow = z.object({ key: z.string() });
 
 /**
  * The schema, by version; a deployed object keeps its table, so a change is a new step, run in
@@ -49,8 +55,10 @@ function migrate(sql: SqlStorage): void {
 
 export class CallbackClaims extends DurableObject<Env> {
   private readonly sql: SqlStorage;
-  /** In memory: after a restart the first claim prunes, which is what we want anyway. */
+  /** In memory: after a restart the first claim looks for expired rows, which is what we want anyway. */
   private prunedAt = 0;
+  /** Keys of expired claims whose rows new claims may take over, oldest first. */
+  private reusable: string[] = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -71,6 +79,28 @@ export class CallbackClaims extends DurableObject<Env> {
       if (held && held.expires_at >= now) {
         return held.conversation === conversation && (held.digest === null || held.digest === digest) ? "same" : "conflict";
       }
+      if (now - this.prunedAt >= PRUNE_EVERY_MS) {
+        this.reusable = this.sql
+          .exec("SELECT key FROM claims WHERE expires_at < ? LIMIT ?", now, MAX_REUSABLE)
+          .toArray()
+          .map((expired) => KeyRow.parse(expired).key);
+        this.prunedAt = now;
+      }
+      // The key's own expired row, else another expired row taken over, else a new row: one row written each way.
+      if (!held) {
+        for (let slot = this.reusable.shift(); slot !== undefined; slot = this.reusable.shift()) {
+          const written = this.sql.exec(
+            "UPDATE claims SET key = ?1, conversation = ?2, expires_at = ?3, digest = ?4 WHERE key = ?5 AND expires_at < ?6",
+            key,
+            conversation,
+            expiresAt,
+            digest,
+            slot,
+            now,
+          ).rowsWritten;
+          if (written > 0) return "claimed";
+        }
+      }
       this.sql.exec(
         "INSERT INTO claims (key, conversation, expires_at, digest) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO UPDATE SET conversation = ?2, expires_at = ?3, digest = ?4",
         key,
@@ -78,10 +108,6 @@ export class CallbackClaims extends DurableObject<Env> {
         expiresAt,
         digest,
       );
-      if (now - this.prunedAt >= PRUNE_EVERY_MS) {
-        this.sql.exec("DELETE FROM claims WHERE expires_at < ?", now);
-        this.prunedAt = now;
-      }
       return "claimed";
     });
   }

@@ -19,7 +19,17 @@ export const PONG = "pong";
 export type LiveEvent =
   | { type: "hello"; conversation: string; at: string }
   | { type: "receipt"; seq: number; acceptedAt: string; receipt: Receipt }
-  | { type: "delivery"; receiptIds: string[]; outcome: DeliveryOutcome; status?: number; error?: string; ms: number; attempt: number; at: string }
+  | {
+      type: "delivery";
+      destination: string;
+      receiptIds: string[];
+      outcome: DeliveryOutcome;
+      status?: number;
+      error?: string;
+      ms: number;
+      attempt: number;
+      at: string;
+    }
   | { type: "requeued"; count: number; at: string };
 
 /** Names the conversation to its object, which may not know its own key before its first receipt. */

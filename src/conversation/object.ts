@@ -27,21 +27,32 @@ import {
 } from "../ops/conversation-index";
 import { recordDelivery, type DeliveryOutcome } from "../ops/metrics";
 import { Receipt } from "../receipt";
-import { settingsOf, useLogLevel, type Forwarding } from "../settings";
+import { settingsOf, useLogLevel } from "../settings";
 import { isoFromMillis } from "../time";
-import { Outbox, type Delivery, type DeliveryFilter, type ReceiptRow } from "./outbox";
-import { deadLetters, publishToKv, snapshotJson } from "./publisher";
+import { matches, routesOf, type Destination, type DestinationConfig, type Match } from "../destinations/config";
+import { pausedKnown, pausedOf } from "../destinations/control";
+import { Outbox, type Delivery, type DeliveryFilter, type DestinationCounts, type OwedReceipt } from "./outbox";
+import { destinationSummaries, publishToKv, snapshotJson } from "./publisher";
 import { acceptViewer, broadcast, PING, PONG } from "./live-tail";
-import { foldReadStates, MAX_READS_PAGE, ReadState, type ReadsPage } from "./read-state";
+import { MAX_READS_PAGE, type ReadsPage } from "./read-state";
+import { ReadStore } from "./reads";
 import { createLatest, migrate, schemaVersion } from "./schema";
 
-export { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, DeliveryFilter, DeliveryStatus, MAX_DELIVERIES_PAGE, type Delivery } from "./outbox";
+export { DEDUP_MAX_IDS, DEDUP_WINDOW_MS, DeliveryFilter, DeliveryStatus, MAX_DELIVERIES_PAGE, type Delivery, type DestinationCounts } from "./outbox";
 export { MAX_SNAPSHOT_BYTES } from "./publisher";
 
-/** Requests per alarm run, and its time budget (the platform allows 15 minutes): past either the
- * alarm re-arms itself at once, so that publication and other work are not held up. */
-const MAX_DELIVERIES_PER_ALARM = 50;
-const MAX_ALARM_RUN_MS = 60_000;
+/** Requests per delivery run of one destination, and its time budget: past either the run ends and
+ * the alarm, armed for now, starts the next, so that publication and other work are not held up. */
+const MAX_DELIVERIES_PER_RUN = 50;
+const MAX_RUN_MS = 60_000;
+/** While a destination's run is in flight, the alarm is armed no later than this: if the object is
+ * evicted mid-run (a deploy), the alarm resumes the delivery. In a quiet conversation the next
+ * publication's alarm is usually earlier already, so this costs no `setAlarm`. */
+const RUN_SAFETY_MS = 60_000;
+/** Read state folded in memory is written within this (and by every alarm run before it). */
+const READS_FLUSH_MS = 60_000;
+/** A paused destination's backlog is looked at again this often, so that it goes out within a minute of a resume. */
+const PAUSED_RECHECK_MS = 30_000;
 /** When a job of the alarm fails (KV down or over quota, a storage error), it is tried again after
  * 30 s, doubling with each failure in a row up to an hour. While deliveries are held (forwarding
  * unset or misconfigured), the settings are looked at again on the same schedule ("held"), and at
@@ -55,23 +66,24 @@ export type AcceptResult = "accepted" | "duplicate";
  * deliveries. The two outputs of a publication, the KV snapshot ("kv") and the D1 index row
  * ("index"), fail and retry apart: a missing or failing index never holds up the snapshot.
  */
-type Job = "delivery" | "kv" | "index" | "held";
+type Job = `delivery:${string}` | "kv" | "index" | `held:${string}`;
 type Output = "kv" | "index";
 /** Before the outputs were split, one "publish" job kept these; still honoured once, then deleted. */
 const LEGACY_PUBLISH_KEYS = ["publish_failures", "publish_retry_at"] as const;
 
-/** `SELECT state FROM reads`: one reader's ReadState as JSON (the `state` table's rows are KeyValueRow). */
-const ReadStateRow = z.object({ state: z.string() });
 const KeyValueRow = z.object({ key: z.string(), value: z.string() });
-const ReaderCount = z.object({ n: z.number() });
-/** A whole `reads` row. */
-const ReadsRow = z.object({ reader: z.string(), state: z.string() });
-/** Readers per read-state SELECT (and twice as few per upsert, two values each). */
-const READERS_CHUNK = 100;
+
+/** Whether `match` takes the stored receipt `body` (a match of `{}` takes all, without parsing). */
+function takes(body: string, match: Match): boolean {
+  if (Object.keys(match).length === 0) return true;
+  const parsed = Receipt.safeParse(JSON.parse(body));
+  return parsed.success && matches(parsed.data, match);
+}
 
 export class Conversation extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private readonly outbox: Outbox;
+  private readonly reads: ReadStore;
   /** False until the first receipt: reading a conversation that never existed creates no storage. */
   private exists: boolean;
   /** Alarm runs one at a time, also when a test or a retry invokes `alarm()` while one is in flight. */
@@ -83,6 +95,8 @@ export class Conversation extends DurableObject<Env> {
   private indexPublishedAt = 0;
   /** Duplicates per activity bucket since the last publication (src/ops/activity.ts): they leave no row. */
   private readonly duplicates = new Map<number, number>();
+  /** Delivery runs in flight, by destination: at most one each, so each destination keeps its order. */
+  private readonly runs = new Map<string, Promise<void>>();
   /**
    * The `state` table in memory, so that reading it costs no SQL (the alarm check after every
    * batch reads a dozen keys). Loaded on first use and again at each alarm run; every write goes
@@ -96,6 +110,7 @@ export class Conversation extends DurableObject<Env> {
     useLogLevel(env);
     this.sql = ctx.storage.sql;
     this.outbox = new Outbox(this.sql);
+    this.reads = new ReadStore(this.sql);
     this.exists = schemaVersion(this.sql) > 0;
     // Live-tail viewers' keep-alives are answered without waking the object (live-tail.ts).
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING, PONG));
@@ -106,6 +121,7 @@ export class Conversation extends DurableObject<Env> {
       try {
         this.ctx.storage.transactionSync(() => migrate(this.sql, Date.now()));
         this.outbox.load();
+        this.refoldReads();
         if (this.outbox.lastChangeAt >= this.stateNumber("published_at")) this.version = 1;
         await this.armAlarm();
       } catch (error) {
@@ -137,7 +153,7 @@ export class Conversation extends DurableObject<Env> {
   async acceptMany(receipts: Receipt[]): Promise<AcceptResult[]> {
     const first = receipts[0];
     if (!first) return [];
-    const { settings, forwarding } = settingsOf(this.env);
+    const { settings, destinations } = settingsOf(this.env);
     const now = Date.now();
     if (!this.exists) {
       this.transaction(() => {
@@ -149,7 +165,7 @@ export class Conversation extends DurableObject<Env> {
       this.state = undefined;
     }
     const results: AcceptResult[] = [];
-    const fresh: Receipt[] = [];
+    const fresh: { receipt: Receipt; routes: string[] }[] = [];
     const ids = new Set<string>();
     for (const receipt of receipts) {
       if (this.outbox.has(receipt.id) || ids.has(receipt.id)) {
@@ -159,30 +175,46 @@ export class Conversation extends DurableObject<Env> {
         continue;
       }
       ids.add(receipt.id);
-      fresh.push(receipt);
+      // Routed once, now: every matching destination is owed the receipt, whether or not it can
+      // take it yet (a misconfigured one holds it until fixed).
+      fresh.push({ receipt, routes: routesOf(receipt, destinations) });
       results.push("accepted");
     }
     if (fresh.length === 0) return results;
     const previousMaxSeq = this.outbox.maxSeq;
-    const seqs = this.transaction(() => {
-      // Queued whether or not forwarding is on: held receipts go out once it is set up.
-      const stored = this.outbox.enqueueMany(
-        fresh.map((receipt) => ({ id: receipt.id, readAt: receipt.readAt, body: JSON.stringify(receipt) })),
-        now,
-      );
-      this.foldReaders(fresh);
-      // Forwarding was held and works now: the backlog need not wait for the next recheck.
-      if (forwarding.state === "on") this.recovered("held");
-      return stored;
-    });
+    let seqs: number[];
+    try {
+      seqs = this.transaction(() => {
+        const stored = this.outbox.enqueueMany(
+          fresh.map(({ receipt, routes }) => ({ id: receipt.id, readAt: receipt.readAt, body: JSON.stringify(receipt), routes })),
+          now,
+        );
+        // A held destination that works now: its backlog need not wait for the next recheck.
+        for (const entry of destinations) if (entry.state === "active") this.recovered(`held:${entry.name}`);
+        return stored;
+      });
+    } catch (error) {
+      // Rolled back: memory (ids, reusable rows) is read again from storage.
+      this.outbox.load();
+      throw error;
+    }
     const acceptedAt = isoFromMillis(now);
-    fresh.forEach((receipt, i) => {
+    fresh.forEach(({ receipt, routes }, i) => {
       const seq = seqs[i] ?? previousMaxSeq + 1 + i;
-      this.outbox.committed(seq, receipt.id, now);
+      this.outbox.committed(seq, receipt.id, routes, now);
       broadcast(this.ctx, { type: "receipt", seq, acceptedAt, receipt });
     });
     this.version++;
-    if (this.outbox.pruneDue(previousMaxSeq)) this.transaction(() => this.outbox.prune(settings.RECENT_LIMIT, now));
+    // Read state is folded in memory and written behind (reads.ts); a crash before then folds again from the receipts.
+    if (
+      this.reads.fold(
+        fresh.map(({ receipt }) => receipt),
+        now,
+      )
+    )
+      this.flushReads();
+    if (this.outbox.pruneDue(previousMaxSeq)) this.outbox.prune(settings.RECENT_LIMIT, now, this.foldedTo());
+    this.startDeliveries();
     await this.armAlarm();
     return results;
   }
@@ -200,33 +232,49 @@ export class Conversation extends DurableObject<Env> {
    */
   async readStates(limit = MAX_READS_PAGE, after?: string): Promise<ReadsPage | null> {
     if (!this.exists) return null;
-    const size = Math.max(1, Math.min(limit, MAX_READS_PAGE));
-    const reads = this.sql
-      .exec("SELECT state FROM reads WHERE reader > ? ORDER BY reader LIMIT ?", after ?? "", size + 1)
-      .toArray()
-      .map((row) => ReadState.parse(JSON.parse(ReadStateRow.parse(row).state)));
-    const page = reads.slice(0, size);
-    const readers = ReaderCount.parse(this.sql.exec("SELECT COUNT(*) AS n FROM reads").one()).n;
-    const last = page[page.length - 1];
-    return { reads: page, readers, ...(reads.length > size && last ? { next: last.reader } : {}) };
+    this.flushReads();
+    return this.reads.page(limit, after);
   }
 
-  /** Each receipt's delivery state in acceptance order, a page at a time (`after` is the last `seq` seen), without bodies. */
-  async deliveries(status?: DeliveryFilter, limit = 1000, after = 0): Promise<Delivery[] | null> {
+  /**
+   * Each receipt's delivery to each destination (or to `destination` only) in acceptance order,
+   * a page of receipts at a time (`after` is the last `seq` seen), without bodies.
+   */
+  async deliveries(status?: DeliveryFilter, limit = 1000, after = 0, destination?: string): Promise<Delivery[] | null> {
     if (!this.exists) return null;
-    return this.outbox.page(status, limit, after);
+    return this.outbox.page(status, limit, after, destination);
   }
 
-  /** Re-queues every dead letter, in their original order, with a fresh retry schedule. */
-  async retryDeadLetters(): Promise<{ requeued: number } | null> {
+  /** Re-queues the dead letters (of `destination`, or of every destination), in their original order, with a fresh retry schedule. */
+  async retryDeadLetters(destination?: string): Promise<{ requeued: number } | null> {
     if (!this.exists) return null;
-    const requeued = this.transaction(() => this.outbox.requeueFailed(Date.now()));
-    if (requeued > 0) {
+    const requeued = this.transaction(() => this.outbox.requeueFailed(Date.now(), destination));
+    if (requeued > 0) await this.requeued(requeued);
+    return { requeued };
+  }
+
+  /** Drops the dead letters of `destination` (a removed one, say): they are settled as skipped, never sent. */
+  async purgeDeadLetters(destination: string): Promise<{ purged: number } | null> {
+    if (!this.exists) return null;
+    const purged = this.transaction(() => this.outbox.purgeFailed(destination, Date.now()));
+    if (purged > 0) {
       this.version++;
-      broadcast(this.ctx, { type: "requeued", count: requeued, at: new Date().toISOString() });
       await this.armAlarm();
     }
-    return { requeued };
+    return { purged };
+  }
+
+  /** Per destination named here: pending and dead letters; and receipts that matched no destination. */
+  async deliveryCounts(): Promise<{ destinations: DestinationCounts; unrouted: number } | null> {
+    if (!this.exists) return null;
+    return { destinations: this.outbox.counts(), unrouted: this.outbox.unrouted() };
+  }
+
+  private async requeued(count: number): Promise<void> {
+    this.version++;
+    broadcast(this.ctx, { type: "requeued", count, at: new Date().toISOString() });
+    this.startDeliveries();
+    await this.armAlarm();
   }
 
   /** The live tail (live-tail.ts): the only HTTP this object answers is a viewer's WebSocket upgrade. */
@@ -247,17 +295,24 @@ export class Conversation extends DurableObject<Env> {
 
   /**
    * Re-queues the delivered receipts still kept (RECENT_LIMIT newest, and those within the dedup
-   * window) that were delivered between `since` and `until` (epoch ms), for an origin that lost them.
+   * window) that were delivered between `since` and `until` (epoch ms), to `destination` or to
+   * each destination, for a destination that lost them. Given a destination, receipts accepted in
+   * that window that were never routed to it but that its match takes now are routed to it too:
+   * a destination added later gets the past this way.
    */
-  async redeliver(since: number, until: number): Promise<{ requeued: number } | null> {
+  async redeliver(since: number, until: number, destination?: string): Promise<{ requeued: number } | null> {
     if (!this.exists) return null;
     const now = Date.now();
-    const requeued = this.transaction(() => this.outbox.requeueDelivered(since, until, now));
-    if (requeued > 0) {
-      this.version++;
-      broadcast(this.ctx, { type: "requeued", count: requeued, at: isoFromMillis(now) });
-      await this.armAlarm();
-    }
+    const entry = destination === undefined ? undefined : settingsOf(this.env).destinations.find((candidate) => candidate.name === destination);
+    const match = entry?.state === "active" ? entry.destination.match : entry?.match;
+    const requeued = this.transaction(() => {
+      let count = this.outbox.requeueDelivered(since, until, now, destination);
+      if (destination !== undefined && entry !== undefined && match !== undefined) {
+        count += this.outbox.routeAnew(destination, since, until, (body) => takes(body, match), now);
+      }
+      return count;
+    });
+    if (requeued > 0) await this.requeued(requeued);
     return { requeued };
   }
 
@@ -276,16 +331,16 @@ export class Conversation extends DurableObject<Env> {
     this.state = undefined;
     // Never throw: the platform retries a failing alarm only six times; our own schedule rules.
     // Each job fails on its own, so that a KV outage does not hold up deliveries or the reverse.
-    const { forwarding } = settingsOf(this.env);
     try {
-      const run = await this.deliverDue(forwarding);
-      // Only a run that went past its back-off may reset it.
-      if (run === "ran") this.recovered("delivery");
+      this.settleRemoved();
+      this.recheckHeld();
     } catch (error) {
       log("error", "delivery_failed", { conversation: this.conversation(), error: String(error) });
-      this.backOff("delivery");
     }
-    // After delivery: what was just delivered is in this publication, not a second one.
+    this.startDeliveries();
+    // Deliveries in flight end first: what they deliver is in this publication, not a second one.
+    await Promise.allSettled([...this.runs.values()]);
+    this.flushReads();
     await this.tryPublish();
     try {
       await this.armAlarm({ replace: true });
@@ -295,56 +350,117 @@ export class Conversation extends DurableObject<Env> {
     }
   }
 
+  // ---- delivery: one ordered run per destination ---------------------------------------------
+
+  /** Configured destinations by name (`origin` first). */
+  private destinations(): Map<string, DestinationConfig> {
+    return new Map(settingsOf(this.env).destinations.map((entry) => [entry.name, entry]));
+  }
+
   /**
-   * Delivers due receipts in order: "ran" when it went past its back-off (whatever the origin
-   * answered), "waiting" when its back-off has not expired, "held" when forwarding is off.
+   * Starts a delivery run for each active destination with a receipt due and no run in flight. Not
+   * awaited: each destination goes at its own pace, so a slow, failing or paused one never holds
+   * up another (or the answer to the provider). Called after an acceptance, a requeue and by the alarm.
    */
-  private async deliverDue(forwarding: Forwarding): Promise<"ran" | "waiting" | "held"> {
-    if (forwarding.state === "held") {
-      // Pending rows wait for forwarding to be set up; look again later, less often each time.
-      if (this.outbox.head() && Date.now() >= this.stateNumber("held_retry_at")) {
-        log("warn", "deliveries_held", { conversation: this.conversation(), reason: forwarding.reason });
-        this.backOff("held");
-      }
-      return "held";
+  private startDeliveries(): void {
+    if (!this.exists) return;
+    const configured = this.destinations();
+    const now = Date.now();
+    for (const name of this.outbox.destinationsOwed()) {
+      const entry = configured.get(name);
+      if (this.runs.has(name) || entry?.state !== "active") continue;
+      if (now < this.stateNumber(`delivery:${name}_retry_at`)) continue;
+      // Begun on the next tick, so that the run is in `runs` before anything of it executes.
+      this.runs.set(
+        name,
+        Promise.resolve().then(() => this.deliver(entry.destination)),
+      );
     }
-    this.recovered("held");
-    if (Date.now() < this.stateNumber("delivery_retry_at")) return "waiting";
-    const { origin, keys, schedule, timeoutMs, batchMax } = forwarding;
+  }
+
+  /**
+   * Delivers `destination`'s due receipts in order: up to MAX_DELIVERIES_PER_RUN requests or
+   * MAX_RUN_MS, stopping at the first head that must wait (a waiting head blocks the rest of the
+   * conversation for that destination only) or when the destination is paused. Never throws.
+   */
+  private async deliver(destination: Destination): Promise<void> {
+    const { name, url, keys, schedule, timeoutMs, batchMax, match, maxPerSecond } = destination;
     const runStartedAt = Date.now();
-    for (let sent = 0; sent < MAX_DELIVERIES_PER_ALARM && Date.now() - runStartedAt < MAX_ALARM_RUN_MS; sent++) {
-      const head = this.outbox.head();
-      const startedAt = Date.now();
-      if (!head || head.next_attempt_at > startedAt) return "ran";
-      // A batch keeps its size across retries (same receipts, same webhook-id); a new one takes
-      // what is due now, up to FORWARD_BATCH_MAX.
-      const rows = this.outbox.pendingFrom(head, head.batch ?? batchMax);
-      const lease = timeoutMs + (nextAttemptDelay(schedule, head.attempts + 1) ?? 0);
-      const attempts = this.outbox.beginAttempt(head, startedAt, startedAt + lease, rows.length);
-      const [id, body] =
-        rows.length > 1
-          ? [batchWebhookId(head.id, rows.length), batchWebhookBody(rows.map((row) => ({ readAt: row.read_at, json: row.body })))]
-          : [head.id, webhookBody({ readAt: head.read_at }, head.body)];
-      const result = await attemptDelivery({ url: origin, keys, id, body, timeoutMs }, startedAt);
-      // The wait before a retry counts from when this attempt ended, not when it began.
-      const next = this.record(rows, attempts, startedAt, result, schedule, Date.now());
-      // A waiting head blocks the rest of the conversation: order is kept.
-      if (next === "wait") return "ran";
+    let lastStart = 0;
+    try {
+      for (let sent = 0; sent < MAX_DELIVERIES_PER_RUN && Date.now() - runStartedAt < MAX_RUN_MS; sent++) {
+        if (!this.dueHead(name)) break;
+        if ((await pausedOf(this.env)).has(name)) break;
+        const head = this.dueHead(name);
+        if (!head) break;
+        // A batch keeps its size across retries (same receipts, same webhook-id); a new one takes
+        // what is due now, up to the destination's batchMax.
+        const owed = this.outbox.pendingFrom(name, head, head.record?.b ?? batchMax);
+        // Routed when accepted; a match changed since (or one that could not be read then) may no longer take them.
+        const rows = owed.filter((row) => takes(row.body, match));
+        if (rows.length < owed.length) {
+          this.outbox.skipped(
+            name,
+            owed.filter((row) => !rows.includes(row)),
+            Date.now(),
+          );
+          this.version++;
+          if (rows[0] !== head) continue;
+        }
+        if (maxPerSecond !== undefined) {
+          // Requests to this destination from this object at most maxPerSecond (docs/destinations.md).
+          const wait = lastStart + 1000 / maxPerSecond - Date.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+        const startedAt = Date.now();
+        lastStart = startedAt;
+        const [id, body] =
+          rows.length > 1
+            ? [batchWebhookId(head.id, rows.length), batchWebhookBody(rows.map((row) => ({ readAt: row.read_at, json: row.body })))]
+            : [head.id, webhookBody({ readAt: head.read_at }, head.body)];
+        const result = await attemptDelivery({ url, keys, id, body, timeoutMs }, startedAt);
+        // The wait before a retry counts from when this attempt ended, not when it began.
+        if (this.record(name, rows, (head.record?.n ?? 0) + 1, startedAt, result, schedule, Date.now()) === "wait") break;
+      }
+      this.recovered(`delivery:${name}`);
+    } catch (error) {
+      log("error", "delivery_failed", { conversation: this.conversation(), destination: name, error: String(error) });
+      this.backOff(`delivery:${name}`);
     }
-    return "ran";
+    this.runs.delete(name);
+    try {
+      await this.armAlarm();
+    } catch (error) {
+      log("error", "arm_failed", { conversation: this.conversation(), error: String(error) });
+    }
+  }
+
+  /** `destination`'s head when it is due now. */
+  private dueHead(destination: string): OwedReceipt | undefined {
+    const head = this.outbox.head(destination);
+    return head && Outbox.dueAt(head) <= Date.now() ? head : undefined;
   }
 
   /** Applies one attempt's result; "wait" when the head must be retried later. */
-  private record(rows: ReceiptRow[], attempts: number, startedAt: number, result: AttemptResult, schedule: readonly number[], at: number): "next" | "wait" {
+  private record(
+    destination: string,
+    rows: OwedReceipt[],
+    attempts: number,
+    startedAt: number,
+    result: AttemptResult,
+    schedule: readonly number[],
+    at: number,
+  ): "next" | "wait" {
     const head = rows[0];
     if (!head) return "next";
     const conversation = this.conversation() ?? "";
-    const fields = { conversation, receiptId: head.id, ...(rows.length > 1 ? { batch: rows.length } : {}), attempt: attempts };
+    const fields = { conversation, destination, receiptId: head.id, ...(rows.length > 1 ? { batch: rows.length } : {}), attempt: attempts };
     const measure = (outcome: DeliveryOutcome) => {
       const status = result.status !== undefined ? { status: result.status } : {};
-      recordDelivery(this.env.METRICS, { conversation, outcome, ...status, ms: at - startedAt, attempt: attempts });
+      recordDelivery(this.env.METRICS, { conversation, destination, outcome, ...status, ms: at - startedAt, attempt: attempts });
       broadcast(this.ctx, {
         type: "delivery",
+        destination,
         receiptIds: rows.map((row) => row.id),
         outcome,
         ...status,
@@ -356,23 +472,67 @@ export class Conversation extends DurableObject<Env> {
     };
     if (result.kind === "delivered") {
       this.version++;
-      this.outbox.delivered(rows, attempts, startedAt, at, result.status);
+      this.outbox.delivered(destination, rows, attempts, startedAt, at, result.status);
       measure("delivered");
       log("info", "delivered", { ...fields, status: result.status, ms: at - startedAt });
       return "next";
     }
     const delay = result.kind === "retry" ? nextAttemptDelay(schedule, attempts, result.retryAfterMs, Math.random()) : undefined;
     if (delay !== undefined) {
-      this.outbox.retryLater(head, startedAt, at, at + delay, result.status ?? null, result.error);
+      this.outbox.retryLater(destination, head, attempts, rows.length, startedAt, at, at + delay, result.status ?? null, result.error);
       measure("retry");
       log("warn", "delivery_retry", { ...fields, error: result.error, retryInMs: delay });
       return "wait";
     }
     this.version++;
-    this.outbox.failed(rows, attempts, startedAt, at, result.status ?? null, result.error);
+    this.outbox.failed(destination, rows, attempts, startedAt, at, result.status ?? null, result.error);
     measure(result.kind === "give_up" ? "give_up" : "dead_letter");
     log("error", "dead_letter", { ...fields, error: result.error, reason: result.kind === "give_up" ? "rejected" : "retries exhausted" });
     return "next";
+  }
+
+  /**
+   * Receipts owed to a destination no longer configured become its dead letters (visible, and
+   * retried or purged from the API), so that nothing waits for it forever.
+   */
+  private settleRemoved(): void {
+    // A DESTINATIONS with any problem (invalid JSON, an unnamed element) may have lost a destination
+    // that is still meant: nothing counts as removed until it parses whole; its receipts wait.
+    if (settingsOf(this.env).problems.some((problem) => problem.setting === "DESTINATIONS")) return;
+    const configured = this.destinations();
+    for (const name of this.outbox.destinationsOwed()) {
+      if (configured.has(name)) continue;
+      const now = Date.now();
+      const error = `destination ${name} is no longer configured (DESTINATIONS, ORIGIN_URL)`;
+      const moved = this.transaction(() => {
+        let count = 0;
+        for (let head = this.outbox.head(name); head; head = this.outbox.head(name)) {
+          const rows = this.outbox.pendingFrom(name, head, 1000);
+          this.outbox.failed(name, rows, head.record?.n ?? 0, now, now, null, error);
+          count += rows.length;
+        }
+        return count;
+      });
+      if (moved > 0) {
+        this.version++;
+        log("warn", "destination_removed", { conversation: this.conversation(), destination: name, deadLetters: moved });
+      }
+    }
+  }
+
+  /** Misconfigured destinations with receipts waiting: logged, and looked at again later, less often each time. */
+  private recheckHeld(): void {
+    const now = Date.now();
+    const configured = this.destinations();
+    for (const name of this.outbox.destinationsOwed()) {
+      const entry = configured.get(name);
+      // Missing here only while DESTINATIONS has problems (settleRemoved): held like a misconfigured one.
+      if (entry?.state === "active") continue;
+      if (!this.outbox.head(name) || now < this.stateNumber(`held:${name}_retry_at`)) continue;
+      const reason = entry?.reason ?? "not in DESTINATIONS, which has problems (see /healthz)";
+      log("warn", "deliveries_held", { conversation: this.conversation(), destination: name, reason });
+      this.backOff(`held:${name}`);
+    }
   }
 
   private async tryPublish(): Promise<void> {
@@ -429,8 +589,15 @@ export class Conversation extends DurableObject<Env> {
     let content: IndexContent | undefined;
     if (indexDue) {
       const previous = parseIndexedRow(indexedRow);
-      const activity = nextActivity(this.sql, activityOf(previous), previous?.accepted ?? 0, duplicates, now);
-      content = indexContent(this.sql, this.outbox, conversation, this.outbox.counts(), deadLetters(this.outbox), activity);
+      const source = { accepted: this.outbox.acceptedSince(previous?.accepted ?? 0), settled: (through: number) => this.outbox.settledSince(through, now) };
+      const activity = nextActivity(source, activityOf(previous), duplicates, now);
+      content = indexContent(conversation, {
+        accepted: this.outbox.maxSeq,
+        lastAcceptedAt: this.outbox.lastAcceptedAt(),
+        unrouted: this.outbox.unrouted(),
+        destinations: destinationSummaries(this.outbox, now),
+        activity,
+      });
     }
     const row = content ? JSON.stringify(content) : indexedRow;
     const [kv, index] = await Promise.allSettled([
@@ -514,20 +681,29 @@ export class Conversation extends DurableObject<Env> {
    * alarm; the alarm itself, at its end, sets exactly what is due (or nothing).
    */
   private async armAlarm({ replace = false } = {}): Promise<void> {
-    const { forwarding } = settingsOf(this.env);
+    const configured = this.destinations();
+    const paused = pausedKnown();
+    const now = Date.now();
     const times: number[] = [];
-    const head = this.outbox.head();
-    if (head) {
-      if (forwarding.state === "on") times.push(Math.max(head.next_attempt_at, this.stateNumber("delivery_retry_at")));
-      else times.push(this.stateNumber("held_retry_at"));
+    for (const name of this.outbox.destinationsOwed()) {
+      const entry = configured.get(name);
+      if (this.runs.has(name)) times.push(now + RUN_SAFETY_MS);
+      else if (entry === undefined || entry.state === "misconfigured") {
+        if (this.outbox.head(name)) times.push(this.stateNumber(`held:${name}_retry_at`));
+      } else {
+        const head = this.outbox.head(name);
+        if (!head) continue;
+        if (paused.has(name)) times.push(now + PAUSED_RECHECK_MS);
+        else times.push(Math.max(Outbox.dueAt(head), this.stateNumber(`delivery:${name}_retry_at`)));
+      }
     }
     for (const output of ["kv", "index"] as const) if (this.unpublished(output)) times.push(this.publishDueAt(output));
+    if (this.reads.dirty()) times.push(this.reads.pendingSince + READS_FLUSH_MS);
     const current = await this.ctx.storage.getAlarm();
     if (times.length === 0) {
       if (replace && current !== null) await this.ctx.storage.deleteAlarm();
       return;
     }
-    const now = Date.now();
     const wanted = Math.max(Math.min(...times), now);
     // Setting an alarm is a write: not when the one set is already right (or, from an RPC, earlier).
     if (replace ? current === wanted : current !== null && current <= wanted) return;
@@ -550,26 +726,36 @@ export class Conversation extends DurableObject<Env> {
     this.deleteState(`${job}_failures`, `${job}_retry_at`, `${job}_error`);
   }
 
-  /** Folds the receipts into their readers' states: one read and one upsert per reader of the batch. */
-  private foldReaders(receipts: readonly Receipt[]): void {
-    // A statement per READERS_CHUNK readers, not per reader (SQLite on Cloudflare binds at most 100 values).
-    const readers = [...new Set(receipts.flatMap((receipt) => receipt.readers))];
-    const stored = new Map<string, ReadState>();
-    for (let from = 0; from < readers.length; from += READERS_CHUNK) {
-      const chunk = readers.slice(from, from + READERS_CHUNK);
-      for (const row of this.sql.exec(`SELECT reader, state FROM reads WHERE reader IN (${chunk.map(() => "?").join(", ")})`, ...chunk)) {
-        const { reader, state } = ReadsRow.parse(row);
-        stored.set(reader, ReadState.parse(JSON.parse(state)));
-      }
+  /**
+   * Writes the read states folded since the last flush, with `reads_folded_to` (one transaction):
+   * one row per reader that changed, and one for the mark. Nothing when nothing waits.
+   */
+  private flushReads(): void {
+    if (!this.reads.dirty()) return;
+    const through = this.outbox.maxSeq;
+    try {
+      this.transaction(() => {
+        this.reads.flush();
+        this.setState("reads_folded_to", String(through));
+      });
+      this.reads.flushed();
+    } catch (error) {
+      // Rolled back: what waited is folded again from the receipts, which stay until it is written.
+      log("error", "publish_failed", { conversation: this.conversation(), output: "reads", error: String(error) });
+      this.reads.reset();
+      this.refoldReads();
     }
-    const states = [...foldReadStates(receipts, (reader) => stored.get(reader))];
-    for (let from = 0; from < states.length; from += READERS_CHUNK / 2) {
-      const chunk = states.slice(from, from + READERS_CHUNK / 2);
-      this.sql.exec(
-        `INSERT INTO reads (reader, state) VALUES ${chunk.map(() => "(?, ?)").join(", ")} ON CONFLICT (reader) DO UPDATE SET state = excluded.state`,
-        ...chunk.flatMap(([reader, next]) => [reader, JSON.stringify(next)]),
-      );
-    }
+  }
+
+  /** The highest sequence number whose receipts the stored read states include. */
+  private foldedTo(): number {
+    return this.stateNumber("reads_folded_to");
+  }
+
+  /** Folds into memory again the receipts after `reads_folded_to` (after a start, or a failed flush). */
+  private refoldReads(): void {
+    const receipts = this.outbox.bodiesAfter(this.foldedTo()).map((body) => Receipt.parse(JSON.parse(body)));
+    if (receipts.length > 0) this.reads.fold(receipts, Date.now());
   }
 
   private conversation(): string | undefined {

@@ -1,61 +1,100 @@
 /**
- * A conversation's receipts, each row also its delivery state (docs/design.md, "Storage"): the
- * outbox state machine over SQLite, without timers or network, so every transition is tested on
- * its own. pending → (attempt) → delivered | pending (retry later) | failed (dead letter);
- * failed → pending (replay). Delivery is in order: the head is the lowest pending sequence number.
+ * A conversation's receipts and their delivery to each destination (docs/design.md, "Storage";
+ * docs/destinations.md): the receipt log and the per-destination state machines over SQLite,
+ * without timers or network, so every transition is tested on its own.
+ *
+ * A receipt is stored once, with `routes`, the destinations it is owed to (fixed at acceptance),
+ * and `deliveries`, a JSON object holding one DeliveryRecord per destination that has attempted it.
+ * Per destination: pending → (attempt) → delivered | pending (retry later) | failed (dead letter);
+ * failed → pending (retry); pending → skipped (its match no longer takes it, or it was purged).
+ * Delivery is in order per destination: its head is its lowest pending sequence number, and a
+ * destination's head never waits for another's.
  *
  * What it keeps in memory, loaded from the table when the object starts (storage stays the
- * truth): the ids for deduplication (no index on `id`: an index costs a row written per insert
- * and delete), the highest sequence number, and where the head may be.
+ * truth): the ids for deduplication (no index on `id`: an index costs a row written per insert),
+ * the highest sequence number, where each destination's head may be, and rows ready for reuse.
+ *
+ * Pruning reuses rows: a receipt past both the newest RECENT_LIMIT and the dedup window, settled
+ * for every destination, is overwritten by a later receipt (one UPDATE, one row written) instead of
+ * being deleted (a second row written per receipt). So the table keeps its high-water mark:
+ * bounded by RECENT_LIMIT, the dedup window's receipts (at most DEDUP_MAX_IDS) and what is owed.
  */
 import { z } from "zod";
 import { isoFromMillis } from "../time";
-import { DELIVERED, FAILED, PENDING } from "./schema";
+import { DELIVERED, FAILED, PENDING, SKIPPED } from "./schema";
 
 /** Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once)... */
 export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
 /** ...and no more than this many rows, so a busy conversation's table stays bounded. */
 export const DEDUP_MAX_IDS = 20_000;
-/** Pruning runs every this many receipts: it reads the rows it may delete, so not on every one. */
+/** Rows ready for reuse are looked for every this many receipts: it reads rows, so not on every one. */
 export const PRUNE_EVERY = 100;
-/** Receipts per INSERT in `enqueueMany`: 7 values each, within SQLite's 100 bound parameters per statement on Cloudflare
+/** Receipts per INSERT in `enqueueMany`: 6 values each, within SQLite's 100 bound parameters per statement on Cloudflare
  * (https://developers.cloudflare.com/durable-objects/platform/limits/). */
-const ENQUEUE_CHUNK = 14;
+const ENQUEUE_CHUNK = 16;
+/** Rows ready for reuse kept in memory, at most (the next look finds more). */
+export const MAX_REUSABLE_ROWS = 1000;
 /** The largest page of deliveries one call returns. */
 export const MAX_DELIVERIES_PAGE = 1000;
-/** Attempts kept in a receipt's log, newest (the default schedule makes 11 before a dead letter). */
+/** Attempts kept in a receipt's log per destination, newest (the default schedule makes 11 before a dead letter). */
 export const ATTEMPT_LOG_MAX = 20;
 /** An error kept in the log is cut to this many characters (the last error is kept whole). */
 const ATTEMPT_ERROR_CHARS = 200;
 
-export const DeliveryStatus = z.enum(["pending", "delivered", "failed"]);
+export const DeliveryStatus = z.enum(["pending", "delivered", "failed", "skipped"]);
 export type DeliveryStatus = z.infer<typeof DeliveryStatus>;
 /** What the deliveries API lists: one status, or every kept receipt. */
 export const DeliveryFilter = z.union([DeliveryStatus, z.literal("all")]);
 export type DeliveryFilter = z.infer<typeof DeliveryFilter>;
-const STATUS_CODE: Record<DeliveryStatus, number> = { pending: PENDING, delivered: DELIVERED, failed: FAILED };
-const STATUS_NAME = ["pending", "delivered", "failed"] as const;
+const STATUS_NAME = ["pending", "delivered", "failed", "skipped"] as const;
 
+/** One logged attempt as stored: [startedAt, ms, HTTP status or null, error or null]. */
+const LoggedAttempt = z.tuple([z.number(), z.number(), z.number().nullable(), z.string().nullable()]);
+type LoggedAttempt = z.infer<typeof LoggedAttempt>;
+
+/**
+ * One destination's delivery state of one receipt, as stored in `deliveries` (short keys: it is
+ * repeated per receipt and destination). s: status; n: attempts; t: next attempt (epoch ms);
+ * a: last attempt's start; c: last HTTP status; e: last error; d: settled at; b: the size of the
+ * batch this receipt heads (a retry sends the same receipts); l: the attempt log.
+ */
+export const DeliveryRecord = z.object({
+  s: z.number().int().min(0).max(3),
+  n: z.number(),
+  t: z.number().nullish(),
+  a: z.number().nullish(),
+  c: z.number().nullish(),
+  e: z.string().nullish(),
+  d: z.number().nullish(),
+  b: z.number().nullish(),
+  l: z.array(LoggedAttempt).nullish(),
+});
+export type DeliveryRecord = z.infer<typeof DeliveryRecord>;
+const Records = z.record(z.string(), DeliveryRecord);
+type Records = z.infer<typeof Records>;
+
+/** A stored receipt row. */
 export const ReceiptRow = z.object({
   seq: z.number(),
   id: z.string(),
   read_at: z.string(),
   body: z.string(),
-  status: z.number().int().min(0).max(2),
   accepted_at: z.number(),
-  attempts: z.number(),
-  next_attempt_at: z.number(),
-  last_attempt_at: z.number().nullable(),
-  last_status: z.number().nullable(),
-  last_error: z.string().nullable(),
-  settled_at: z.number().nullable(),
-  batch: z.number().nullable(),
-  attempt_log: z.string().nullable(),
+  routes: z.string(),
+  deliveries: z.string().nullable(),
 });
 export type ReceiptRow = z.infer<typeof ReceiptRow>;
 
-/** One logged attempt as stored: [startedAt, ms, HTTP status or null, error or null]. */
-const LoggedAttempt = z.tuple([z.number(), z.number(), z.number().nullable(), z.string().nullable()]);
+/** A receipt as one destination sees it: the row and that destination's record (absent: never attempted). */
+export interface OwedReceipt {
+  seq: number;
+  id: string;
+  read_at: string;
+  body: string;
+  accepted_at: number;
+  record: DeliveryRecord | undefined;
+}
+
 /** One attempt as the API shows it: when it started, how long it took, and what came of it. */
 export interface Attempt {
   at: string;
@@ -64,43 +103,11 @@ export interface Attempt {
   error?: string;
 }
 
-/**
- * Appends an attempt to `attempt_log` in SQL, keeping the newest ATTEMPT_LOG_MAX: part of the
- * UPDATE that records the attempt's result, so the log costs no row written. Binds one JSON value.
- */
-const APPEND_ATTEMPT = `attempt_log = json_insert(
-    CASE WHEN json_array_length(coalesce(attempt_log, '[]')) >= ${ATTEMPT_LOG_MAX} THEN json_remove(attempt_log, '$[0]') ELSE coalesce(attempt_log, '[]') END,
-    '$[#]', json(?))`;
-const loggedAttempt = (startedAt: number, at: number, status: number | null, error: string | null) =>
-  JSON.stringify([startedAt, at - startedAt, status, error === null ? null : error.slice(0, ATTEMPT_ERROR_CHARS)]);
-
-function attemptLog(text: string | null): Attempt[] {
-  if (!text) return [];
-  let stored: unknown;
-  try {
-    stored = JSON.parse(text);
-  } catch {
-    return [];
-  }
-  const parsed = z.array(LoggedAttempt).safeParse(stored);
-  if (!parsed.success) return [];
-  return parsed.data.map(([startedAt, ms, status, error]) => ({
-    at: isoFromMillis(startedAt),
-    ms,
-    ...(status !== null ? { status } : {}),
-    ...(error !== null ? { error } : {}),
-  }));
-}
-const DELIVERY_COLUMNS = Object.keys(ReceiptRow.shape)
-  .filter((column) => column !== "body")
-  .join(", ");
-const DeliveryRow = ReceiptRow.omit({ body: true });
-type DeliveryRow = z.infer<typeof DeliveryRow>;
-
-/** A receipt's delivery history, as the API shows it. */
+/** A receipt's delivery to one destination, as the API shows it. */
 export interface Delivery {
   receiptId: string;
   seq: number;
+  destination: string;
   status: DeliveryStatus;
   attempts: number;
   acceptedAt: string;
@@ -110,30 +117,49 @@ export interface Delivery {
   lastError?: string;
   deliveredAt?: string;
   failedAt?: string;
-  /** From acceptance to the origin's 2xx. */
+  /** From acceptance to the destination's 2xx. */
   latencyMs?: number;
-  /** Every attempt, oldest first (the newest ATTEMPT_LOG_MAX), across replays. */
+  /** Every attempt, oldest first (the newest ATTEMPT_LOG_MAX), across retries. */
   attemptLog: Attempt[];
 }
 
-const LoadRow = z.object({ seq: z.number(), id: z.string(), status: z.number(), changed_at: z.number() });
-const PruneRow = z.object({ seq: z.number(), id: z.string(), accepted_at: z.number() });
-type PruneRow = z.infer<typeof PruneRow>;
+/** Per destination: how many receipts wait for it and how many are its dead letters. */
+export type DestinationCounts = Record<string, { pending: number; failed: number }>;
+
+/** `routes` as stored: the names between commas, so that `instr(routes, ',name,')` finds one. */
+export const routesText = (names: readonly string[]) => (names.length === 0 ? "" : `,${names.join(",")},`);
+export const routesOf = (text: string) => text.split(",").filter((name) => name !== "");
+const routeNeedle = (destination: string) => `,${destination},`;
+/** The JSON path of a destination's record; names are `[a-z0-9-]` (src/destinations/config.ts), quoted anyway. */
+const recordPath = (destination: string) => `$.${JSON.stringify(destination)}`;
+
+function parseRecords(text: string | null): Records {
+  if (!text) return {};
+  try {
+    const parsed = Records.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : {};
+  } catch {
+    return {};
+  }
+}
+
 const SeqRow = z.object({ seq: z.number() });
-const CountRow = z.object({ status: z.number(), count: z.number() });
+const CountRow = z.object({ n: z.number() });
 const BodyRow = z.object({ body: z.string() });
+const ScanRow = ReceiptRow.omit({ body: true, read_at: true }).extend({ empty: z.number() });
 
 export class Outbox {
   private readonly ids = new Set<string>();
   /** The highest sequence number stored (0 when none). */
   maxSeq = 0;
-  /** No pending row has a lower sequence number than this. */
-  private headFrom = Number.MAX_SAFE_INTEGER;
-  /**
-   * No delivered row has a lower sequence number than this: where pruning starts reading. 0 after
-   * a start (the first prune reads from the beginning once); each prune moves it past what it read.
-   */
-  private deliveredFrom = 0;
+  /** Per destination: no pending row has a lower sequence number than this (absent: none pending). */
+  private readonly heads = new Map<string, number>();
+  /** Every destination named in a kept row's routes: whose dead letters and history exist here. */
+  private readonly named = new Set<string>();
+  /** Rows ready for reuse, oldest first (`prune` finds them), with the id each still holds. */
+  private recyclable: { seq: number; id: string }[] = [];
+  /** No row below this may become reusable without `prune` being told (settling an old row lowers it). */
+  private scanFrom = 0;
   /** The latest acceptance or settlement stored, for knowing after a restart whether anything changed. */
   lastChangeAt = 0;
 
@@ -142,15 +168,28 @@ export class Outbox {
   /** Reads what is kept in memory. Tombstones (migrated ids without a body) count for dedup only. */
   load(): void {
     this.ids.clear();
+    this.heads.clear();
+    this.named.clear();
+    this.recyclable = [];
+    this.scanFrom = 0;
     this.maxSeq = 0;
-    this.headFrom = Number.MAX_SAFE_INTEGER;
-    this.deliveredFrom = 0;
-    for (const row of this.sql.exec("SELECT seq, id, status, max(accepted_at, coalesce(settled_at, 0)) AS changed_at FROM receipts")) {
-      const { seq, id, status, changed_at } = LoadRow.parse(row);
+    for (const row of this.sql.exec("SELECT seq, id, accepted_at, routes, deliveries FROM receipts")) {
+      const { seq, id, accepted_at, routes, deliveries } = ReceiptRow.pick({ seq: true, id: true, accepted_at: true, routes: true, deliveries: true }).parse(
+        row,
+      );
       this.ids.add(id);
       if (seq > this.maxSeq) this.maxSeq = seq;
-      if (status === PENDING && seq < this.headFrom) this.headFrom = seq;
-      if (changed_at > this.lastChangeAt) this.lastChangeAt = changed_at;
+      let changedAt = accepted_at;
+      if (routes !== "") {
+        const records = parseRecords(deliveries);
+        for (const destination of routesOf(routes)) {
+          this.named.add(destination);
+          const record = records[destination];
+          if ((record?.s ?? PENDING) === PENDING && seq < (this.heads.get(destination) ?? Number.MAX_SAFE_INTEGER)) this.heads.set(destination, seq);
+          changedAt = Math.max(changedAt, record?.d ?? 0);
+        }
+      }
+      if (changedAt > this.lastChangeAt) this.lastChangeAt = changedAt;
     }
   }
 
@@ -158,205 +197,392 @@ export class Outbox {
     return this.ids.has(id);
   }
 
-  /**
-   * Stores a new pending receipt and returns its sequence number. Memory changes only through
-   * `committed`, called once the transaction holding this write has committed.
-   */
-  enqueue(id: string, readAt: string, body: string, now: number): number {
-    const seq = this.maxSeq + 1;
-    this.sql.exec(
-      "INSERT INTO receipts (seq, id, read_at, body, status, accepted_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      seq,
-      id,
-      readAt,
-      body,
-      PENDING,
-      now,
-      now,
-    );
-    return seq;
+  /** Destinations named by kept receipts: configured now or not (a removed one keeps its dead letters). */
+  destinationsNamed(): string[] {
+    return [...this.named];
+  }
+
+  /** Destinations with receipts possibly pending. */
+  destinationsOwed(): string[] {
+    return [...this.heads.keys()];
   }
 
   /**
-   * `enqueue` for a batch, in order: the sequence numbers after `maxSeq`, one statement per
-   * ENQUEUE_CHUNK receipts (still one row written each). Memory changes through `committed`.
+   * Stores new receipts, pending for each destination in their routes, in order after `maxSeq`:
+   * each into a reusable row when there is one (an UPDATE), else a new row (INSERT, ENQUEUE_CHUNK
+   * per statement); one row written per receipt either way. Memory changes through `committed`
+   * (after a failed transaction the object calls `load`).
    */
-  enqueueMany(receipts: readonly { id: string; readAt: string; body: string }[], now: number): number[] {
+  enqueueMany(receipts: readonly { id: string; readAt: string; body: string; routes: readonly string[] }[], now: number): number[] {
     const seqs = receipts.map((_, i) => this.maxSeq + 1 + i);
-    for (let from = 0; from < receipts.length; from += ENQUEUE_CHUNK) {
-      const chunk = receipts.slice(from, from + ENQUEUE_CHUNK);
+    const inserts: unknown[][] = [];
+    receipts.forEach((receipt, i) => {
+      const values = [seqs[i], receipt.id, receipt.readAt, receipt.body, now, routesText(receipt.routes)];
+      const reused = this.recyclable[0];
+      if (reused) {
+        const written = this.sql.exec(
+          "UPDATE receipts SET seq = ?, id = ?, read_at = ?, body = ?, accepted_at = ?, routes = ?, deliveries = NULL WHERE seq = ?",
+          ...values,
+          reused.seq,
+        ).rowsWritten;
+        // Its id was forgotten when `prune` found it (it may be in use again by now: not deleted here).
+        this.recyclable.shift();
+        if (written > 0) return;
+      }
+      inserts.push(values);
+    });
+    for (let from = 0; from < inserts.length; from += ENQUEUE_CHUNK) {
+      const chunk = inserts.slice(from, from + ENQUEUE_CHUNK);
       this.sql.exec(
-        `INSERT INTO receipts (seq, id, read_at, body, status, accepted_at, next_attempt_at) VALUES ${chunk.map(() => "(?, ?, ?, ?, ?, ?, ?)").join(", ")}`,
-        ...chunk.flatMap((receipt, i) => [seqs[from + i], receipt.id, receipt.readAt, receipt.body, PENDING, now, now]),
+        `INSERT INTO receipts (seq, id, read_at, body, accepted_at, routes) VALUES ${chunk.map(() => "(?, ?, ?, ?, ?, ?)").join(", ")}`,
+        ...chunk.flat(),
       );
     }
     return seqs;
   }
 
-  committed(seq: number, id: string, now: number): void {
+  committed(seq: number, id: string, routes: readonly string[], now: number): void {
     this.ids.add(id);
     this.maxSeq = Math.max(this.maxSeq, seq);
-    this.headFrom = Math.min(this.headFrom, seq);
+    for (const destination of routes) {
+      this.named.add(destination);
+      this.heads.set(destination, Math.min(this.heads.get(destination) ?? Number.MAX_SAFE_INTEGER, seq));
+    }
     this.lastChangeAt = now;
   }
 
-  /** The first pending receipt, in order. */
-  head(): ReceiptRow | undefined {
-    if (this.headFrom === Number.MAX_SAFE_INTEGER) return undefined;
-    const row = this.sql.exec("SELECT * FROM receipts WHERE seq >= ? AND status = ? ORDER BY seq LIMIT 1", this.headFrom, PENDING).toArray()[0];
-    if (!row) {
-      this.headFrom = Number.MAX_SAFE_INTEGER;
+  /** The first receipt pending for `destination`, in order. */
+  head(destination: string): OwedReceipt | undefined {
+    const from = this.heads.get(destination);
+    if (from === undefined) return undefined;
+    const [head] = this.pendingRows(destination, from, 1);
+    if (!head) {
+      this.heads.delete(destination);
       return undefined;
     }
-    const head = ReceiptRow.parse(row);
-    this.headFrom = head.seq;
+    this.heads.set(destination, head.seq);
     return head;
   }
 
-  /** The head and the pending receipts after it, in order, at most `count` in all. */
-  pendingFrom(head: ReceiptRow, count: number): ReceiptRow[] {
-    if (count <= 1) return [head];
+  /** The head and the receipts pending for `destination` after it, in order, at most `count` in all. */
+  pendingFrom(destination: string, head: OwedReceipt, count: number): OwedReceipt[] {
+    return count <= 1 ? [head] : this.pendingRows(destination, head.seq, count);
+  }
+
+  private pendingRows(destination: string, from: number, count: number): OwedReceipt[] {
     return this.sql
-      .exec("SELECT * FROM receipts WHERE seq >= ? AND status = ? ORDER BY seq LIMIT ?", head.seq, PENDING, count)
+      .exec(
+        `SELECT * FROM receipts WHERE seq >= ? AND instr(routes, ?) > 0 AND coalesce(json_extract(deliveries, ?), ${PENDING}) = ${PENDING} ORDER BY seq LIMIT ?`,
+        from,
+        routeNeedle(destination),
+        `${recordPath(destination)}.s`,
+        count,
+      )
       .toArray()
-      .map((row) => ReceiptRow.parse(row));
+      .map((row) => owed(ReceiptRow.parse(row), destination));
   }
 
-  /**
-   * Counts an attempt before it is made and leases the head until `leaseUntil`: a run cut short
-   * (deploy, eviction) neither repeats it at once nor forgets it. A batch's size is kept on its
-   * head, so that a retry sends the same receipts under the same webhook-id.
-   */
-  beginAttempt(head: ReceiptRow, at: number, leaseUntil: number, batch: number): number {
-    const attempts = head.attempts + 1;
+  /** When the head is due: now for a receipt never attempted, else its record's next attempt. */
+  static dueAt(head: OwedReceipt): number {
+    return head.record?.t ?? 0;
+  }
+
+  /** Writes one receipt's record for one destination: one row written. */
+  private write(destination: string, seq: number, record: DeliveryRecord): void {
     this.sql.exec(
-      "UPDATE receipts SET attempts = ?, last_attempt_at = ?, next_attempt_at = ?, batch = ? WHERE seq = ?",
-      attempts,
-      at,
-      leaseUntil,
-      batch > 1 ? batch : null,
-      head.seq,
+      "UPDATE receipts SET deliveries = json_set(coalesce(deliveries, '{}'), ?, json(?)) WHERE seq = ?",
+      recordPath(destination),
+      JSON.stringify(record),
+      seq,
     );
-    return attempts;
   }
 
-  /** The attempt succeeded: every receipt it carried is delivered. */
-  delivered(rows: readonly ReceiptRow[], attempts: number, startedAt: number, at: number, status: number): void {
-    this.settle(rows, DELIVERED, attempts, startedAt, at, status, null);
-    const first = rows[0];
-    const last = rows[rows.length - 1];
-    if (first) this.deliveredFrom = Math.min(this.deliveredFrom, first.seq);
-    if (last) this.headFrom = Math.max(this.headFrom, last.seq + 1);
+  /** The attempt succeeded: every receipt it carried is delivered to `destination`. */
+  delivered(destination: string, rows: readonly OwedReceipt[], attempts: number, startedAt: number, at: number, status: number): void {
+    this.settle(destination, rows, DELIVERED, attempts, startedAt, at, status, null);
   }
 
-  /** The attempt (started at `startedAt`, ended at `at`) failed and may be retried at `nextAt`: only the head changes. */
-  retryLater(head: ReceiptRow, startedAt: number, at: number, nextAt: number, status: number | null, error: string): void {
-    this.sql.exec(
-      `UPDATE receipts SET next_attempt_at = ?, last_status = ?, last_error = ?, ${APPEND_ATTEMPT} WHERE seq = ?`,
-      nextAt,
-      status,
-      error,
-      loggedAttempt(startedAt, at, status, error),
-      head.seq,
-    );
-    this.lastChangeAt = Math.max(this.lastChangeAt, nextAt);
+  /** The attempt failed for good: every receipt it carried is a dead letter of `destination`, and the next is the head. */
+  failed(destination: string, rows: readonly OwedReceipt[], attempts: number, startedAt: number, at: number, status: number | null, error: string): void {
+    this.settle(destination, rows, FAILED, attempts, startedAt, at, status, error);
   }
 
-  /** The attempt failed for good: every receipt it carried is a dead letter, and the next one is the head. */
-  failed(rows: readonly ReceiptRow[], attempts: number, startedAt: number, at: number, status: number | null, error: string): void {
-    this.settle(rows, FAILED, attempts, startedAt, at, status, error);
-    const last = rows[rows.length - 1];
-    if (last) this.headFrom = Math.max(this.headFrom, last.seq + 1);
+  /** Settled without a request: the destination's match no longer takes these receipts. */
+  skipped(destination: string, rows: readonly OwedReceipt[], at: number): void {
+    for (const row of rows) this.write(destination, row.seq, { ...(row.record ?? { n: 0 }), s: SKIPPED, d: at, t: null, b: null });
+    this.moved(destination, rows, at);
   }
 
-  private settle(rows: readonly ReceiptRow[], to: number, attempts: number, startedAt: number, at: number, status: number | null, error: string | null): void {
+  private settle(
+    destination: string,
+    rows: readonly OwedReceipt[],
+    to: number,
+    attempts: number,
+    startedAt: number,
+    at: number,
+    status: number | null,
+    error: string | null,
+  ): void {
+    const logged = loggedAttempt(startedAt, at, status, error);
+    for (const row of rows) {
+      const record = row.record;
+      this.write(destination, row.seq, {
+        s: to,
+        n: attempts,
+        a: startedAt,
+        c: status,
+        e: error,
+        d: at,
+        l: appendAttempt(record?.l, logged),
+      });
+    }
+    this.moved(destination, rows, at);
+  }
+
+  /** After settling `rows`: the head moves past them, and they may become reusable. */
+  private moved(destination: string, rows: readonly OwedReceipt[], at: number): void {
     const first = rows[0];
     const last = rows[rows.length - 1];
     if (!first || !last) return;
-    // One statement for the whole batch: the rows are the pending ones in this range.
-    this.sql.exec(
-      `UPDATE receipts SET status = ?, attempts = ?, last_attempt_at = ?, last_status = ?, last_error = ?, settled_at = ?, batch = NULL, next_attempt_at = 0,
-         ${APPEND_ATTEMPT}
-       WHERE seq BETWEEN ? AND ? AND status = ?`,
-      to,
-      attempts,
-      startedAt,
-      status,
-      error,
-      at,
-      loggedAttempt(startedAt, at, status, error),
-      first.seq,
-      last.seq,
-      PENDING,
-    );
+    const head = this.heads.get(destination);
+    if (head !== undefined) this.heads.set(destination, Math.max(head, last.seq + 1));
+    this.scanFrom = Math.min(this.scanFrom, first.seq);
     this.lastChangeAt = Math.max(this.lastChangeAt, at);
   }
 
-  /** Dead letters back to pending, in their original order, with a fresh retry schedule. */
-  requeueFailed(now: number): number {
-    return this.requeue("status = ?", [FAILED], now);
+  /**
+   * The attempt (started at `startedAt`, ended at `at`) failed and may be retried at `nextAt`:
+   * only the head changes; it keeps the batch's size, so a retry sends the same receipts.
+   */
+  retryLater(
+    destination: string,
+    head: OwedReceipt,
+    attempts: number,
+    batch: number,
+    startedAt: number,
+    at: number,
+    nextAt: number,
+    status: number | null,
+    error: string,
+  ): void {
+    this.write(destination, head.seq, {
+      s: PENDING,
+      n: attempts,
+      t: nextAt,
+      a: startedAt,
+      c: status,
+      e: error,
+      b: batch > 1 ? batch : null,
+      l: appendAttempt(head.record?.l, loggedAttempt(startedAt, at, status, error)),
+    });
+    this.lastChangeAt = Math.max(this.lastChangeAt, nextAt);
+  }
+
+  /** Dead letters of `destination` (or of every destination) back to pending, in order, due now. */
+  requeueFailed(now: number, destination?: string): number {
+    let requeued = 0;
+    for (const name of destination === undefined ? this.destinationsNamed() : [destination]) {
+      requeued += this.requeue(name, `json_extract(deliveries, ?4) = ${FAILED}`, [`${recordPath(name)}.s`], now);
+    }
+    return requeued;
   }
 
   /**
-   * Delivered receipts still kept whose delivery time is in [since, until] back to pending, with a
-   * fresh retry schedule (an origin that lost data gets them again, under the same webhook-ids,
-   * in their original order). Tombstones have no body and stay as they are.
+   * Receipts still kept that were delivered to `destination` (or to each destination) between
+   * `since` and `until` back to pending for it, due now, under the same webhook-ids, in order. The
+   * attempt log stays (the receipt's history).
    */
-  requeueDelivered(since: number, until: number, now: number): number {
-    return this.requeue("status = ? AND body != '' AND settled_at BETWEEN ? AND ?", [DELIVERED, since, until], now);
+  requeueDelivered(since: number, until: number, now: number, destination?: string): number {
+    let requeued = 0;
+    for (const name of destination === undefined ? this.destinationsNamed() : [destination]) {
+      requeued += this.requeue(
+        name,
+        `json_extract(deliveries, ?4) = ${DELIVERED} AND json_extract(deliveries, ?5) BETWEEN ?6 AND ?7`,
+        [`${recordPath(name)}.s`, `${recordPath(name)}.d`, since, until],
+        now,
+      );
+    }
+    return requeued;
   }
 
-  /** Rows matching `where` back to pending, due now; the attempt log stays (the history of the receipt). */
-  private requeue(where: string, params: number[], now: number): number {
+  /**
+   * Routes to `destination` receipts still kept that were accepted between `since` and `until`
+   * and not routed to it (a destination added later), for which `takes` (its match) answers true:
+   * pending for it, due now. Each costs one row written.
+   */
+  routeAnew(destination: string, since: number, until: number, takes: (body: string) => boolean, now: number): number {
+    const candidates = this.sql
+      .exec(
+        "SELECT seq, body FROM receipts WHERE body != '' AND accepted_at BETWEEN ? AND ? AND instr(routes, ?) = 0 ORDER BY seq",
+        since,
+        until,
+        routeNeedle(destination),
+      )
+      .toArray()
+      .map((row) => ReceiptRow.pick({ seq: true, body: true }).parse(row))
+      .filter((row) => takes(row.body));
+    for (const row of candidates) {
+      this.sql.exec(
+        "UPDATE receipts SET routes = CASE WHEN routes = '' THEN ?1 ELSE routes || ?2 END WHERE seq = ?3",
+        routeNeedle(destination),
+        `${destination},`,
+        row.seq,
+      );
+    }
+    const first = candidates[0];
+    if (first) {
+      this.named.add(destination);
+      this.heads.set(destination, Math.min(this.heads.get(destination) ?? Number.MAX_SAFE_INTEGER, first.seq));
+      this.recyclable = [];
+      this.lastChangeAt = Math.max(this.lastChangeAt, now);
+    }
+    return candidates.length;
+  }
+
+  /** Rows matching `where` for `destination` back to pending, due now; the attempt log stays. */
+  private requeue(destination: string, where: string, params: (number | string)[], now: number): number {
     const requeued = this.sql
       .exec(
-        `UPDATE receipts SET status = ?, attempts = 0, next_attempt_at = ?, settled_at = NULL, batch = NULL WHERE ${where} RETURNING seq`,
-        PENDING,
+        `UPDATE receipts SET deliveries = json_set(deliveries, ?1, json_object('s', ${PENDING}, 'n', 0, 't', ?2, 'l', json(coalesce(json_extract(deliveries, ?1 || '.l'), '[]'))))
+         WHERE instr(routes, ?3) > 0 AND ${where} RETURNING seq`,
+        recordPath(destination),
         now,
+        routeNeedle(destination),
         ...params,
       )
       .toArray()
       .map((row) => SeqRow.parse(row).seq);
     if (requeued.length > 0) {
-      this.headFrom = Math.min(this.headFrom, ...requeued);
+      this.heads.set(destination, Math.min(this.heads.get(destination) ?? Number.MAX_SAFE_INTEGER, ...requeued));
+      // A row waiting for reuse may be owed again.
+      this.recyclable = [];
       this.lastChangeAt = Math.max(this.lastChangeAt, now);
     }
     return requeued.length;
   }
 
-  counts(): { pending: number; failed: number } {
-    const counts = { pending: 0, failed: 0 };
-    for (const row of this.sql.exec("SELECT status, COUNT(*) AS count FROM receipts WHERE status != ? GROUP BY status", DELIVERED)) {
-      const { status, count } = CountRow.parse(row);
-      if (status === PENDING) counts.pending = count;
-      else if (status === FAILED) counts.failed = count;
+  /** Settles every dead letter of `destination` as skipped: it will not be retried (a removed destination's, say). */
+  purgeFailed(destination: string, now: number): number {
+    const purged = this.sql
+      .exec(
+        `UPDATE receipts SET deliveries = json_set(deliveries, ?1 || '.s', ${SKIPPED}, ?1 || '.d', ?2)
+         WHERE instr(routes, ?3) > 0 AND json_extract(deliveries, ?1 || '.s') = ${FAILED} RETURNING seq`,
+        recordPath(destination),
+        now,
+        routeNeedle(destination),
+      )
+      .toArray().length;
+    if (purged > 0) {
+      this.scanFrom = 0;
+      this.lastChangeAt = Math.max(this.lastChangeAt, now);
+    }
+    return purged;
+  }
+
+  /** Per destination named here: receipts pending and dead letters. */
+  counts(): DestinationCounts {
+    const counts: DestinationCounts = {};
+    for (const destination of this.destinationsNamed()) {
+      const head = this.heads.get(destination);
+      const count = (from: number, status: number) =>
+        CountRow.parse(
+          this.sql
+            .exec(
+              `SELECT COUNT(*) AS n FROM receipts WHERE seq >= ? AND instr(routes, ?) > 0 AND coalesce(json_extract(deliveries, ?), ${PENDING}) = ?`,
+              from,
+              routeNeedle(destination),
+              `${recordPath(destination)}.s`,
+              status,
+            )
+            .one(),
+        ).n;
+      counts[destination] = { pending: head === undefined ? 0 : count(head, PENDING), failed: count(0, FAILED) };
     }
     return counts;
   }
 
-  /**
-   * Delivery states in acceptance order, a page at a time (`after` is the last `seq` seen), without
-   * bodies: of one status, of every kept receipt ("all"), or by default the outbox (pending and failed).
-   */
-  page(filter: DeliveryFilter | undefined, limit: number, after: number): Delivery[] {
-    const size = Math.min(Math.max(1, limit), MAX_DELIVERIES_PAGE);
-    const condition = filter === undefined ? `status != ${DELIVERED}` : filter === "all" ? "1" : `status = ${STATUS_CODE[filter]}`;
-    return this.sql
-      .exec(`SELECT ${DELIVERY_COLUMNS} FROM receipts WHERE seq > ? AND body != '' AND ${condition} ORDER BY seq LIMIT ?`, after, size)
-      .toArray()
-      .map((row) => describe(DeliveryRow.parse(row)));
+  /** Pending and failed over every destination (the snapshot's `deliveries`, the index row's columns). */
+  static totals(counts: DestinationCounts): { pending: number; failed: number } {
+    let pending = 0;
+    let failed = 0;
+    for (const entry of Object.values(counts)) {
+      pending += entry.pending;
+      failed += entry.failed;
+    }
+    return { pending, failed };
   }
 
-  /** The oldest and the latest dead letter, for the dead-letter index. */
-  failedRange(): { oldestFailedAt: number; lastError: string } | undefined {
-    const rows = this.sql
-      .exec(`SELECT ${DELIVERY_COLUMNS} FROM receipts WHERE status = ? ORDER BY settled_at`, FAILED)
-      .toArray()
-      .map((row) => DeliveryRow.parse(row));
-    const oldest = rows[0];
-    const latest = rows[rows.length - 1];
-    if (!oldest || !latest) return undefined;
-    return { oldestFailedAt: oldest.settled_at ?? oldest.accepted_at, lastError: latest.last_error ?? "" };
+  /** Kept receipts that matched no destination when accepted. */
+  unrouted(): number {
+    return CountRow.parse(this.sql.exec("SELECT COUNT(*) AS n FROM receipts WHERE routes = '' AND body != ''").one()).n;
+  }
+
+  /**
+   * Deliveries in acceptance order, a page of receipts at a time (`after` is the last `seq` seen),
+   * without bodies: one entry per receipt and destination (or for `destination` only), of one
+   * status, of every kept receipt ("all"), or by default what is owed (pending and failed).
+   */
+  page(filter: DeliveryFilter | undefined, limit: number, after: number, destination?: string): Delivery[] {
+    const size = Math.min(Math.max(1, limit), MAX_DELIVERIES_PAGE);
+    const wanted = (status: DeliveryStatus) => (filter === undefined ? status === "pending" || status === "failed" : filter === "all" || filter === status);
+    const out: Delivery[] = [];
+    let from = after;
+    // Reads rows in pages until `size` deliveries are found: a receipt may have none that pass.
+    for (;;) {
+      const rows = this.sql
+        .exec(
+          `SELECT seq, id, accepted_at, routes, deliveries, 0 AS empty FROM receipts WHERE seq > ? AND body != '' AND ${destination === undefined ? "routes != ''" : "instr(routes, ?) > 0"} ORDER BY seq LIMIT ?`,
+          from,
+          ...(destination === undefined ? [] : [routeNeedle(destination)]),
+          size,
+        )
+        .toArray()
+        .map((row) => ScanRow.parse(row));
+      for (const row of rows) {
+        const records = parseRecords(row.deliveries);
+        const names = destination === undefined ? routesOf(row.routes) : [destination];
+        const entries = names.map((name) => describe(row, name, records[name])).filter((entry) => wanted(entry.status));
+        if (entries.length === 0) continue;
+        out.push(...entries);
+        if (out.length >= size) return out;
+      }
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < size) return out;
+      from = last.seq;
+    }
+  }
+
+  /** The oldest and the latest dead letter of `destination`, for the index. */
+  failedRange(destination: string): { oldestFailedAt: number; lastError: string } | undefined {
+    let oldest: number | undefined;
+    let latest: { at: number; error: string } | undefined;
+    for (const row of this.sql.exec(
+      `SELECT json_extract(deliveries, ?1 || '.d') AS d, json_extract(deliveries, ?1 || '.e') AS e, accepted_at FROM receipts
+       WHERE instr(routes, ?2) > 0 AND json_extract(deliveries, ?1 || '.s') = ${FAILED}`,
+      recordPath(destination),
+      routeNeedle(destination),
+    )) {
+      const { d, e, accepted_at } = z.object({ d: z.number().nullable(), e: z.string().nullable(), accepted_at: z.number() }).parse(row);
+      const at = d ?? accepted_at;
+      if (oldest === undefined || at < oldest) oldest = at;
+      if (!latest || at >= latest.at) latest = { at, error: e ?? "" };
+    }
+    return oldest === undefined || !latest ? undefined : { oldestFailedAt: oldest, lastError: latest.error };
+  }
+
+  /** The latest delivery to `destination` among the newest receipts: when, and its latency. */
+  lastDelivery(destination: string): { at: number; latencyMs: number } | undefined {
+    const row = this.sql
+      .exec(
+        `SELECT json_extract(deliveries, ?1 || '.d') AS d, accepted_at FROM receipts
+         WHERE instr(routes, ?2) > 0 AND json_extract(deliveries, ?1 || '.s') = ${DELIVERED} ORDER BY seq DESC LIMIT 1`,
+        recordPath(destination),
+        routeNeedle(destination),
+      )
+      .toArray()[0];
+    if (!row) return undefined;
+    const { d, accepted_at } = z.object({ d: z.number(), accepted_at: z.number() }).parse(row);
+    return { at: d, latencyMs: d - accepted_at };
   }
 
   /** The stored JSON of the newest receipts, newest first. */
@@ -367,73 +593,132 @@ export class Outbox {
       .map((row) => BodyRow.parse(row).body);
   }
 
+  /** The stored JSON of the receipts after sequence number `after`, in order. */
+  bodiesAfter(after: number): string[] {
+    return this.sql
+      .exec("SELECT body FROM receipts WHERE seq > ? AND body != '' ORDER BY seq", after)
+      .toArray()
+      .map((row) => BodyRow.parse(row).body);
+  }
+
+  /** When the newest receipt was accepted (epoch ms), or undefined when none is kept. */
+  lastAcceptedAt(): number | undefined {
+    const row = this.sql.exec("SELECT accepted_at FROM receipts WHERE seq = ?", this.maxSeq).toArray()[0];
+    return row ? z.object({ accepted_at: z.number() }).parse(row).accepted_at : undefined;
+  }
+
   /**
-   * Deletes delivered receipts that are neither among the `recentLimit` newest nor younger than the
-   * dedup window (and, past DEDUP_MAX_IDS rows, the oldest delivered whatever their age). Pending
-   * and failed receipts are the outbox: never deleted. The object runs it every PRUNE_EVERY receipts (`pruneDue`).
+   * Activity since the last count (src/ops/activity.ts): receipts accepted after sequence number
+   * `acceptedAfter`, per 5-minute bucket; deliveries settled in (settledAfter, now], per bucket and
+   * outcome, with the attempts before the last. Rows read only.
    */
+  *acceptedSince(acceptedAfter: number): Generator<{ acceptedAt: number; unrouted: boolean }> {
+    for (const row of this.sql.exec("SELECT accepted_at, routes FROM receipts WHERE seq > ? AND body != ''", acceptedAfter)) {
+      const { accepted_at, routes } = z.object({ accepted_at: z.number(), routes: z.string() }).parse(row);
+      yield { acceptedAt: accepted_at, unrouted: routes === "" };
+    }
+  }
+
+  *settledSince(settledAfter: number, now: number): Generator<{ destination: string; status: number; at: number; attempts: number; acceptedAt: number }> {
+    for (const row of this.sql.exec("SELECT accepted_at, deliveries FROM receipts WHERE deliveries IS NOT NULL")) {
+      const { accepted_at, deliveries } = z.object({ accepted_at: z.number(), deliveries: z.string() }).parse(row);
+      for (const [destination, record] of Object.entries(parseRecords(deliveries))) {
+        const at = record.d;
+        if (at === null || at === undefined || at <= settledAfter || at > now) continue;
+        if (record.s !== DELIVERED && record.s !== FAILED) continue;
+        yield { destination, status: record.s, at, attempts: record.n, acceptedAt: accepted_at };
+      }
+    }
+  }
+
+  /** Whether rows should be looked for reuse now: every PRUNE_EVERY receipts. */
   pruneDue(previousMaxSeq = this.maxSeq - 1): boolean {
     // A batch may step over the multiple of PRUNE_EVERY: due when one lies in (previousMaxSeq, maxSeq].
     return Math.floor(this.maxSeq / PRUNE_EVERY) > Math.floor(previousMaxSeq / PRUNE_EVERY);
   }
 
-  prune(recentLimit: number, now: number): number {
-    const keepFrom = this.maxSeq - recentLimit + 1;
+  /**
+   * Finds rows that later receipts may overwrite: neither among the `recentLimit` newest nor
+   * younger than the dedup window (past DEDUP_MAX_IDS rows, the oldest whatever their age), and
+   * settled for every destination (delivered or skipped; dead letters and pending receipts are
+   * kept). Reads at most twice PRUNE_EVERY rows from where it stopped, so the scan does not grow
+   * with the table. Writes nothing. Returns how many rows are ready for reuse.
+   */
+  prune(recentLimit: number, now: number, foldedTo = this.maxSeq): number {
+    // Receipts not yet folded into the stored read state (reads.ts) are kept whatever their age.
+    const keepFrom = Math.min(this.maxSeq - recentLimit + 1, foldedTo + 1);
     const capFrom = this.maxSeq - DEDUP_MAX_IDS + 1;
-    // Nothing delivered below the newest kept: nothing to read. Without this bound, while
-    // deliveries are held (every row pending) each prune would read the whole table.
-    if (this.deliveredFrom >= keepFrom) return 0;
-    // Only the oldest delivered rows are looked at, from `deliveredFrom` on (twice as many as
-    // arrived since the last prune, so pruning keeps pace): the scan does not grow with the table.
-    const oldest = this.sql
+    const cutoff = now - DEDUP_WINDOW_MS;
+    if (this.recyclable.length >= MAX_REUSABLE_ROWS) return this.recyclable.length;
+    const known = new Set(this.recyclable.map((row) => row.seq));
+    const rows = this.sql
       .exec(
-        "SELECT seq, id, accepted_at FROM receipts WHERE seq >= ? AND seq < ? AND status = ? ORDER BY seq LIMIT ?",
-        this.deliveredFrom,
+        "SELECT seq, id, accepted_at, routes, deliveries, body = '' AS empty FROM receipts WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
+        this.scanFrom,
         keepFrom,
-        DELIVERED,
         2 * PRUNE_EVERY,
       )
       .toArray()
-      .map((row) => PruneRow.parse(row));
-    const cutoff = now - DEDUP_WINDOW_MS;
-    const prunable = (row: PruneRow) => row.seq < capFrom || row.accepted_at < cutoff;
-    const doomed = oldest.filter(prunable);
-    const first = doomed[0];
-    const last = doomed[doomed.length - 1];
-    // Every delivered row in [first, last] was read above, so this range deletes exactly `doomed`.
-    if (first && last) {
-      this.sql.exec(
-        "DELETE FROM receipts WHERE seq BETWEEN ? AND ? AND status = ? AND (seq < ? OR accepted_at < ?)",
-        first.seq,
-        last.seq,
-        DELIVERED,
-        capFrom,
-        cutoff,
-      );
+      .map((row) => ScanRow.extend({ id: z.string() }).parse(row));
+    let next: number | undefined;
+    for (const row of rows) {
+      const old = row.seq < capFrom || row.accepted_at < cutoff;
+      if (!old || this.recyclable.length >= MAX_REUSABLE_ROWS) {
+        // Younger rows follow in sequence order (accepted in order), or enough are known: stop here.
+        next = row.seq;
+        break;
+      }
+      const records = parseRecords(row.deliveries);
+      const settled = routesOf(row.routes).every((name) => {
+        const status = records[name]?.s ?? PENDING;
+        return status === DELIVERED || status === SKIPPED;
+      });
+      if (settled && !known.has(row.seq)) {
+        this.recyclable.push({ seq: row.seq, id: row.id });
+        // Forgotten now: a resend this old is refused by its event time anyway (MAX_EVENT_AGE_MS).
+        this.ids.delete(row.id);
+      }
     }
-    for (const row of doomed) this.ids.delete(row.id);
-    // The lowest delivered row left: the first one read and kept; past all read when every one went.
-    const kept = oldest.find((row) => !prunable(row));
-    const lastRead = oldest[oldest.length - 1];
-    this.deliveredFrom = kept ? kept.seq : lastRead && oldest.length === 2 * PRUNE_EVERY ? lastRead.seq + 1 : keepFrom;
-    return doomed.length;
+    const last = rows[rows.length - 1];
+    this.scanFrom = next ?? (last && rows.length === 2 * PRUNE_EVERY ? last.seq + 1 : Math.max(this.scanFrom, keepFrom));
+    return this.recyclable.length;
   }
 }
 
-function describe(row: DeliveryRow): Delivery {
-  const status = STATUS_NAME[row.status] ?? "pending";
+function owed(row: ReceiptRow, destination: string): OwedReceipt {
+  return { seq: row.seq, id: row.id, read_at: row.read_at, body: row.body, accepted_at: row.accepted_at, record: parseRecords(row.deliveries)[destination] };
+}
+
+const loggedAttempt = (startedAt: number, at: number, status: number | null, error: string | null): LoggedAttempt => [
+  startedAt,
+  at - startedAt,
+  status,
+  error === null ? null : error.slice(0, ATTEMPT_ERROR_CHARS),
+];
+const appendAttempt = (log: readonly LoggedAttempt[] | null | undefined, attempt: LoggedAttempt): LoggedAttempt[] =>
+  [...(log ?? []), attempt].slice(-ATTEMPT_LOG_MAX);
+
+function describe(row: { seq: number; id: string; accepted_at: number }, destination: string, record: DeliveryRecord | undefined): Delivery {
+  const status = STATUS_NAME[record?.s ?? PENDING] ?? "pending";
+  const settledAt = record?.d ?? null;
   return {
     receiptId: row.id,
     seq: row.seq,
+    destination,
     status,
-    attempts: row.attempts,
+    attempts: record?.n ?? 0,
     acceptedAt: isoFromMillis(row.accepted_at),
-    ...(status === "pending" ? { nextAttemptAt: isoFromMillis(row.next_attempt_at) } : {}),
-    ...(row.last_attempt_at !== null ? { lastAttemptAt: isoFromMillis(row.last_attempt_at) } : {}),
-    ...(row.last_status !== null ? { lastStatus: row.last_status } : {}),
-    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
-    ...(status === "delivered" && row.settled_at !== null ? { deliveredAt: isoFromMillis(row.settled_at), latencyMs: row.settled_at - row.accepted_at } : {}),
-    ...(status === "failed" && row.settled_at !== null ? { failedAt: isoFromMillis(row.settled_at) } : {}),
-    attemptLog: attemptLog(row.attempt_log),
+    ...(status === "pending" ? { nextAttemptAt: isoFromMillis(Math.max(record?.t ?? 0, row.accepted_at)) } : {}),
+    ...(record?.a !== null && record?.a !== undefined ? { lastAttemptAt: isoFromMillis(record.a) } : {}),
+    ...(record?.c !== null && record?.c !== undefined ? { lastStatus: record.c } : {}),
+    ...(record?.e !== null && record?.e !== undefined ? { lastError: record.e } : {}),
+    ...(status === "delivered" && settledAt !== null ? { deliveredAt: isoFromMillis(settledAt), latencyMs: settledAt - row.accepted_at } : {}),
+    ...(status === "failed" && settledAt !== null ? { failedAt: isoFromMillis(settledAt) } : {}),
+    attemptLog: (record?.l ?? []).map(([startedAt, ms, status, error]) => ({
+      at: isoFromMillis(startedAt),
+      ms,
+      ...(status !== null ? { status } : {}),
+      ...(error !== null ? { error } : {}),
+    })),
   };
 }

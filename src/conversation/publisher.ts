@@ -4,9 +4,10 @@
  * the stored rows.
  */
 import { z } from "zod";
-import type { DeadLetters } from "../ops/conversation-index";
+import { type DestinationSummary, LATENCY_BOUNDS_MS } from "../ops/conversation-index";
 import { isoFromMillis } from "../time";
-import type { Outbox } from "./outbox";
+import { Outbox } from "./outbox";
+import { DELIVERED } from "./schema";
 import { ReadState } from "./read-state";
 import { deadLetterKey, snapshotKey } from "./snapshot";
 
@@ -49,7 +50,9 @@ export function snapshotJson(sql: SqlStorage, outbox: Outbox, conversation: stri
   const reads = boundedReads(newest);
   const head = JSON.stringify({ conversation, updatedAt: isoFromMillis(now) }).slice(0, -1);
   const bound = `"readers":${readers}${reads.length < readers ? ',"readsTruncated":true' : ""}`;
-  return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],${bound},"deliveries":${JSON.stringify(outbox.counts())}}`;
+  const counts = outbox.counts();
+  const deliveries = { ...Outbox.totals(counts), destinations: counts };
+  return `${head},"receipts":[${receipts.join(",")}],"reads":[${reads.join(",")}],${bound},"deliveries":${JSON.stringify(deliveries)}}`;
 }
 
 /**
@@ -71,12 +74,39 @@ export function boundedReads(newestFirst: readonly string[]): string[] {
     .map((entry) => entry.state);
 }
 
-/** The conversation's dead letters in brief (count, oldest, last error) for its index row, or undefined when it has none. */
-export function deadLetters(outbox: Outbox): DeadLetters | undefined {
-  const { failed } = outbox.counts();
-  const range = failed > 0 ? outbox.failedRange() : undefined;
-  if (!range) return undefined;
-  return { failed, oldestFailedAt: isoFromMillis(range.oldestFailedAt), lastError: range.lastError };
+/** The window of the latency histogram each destination's summary carries. */
+export const LATENCY_WINDOW_MS = 3600_000;
+
+/**
+ * Each destination's summary for the conversation's index row: counts, dead letters in brief,
+ * last delivery, and the last hour's latencies. Rows read only, before any await of the publication.
+ */
+export function destinationSummaries(outbox: Outbox, now: number): Record<string, DestinationSummary> {
+  const counts = outbox.counts();
+  const latency = new Map<string, number[]>();
+  for (const settled of outbox.settledSince(now - LATENCY_WINDOW_MS, now)) {
+    if (settled.status !== DELIVERED) continue;
+    const histogram = latency.get(settled.destination) ?? new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
+    const ms = settled.at - settled.acceptedAt;
+    const bucket = LATENCY_BOUNDS_MS.findIndex((bound) => ms <= bound);
+    histogram[bucket === -1 ? LATENCY_BOUNDS_MS.length : bucket] = (histogram[bucket === -1 ? LATENCY_BOUNDS_MS.length : bucket] ?? 0) + 1;
+    latency.set(settled.destination, histogram);
+  }
+  const out: Record<string, DestinationSummary> = {};
+  for (const [name, { pending, failed }] of Object.entries(counts)) {
+    const range = failed > 0 ? outbox.failedRange(name) : undefined;
+    const last = outbox.lastDelivery(name);
+    out[name] = {
+      pending,
+      failed,
+      oldestFailedAt: range ? isoFromMillis(range.oldestFailedAt) : null,
+      lastError: range ? range.lastError : null,
+      lastDeliveredAt: last ? isoFromMillis(last.at) : null,
+      lastLatencyMs: last ? last.latencyMs : null,
+      latency: latency.get(name) ?? [],
+    };
+  }
+  return out;
 }
 
 /**

@@ -8,10 +8,12 @@
  */
 import { z } from "zod";
 
-/** Receipt status codes, stored as small integers. */
+/** Delivery status codes, stored as small integers (per destination since v4). */
 export const PENDING = 0;
 export const DELIVERED = 1;
 export const FAILED = 2;
+/** v4: the destination's match no longer takes the receipt when its turn came, or its dead letter was purged: settled, never sent. */
+export const SKIPPED = 3;
 
 /**
  * v2: one row per receipt that is also its delivery state; no secondary index (each index
@@ -41,11 +43,36 @@ export const SCHEMA_V2 = `
 `;
 
 /**
- * v3 (latest): v2 plus `attempt_log`, each attempt of the receipt as JSON, `[[startedAt, ms,
+ * v3: v2 plus `attempt_log`, each attempt of the receipt as JSON, `[[startedAt, ms,
  * status|null, error|null], …]` (outbox.ts, ATTEMPT_LOG_MAX newest). Written in the same UPDATE as
- * the attempt's result, so it costs no row written; kept across replays.
+ * the attempt's result, so it costs no row written; kept across replays. Kept as shipped.
  */
-const LATEST = SCHEMA_V2.replace("    batch INTEGER\n", "    batch INTEGER,\n    attempt_log TEXT\n");
+export const SCHEMA_V3 = SCHEMA_V2.replace("    batch INTEGER\n", "    batch INTEGER,\n    attempt_log TEXT\n");
+
+/**
+ * v4 (latest): destinations (docs/destinations.md). A receipt is stored once; `routes` names the
+ * destinations it is owed to, fixed at acceptance (`,crm,origin,`, '' when none matched: unrouted);
+ * `deliveries` is its delivery state per destination, a JSON object `{name: DeliveryRecord}`
+ * (outbox.ts), written in the one UPDATE that records an attempt's result. A destination without
+ * an entry has not been attempted yet. So a receipt costs one row written to store, one per
+ * destination to settle, and none to prune (its row is reused by a later receipt, outbox.ts).
+ */
+const LATEST = `
+  CREATE TABLE receipts (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    read_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    routes TEXT NOT NULL DEFAULT '',
+    deliveries TEXT
+  );
+  CREATE TABLE reads (reader TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+`;
+
+/** The one destination every receipt went to before v4 (ORIGIN_URL): its state moves under this name. */
+export const LEGACY_DESTINATION = "origin";
 
 /** v1, as shipped first: kept to describe what step 2 migrates from (and for its test). */
 export const SCHEMA_V1 = `
@@ -62,7 +89,7 @@ export const SCHEMA_V1 = `
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const tableExists = (sql: SqlStorage, name: string) => sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).toArray().length > 0;
 
@@ -80,7 +107,8 @@ export function schemaVersion(sql: SqlStorage): number {
 /** Creates the latest schema in an empty object. */
 export function createLatest(sql: SqlStorage): void {
   sql.exec(LATEST);
-  sql.exec("INSERT INTO state (key, value) VALUES ('schema_version', ?)", String(SCHEMA_VERSION));
+  // `reads_folded_to`: read state is written behind the receipts from v4 on (reads.ts).
+  sql.exec("INSERT INTO state (key, value) VALUES ('schema_version', ?), ('reads_folded_to', '0')", String(SCHEMA_VERSION));
 }
 
 const V1Receipt = z.object({ seq: z.number(), id: z.string(), body: z.string() });
@@ -218,8 +246,35 @@ function migrateV2toV3(sql: SqlStorage): void {
   sql.exec("ALTER TABLE receipts ADD COLUMN attempt_log TEXT");
 }
 
+/**
+ * v3 → v4: each receipt with a body is owed to `origin` (the ORIGIN_URL destination), with its
+ * v3 delivery state as that destination's record: pending and failed receipts go on to `origin`
+ * after the upgrade, delivered ones keep their history. Tombstones stay unrouted. A new table and
+ * one copy (each row written once), rather than nine DROP COLUMNs that rewrite the table each.
+ */
+function migrateV3toV4(sql: SqlStorage): void {
+  sql.exec(`CREATE TABLE receipts_v4 (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, read_at TEXT NOT NULL, body TEXT NOT NULL, accepted_at INTEGER NOT NULL,
+    routes TEXT NOT NULL DEFAULT '', deliveries TEXT)`);
+  sql.exec(
+    `INSERT INTO receipts_v4 (seq, id, read_at, body, accepted_at, routes, deliveries)
+     SELECT seq, id, read_at, body, accepted_at,
+       CASE WHEN body = '' THEN '' ELSE ',' || ?1 || ',' END,
+       CASE WHEN body = '' OR (status = ?2 AND attempts = 0) THEN NULL ELSE json_object(?1, json_object(
+         's', status, 'n', attempts, 't', next_attempt_at, 'a', last_attempt_at, 'c', last_status, 'e', last_error,
+         'd', settled_at, 'b', batch, 'l', json(coalesce(attempt_log, '[]')))) END
+     FROM receipts`,
+    LEGACY_DESTINATION,
+    PENDING,
+  );
+  sql.exec("DROP TABLE receipts");
+  sql.exec("ALTER TABLE receipts_v4 RENAME TO receipts");
+  // Before v4 every receipt was folded into `reads` when accepted; from now on it is written behind (reads.ts).
+  sql.exec("INSERT INTO state (key, value) SELECT 'reads_folded_to', CAST(coalesce(max(seq), 0) AS TEXT) FROM receipts");
+}
+
 /** Ordered steps: `steps[n]` takes version n+1 to n+2. */
-const steps: ((sql: SqlStorage, now: number) => void)[] = [migrateV1toV2, migrateV2toV3];
+const steps: ((sql: SqlStorage, now: number) => void)[] = [migrateV1toV2, migrateV2toV3, (sql) => migrateV3toV4(sql)];
 
 /** Brings the schema to the latest version; returns the version it found. Run inside a transaction. */
 export function migrate(sql: SqlStorage, now: number): number {

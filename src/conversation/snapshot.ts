@@ -15,7 +15,12 @@ export const Snapshot = z.object({
   /** How many readers the conversation has; absent in snapshots written before the bound. */
   readers: z.number().optional(),
   readsTruncated: z.boolean().optional(),
-  deliveries: z.object({ pending: z.number(), failed: z.number() }),
+  /** Over every destination, and per destination (absent in snapshots written before destinations). */
+  deliveries: z.object({
+    pending: z.number(),
+    failed: z.number(),
+    destinations: z.record(z.string(), z.object({ pending: z.number(), failed: z.number() })).optional(),
+  }),
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 

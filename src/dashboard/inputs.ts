@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { Cursor, ListQuery } from "../api/conversations";
 import { describeIssue } from "../providers/provider";
-import { ReplayFilter } from "../ops/replay-job";
+import { DestinationName, ReplayFilter } from "../ops/replay-job";
 
 const blank = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
 const optionalField = <T extends z.ZodType>(schema: T) => z.preprocess(blank, schema);
@@ -34,8 +34,8 @@ export const ConversationsQuery = z.object({
 });
 export type ConversationsQuery = z.infer<typeof ConversationsQuery>;
 
-/** The dead-letters page: the index's failing rows, optionally of one provider or key prefix. */
-export const DeadLettersQuery = ConversationsQuery.omit({ status: true });
+/** The dead-letters page: the index's failing rows, optionally of one provider, key prefix or destination. */
+export const DeadLettersQuery = ConversationsQuery.omit({ status: true }).extend({ destination: optionalField(DestinationName.optional()) });
 
 /** The same bounds as the API's conversation keys (src/api/routes.ts). */
 export const ConversationKey = z.string().min(1).max(4096);
@@ -66,12 +66,24 @@ export const ConversationQuery = z.object({
 
 export const ReplayConversationForm = z.object({
   back: optionalField(z.enum(["conversation", "dead-letters"]).optional()).catch(undefined),
+  // The dead letters of this destination only; blank: of every destination.
+  destination: optionalField(DestinationName.optional()),
 });
 
 /** The replay-all form: the API's filter, blank fields left out. */
 export const ReplayAllForm = z.object({
   provider: optionalField(ReplayFilter.shape.provider),
   prefix: optionalField(ReplayFilter.shape.prefix),
+  destination: optionalField(ReplayFilter.shape.destination),
+});
+
+/** A destination named in a dashboard path (pause, resume). */
+export const DestinationPathName = DestinationName;
+
+/** Set by the pause and resume redirects, to say what changed. */
+export const DestinationsFlash = z.object({
+  paused: optionalField(DestinationName.optional()).catch(undefined),
+  resumed: optionalField(DestinationName.optional()).catch(undefined),
 });
 
 export const DeadLettersFlash = z.object({

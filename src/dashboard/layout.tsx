@@ -8,7 +8,7 @@ import { isoFromMillis } from "../time";
 import { assetPath, ICON, SCRIPT, STYLESHEET } from "./assets";
 import { MAX_LIVE_CONVERSATIONS } from "./inputs";
 
-export type Section = "overview" | "conversations" | "dead-letters" | "none";
+export type Section = "overview" | "conversations" | "dead-letters" | "destinations" | "none";
 
 /** "2026-12-03 10:00:00 UTC", the format the script uses too. */
 export function timeText(iso: string): string {
@@ -94,6 +94,7 @@ const NAV: { section: Section; href: string; label: string }[] = [
   { section: "overview", href: "/dashboard", label: "Overview" },
   { section: "conversations", href: "/dashboard/conversations", label: "Conversations" },
   { section: "dead-letters", href: "/dashboard/dead-letters", label: "Dead letters" },
+  { section: "destinations", href: "/dashboard/destinations", label: "Destinations" },
 ];
 
 export function Page({ title, section, signedIn, children }: PropsWithChildren<{ title: string; section: Section; signedIn: boolean }>) {

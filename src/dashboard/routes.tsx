@@ -16,7 +16,8 @@ import { HTTPException } from "hono/http-exception";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import { secureHeaders } from "hono/secure-headers";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { conversationsPage, replayStatus, startReplayJob } from "../api/conversations";
+import { conversationsPage, destinationDeadLettersPage, replayStatus, startReplayJob } from "../api/conversations";
+import { destinationsOverview, setPaused } from "../api/destinations";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { openLiveTail } from "../conversation/live-tail";
 import { conversationStub } from "../conversation/stub";
@@ -35,6 +36,8 @@ import {
   DeadLettersFlash,
   DeadLettersQuery,
   describeInvalid,
+  DestinationPathName,
+  DestinationsFlash,
   LiveQuery,
   LoginForm,
   LoginQuery,
@@ -47,6 +50,7 @@ import { load } from "./load";
 import { ConversationPage } from "./pages/conversation";
 import { ConversationsPageView } from "./pages/conversations";
 import { DeadLettersPage } from "./pages/dead-letters";
+import { DestinationsPage } from "./pages/destinations";
 import { LivePage } from "./pages/live";
 import { DisabledPage, LoginPage, MessagePage } from "./pages/messages";
 import { OverviewPage } from "./pages/overview";
@@ -264,24 +268,51 @@ export const dashboardRoutes = new Hono<DashboardEnv>()
     const key = ConversationKey.safeParse(c.req.param("key"));
     if (!key.success) return notFoundPage(c, "A conversation key is 1 to 4096 characters.");
     const body = await c.req.parseBody();
-    const { back } = ReplayConversationForm.parse(body);
-    const retried = await load("re-queueing the dead letters", async () => Requeued.parse(await conversationStub(c.env, key.data).retryDeadLetters()));
+    const form = ReplayConversationForm.safeParse(body);
+    if (!form.success) return failedPage(c, 400, "Invalid replay.", describeInvalid(form.error));
+    const { back, destination } = form.data;
+    const retried = await load("re-queueing the dead letters", async () =>
+      Requeued.parse(await conversationStub(c.env, key.data).retryDeadLetters(destination)),
+    );
     if (!retried.ok) return failedPage(c, 503, "Could not re-queue the dead letters.", retried.error);
     if (!retried.value) return notFoundPage(c, "The relay has never stored a receipt of this conversation.");
     const requeued = `requeued=${retried.value.requeued}`;
-    return c.redirect(back === "dead-letters" ? `/dashboard/dead-letters?${requeued}` : `${conversationPath(key.data)}?${requeued}`, 303);
+    const ofDestination = destination !== undefined ? `&destination=${encodeURIComponent(destination)}` : "";
+    return c.redirect(back === "dead-letters" ? `/dashboard/dead-letters?${requeued}${ofDestination}` : `${conversationPath(key.data)}?${requeued}`, 303);
   })
   .get("/dead-letters", async (c) => {
     const { requeued } = DeadLettersFlash.parse(c.req.query());
     const query = DeadLettersQuery.safeParse(c.req.query());
     if (!query.success) return render(c, 400, <DeadLettersPage filters={{}} result={{ kind: "invalid", message: describeInvalid(query.error) }} />);
-    const { provider, prefix, cursor } = query.data;
-    const filters = { provider, prefix };
+    const { provider, prefix, cursor, destination } = query.data;
+    const filters = { provider, prefix, destination };
     const db = indexDb(c.env);
     if (!db) return render(c, 503, <DeadLettersPage filters={filters} result={{ kind: "index-off" }} />);
-    // The relay-wide dead letters are the index's failing rows (failed > 0).
-    const page = await load("reading the index", () => conversationsPage(db, { provider, prefix, cursor, status: "failing", limit: INDEX_PAGE }));
+    // The relay-wide dead letters are the index's failing rows (failed > 0); of one destination, those whose part of the row has failed > 0.
+    const page = await load("reading the index", () =>
+      destination !== undefined
+        ? destinationDeadLettersPage(db, destination, { provider, prefix, cursor, limit: INDEX_PAGE })
+        : conversationsPage(db, { provider, prefix, cursor, status: "failing", limit: INDEX_PAGE }),
+    );
     return render(c, page.ok ? 200 : 503, <DeadLettersPage filters={filters} result={{ kind: "loaded", page }} requeued={requeued} />);
+  })
+  // Every destination with its figures, Pause/Resume and a replay of its dead letters.
+  .get("/destinations", async (c) => {
+    const flash = DestinationsFlash.parse(c.req.query());
+    const overview = await load("reading the destinations", () => destinationsOverview(c.env, Date.now(), "dashboard"));
+    return render(c, overview.ok ? 200 : 503, <DestinationsPage result={overview} flash={flash} />);
+  })
+  .post("/destinations/:name/:action{pause|resume}", async (c) => {
+    const name = DestinationPathName.safeParse(c.req.param("name"));
+    if (!name.success) return notFoundPage(c, "No destination has this name.");
+    const pause = c.req.param("action") === "pause";
+    const result = await load(pause ? "pausing the destination" : "resuming the destination", () => setPaused(c.env, name.data, pause));
+    if (!result.ok) return failedPage(c, 503, pause ? "Could not pause." : "Could not resume.", result.error);
+    if (!result.value.ok) {
+      if (result.value.status === 404) return notFoundPage(c, result.value.message);
+      return failedPage(c, 503, pause ? "Could not pause." : "Could not resume.", result.value.message);
+    }
+    return c.redirect(`/dashboard/destinations?${pause ? "paused" : "resumed"}=${encodeURIComponent(name.data)}`, 303);
   })
   // Replay all: a durable job (src/ops/replay-job.ts), then its progress page.
   .post("/replays", async (c) => {

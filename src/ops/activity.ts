@@ -11,7 +11,7 @@
  * signature, malformed body) never reach an object: they are counted in Analytics Engine only.
  */
 import { z } from "zod";
-import { DELIVERED, FAILED } from "../conversation/schema";
+import { DELIVERED } from "../conversation/schema";
 
 export const BUCKET_MS = 5 * 60_000;
 /** Buckets older than a day (and the one the 24 h window starts in) are dropped at the next write. */
@@ -32,21 +32,20 @@ export type Activity = z.infer<typeof Activity>;
 
 export const bucketOf = (ms: number) => Math.floor(ms / BUCKET_MS) * (BUCKET_MS / 1000);
 
-const AcceptedRow = z.object({ bucket: z.number(), n: z.number() });
-const SettledRow = z.object({ bucket: z.number(), status: z.number(), n: z.number(), retried: z.number(), latest: z.number() });
+/** What happened in a conversation since its row was last written, as its object reads it from storage. */
+export interface ActivitySource {
+  /** Receipts accepted after the sequence number already counted: each one's acceptance time. */
+  accepted: Iterable<{ acceptedAt: number }>;
+  /** Deliveries (per destination) settled after `through`: delivered or dead-lettered, with their attempts. */
+  settled: (through: number) => Iterable<{ status: number; at: number; attempts: number }>;
+}
 
 /**
- * The activity to write now: the previous buckets plus what happened since (`acceptedBefore`: the
- * highest sequence number already counted; `duplicates`: per bucket, since the last write), without
- * buckets older than KEEP_MS. Reads only, before any await of the publication.
+ * The activity to write now: the previous buckets plus what happened since (`duplicates`: per
+ * bucket, since the last write), without buckets older than KEEP_MS. A delivery counts once per
+ * destination.
  */
-export function nextActivity(
-  sql: SqlStorage,
-  previous: Activity | undefined,
-  acceptedBefore: number,
-  duplicates: ReadonlyMap<number, number>,
-  now: number,
-): Activity {
+export function nextActivity(source: ActivitySource, previous: Activity | undefined, duplicates: ReadonlyMap<number, number>, now: number): Activity {
   const buckets = new Map<string, Counts>();
   const oldest = bucketOf(now - KEEP_MS);
   for (const [bucket, counts] of Object.entries(previous?.buckets ?? {})) if (Number(bucket) >= oldest) buckets.set(bucket, [...counts]);
@@ -56,28 +55,15 @@ export function nextActivity(
     counts[index] += n;
     buckets.set(String(bucket), counts);
   };
-  const step = BUCKET_MS / 1000;
-  for (const row of sql.exec(
-    `SELECT (accepted_at / ${BUCKET_MS}) * ${step} AS bucket, COUNT(*) AS n FROM receipts WHERE seq > ? GROUP BY bucket`,
-    acceptedBefore,
-  )) {
-    const { bucket, n } = AcceptedRow.parse(row);
-    add(bucket, 0, n);
-  }
+  for (const { acceptedAt } of source.accepted) add(bucketOf(acceptedAt), 0, 1);
   for (const [bucket, n] of duplicates) add(bucket, 1, n);
-  let through = previous?.through ?? 0;
-  for (const row of sql.exec(
-    `SELECT (settled_at / ${BUCKET_MS}) * ${step} AS bucket, status, COUNT(*) AS n, SUM(max(attempts - 1, 0)) AS retried, MAX(settled_at) AS latest
-     FROM receipts WHERE settled_at > ? AND settled_at <= ? AND status IN (?, ?) GROUP BY bucket, status`,
-    through,
-    now,
-    DELIVERED,
-    FAILED,
-  )) {
-    const { bucket, status, n, retried, latest } = SettledRow.parse(row);
-    through = Math.max(through, latest);
-    add(bucket, status === DELIVERED ? 2 : 4, n);
-    add(bucket, 3, retried);
+  const counted = previous?.through ?? 0;
+  let through = counted;
+  for (const { status, at, attempts } of source.settled(counted)) {
+    if (at > now) continue;
+    through = Math.max(through, at);
+    add(bucketOf(at), status === DELIVERED ? 2 : 4, 1);
+    add(bucketOf(at), 3, Math.max(attempts - 1, 0));
   }
   // Sorted, so that the same activity is always the same text (the row is written only when its text changed).
   const sorted = [...buckets.entries()].sort(([a], [b]) => Number(a) - Number(b));

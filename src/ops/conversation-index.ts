@@ -17,8 +17,6 @@
  * letters). Nothing is written per receipt.
  */
 import { z } from "zod";
-import type { Outbox } from "../conversation/outbox";
-import { DELIVERED } from "../conversation/schema";
 import { log } from "../log";
 import { parseConversationKey } from "../receipt";
 import { isoFromMillis } from "../time";
@@ -45,6 +43,10 @@ export const IndexRow = z.object({
   last_latency_ms: z.number().nullable(),
   /** Recent activity in 5-minute buckets, JSON (src/ops/activity.ts); null in rows written before migration 0003. */
   activity: z.string().nullable(),
+  /** Per destination (DestinationSummary by name), JSON; null in rows written before migration 0004. */
+  destinations: z.string().nullable().default(null),
+  /** Receipts kept that matched no destination; 0 in rows written before migration 0004. */
+  unrouted: z.number().nullable().default(0),
   updated_at: z.string(),
 });
 export type IndexRow = z.infer<typeof IndexRow>;
@@ -54,36 +56,80 @@ export type IndexContent = Omit<IndexRow, "updated_at">;
 /** A conversation's dead letters in brief, for its row: how many, the oldest's time, the last error. */
 export type DeadLetters = { failed: number; oldestFailedAt: string; lastError: string };
 
-const LastReceipt = z.object({ accepted_at: z.number() });
-const LastDelivery = z.object({ accepted_at: z.number(), settled_at: z.number().nullable() });
+/** Upper bounds (ms) of the latency histogram's buckets; the last bucket holds everything slower. */
+export const LATENCY_BOUNDS_MS = [50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000];
 
-/** The row's content from the object's storage (read before any await, like the rest of a publication). */
-export function indexContent(
-  sql: SqlStorage,
-  outbox: Outbox,
-  key: string,
-  counts: { pending: number; failed: number },
-  deadLetters: DeadLetters | undefined,
-  activity: Activity,
-): IndexContent {
-  const last = sql.exec("SELECT accepted_at FROM receipts WHERE seq = ?", outbox.maxSeq).toArray()[0];
-  const delivered = sql.exec("SELECT accepted_at, settled_at FROM receipts WHERE status = ? ORDER BY seq DESC LIMIT 1", DELIVERED).toArray()[0];
-  const lastReceipt = last ? LastReceipt.parse(last) : undefined;
-  const lastDelivery = delivered ? LastDelivery.parse(delivered) : undefined;
-  const settledAt = lastDelivery?.settled_at ?? null;
+/** One destination's part of a conversation's row (column `destinations`, JSON by name). */
+export const DestinationSummary = z.object({
+  pending: z.number(),
+  failed: z.number(),
+  oldestFailedAt: z.string().nullable(),
+  lastError: z.string().nullable(),
+  lastDeliveredAt: z.string().nullable(),
+  lastLatencyMs: z.number().nullable(),
+  /** Deliveries of the last hour by latency (from acceptance to the 2xx), LATENCY_BOUNDS_MS buckets and one more. */
+  latency: z.array(z.number()),
+});
+export type DestinationSummary = z.infer<typeof DestinationSummary>;
+
+/** What the row says, as the conversation's object reads it from its storage (src/conversation/publisher.ts). */
+export interface IndexFacts {
+  accepted: number;
+  lastAcceptedAt: number | undefined;
+  unrouted: number;
+  destinations: Record<string, DestinationSummary>;
+  activity: Activity;
+}
+
+/** The row's content from the object's facts; the totals (pending, failed, last error, last delivery) are over every destination. */
+export function indexContent(key: string, facts: IndexFacts): IndexContent {
+  let pending = 0;
+  let failed = 0;
+  let oldestFailedAt: string | null = null;
+  let lastError: string | null = null;
+  let lastErrorAt = "";
+  let lastDeliveredAt: string | null = null;
+  let lastLatencyMs: number | null = null;
+  for (const summary of Object.values(facts.destinations)) {
+    pending += summary.pending;
+    failed += summary.failed;
+    if (summary.oldestFailedAt !== null && (oldestFailedAt === null || summary.oldestFailedAt < oldestFailedAt)) oldestFailedAt = summary.oldestFailedAt;
+    if (summary.lastError !== null && summary.failed > 0 && (summary.oldestFailedAt ?? "") >= lastErrorAt) {
+      lastError = summary.lastError;
+      lastErrorAt = summary.oldestFailedAt ?? "";
+    }
+    if (summary.lastDeliveredAt !== null && (lastDeliveredAt === null || summary.lastDeliveredAt > lastDeliveredAt)) {
+      lastDeliveredAt = summary.lastDeliveredAt;
+      lastLatencyMs = summary.lastLatencyMs;
+    }
+  }
+  const sorted = Object.fromEntries(Object.entries(facts.destinations).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   return {
     key,
     ...parseConversationKey(key),
-    accepted: outbox.maxSeq,
-    last_receipt_at: lastReceipt ? isoFromMillis(lastReceipt.accepted_at) : null,
-    pending: counts.pending,
-    failed: counts.failed,
-    oldest_failed_at: deadLetters?.oldestFailedAt ?? null,
-    last_error: deadLetters?.lastError ?? null,
-    last_delivered_at: settledAt !== null ? isoFromMillis(settledAt) : null,
-    last_latency_ms: lastDelivery && settledAt !== null ? settledAt - lastDelivery.accepted_at : null,
-    activity: JSON.stringify(activity),
+    accepted: facts.accepted,
+    last_receipt_at: facts.lastAcceptedAt !== undefined ? isoFromMillis(facts.lastAcceptedAt) : null,
+    pending,
+    failed,
+    oldest_failed_at: oldestFailedAt,
+    last_error: lastError,
+    last_delivered_at: lastDeliveredAt,
+    last_latency_ms: lastLatencyMs,
+    activity: JSON.stringify(facts.activity),
+    destinations: JSON.stringify(sorted),
+    unrouted: facts.unrouted,
   };
+}
+
+/** A row's destinations, or {} in rows written before migration 0004. */
+export function destinationsOf(row: Pick<IndexRow, "destinations">): Record<string, DestinationSummary> {
+  if (!row.destinations) return {};
+  try {
+    const parsed = z.record(z.string(), DestinationSummary).safeParse(JSON.parse(row.destinations));
+    return parsed.success ? parsed.data : {};
+  } catch {
+    return {};
+  }
 }
 
 /** The content last written, as the object kept it (`indexed_row`), or undefined if none or unreadable. */
@@ -91,7 +137,7 @@ export function parseIndexedRow(text: string): IndexContent | undefined {
   if (!text) return undefined;
   try {
     const parsed = IndexRow.omit({ updated_at: true })
-      .extend({ activity: z.string().nullable().default(null) })
+      .extend({ activity: z.string().nullable().default(null), destinations: z.string().nullable().default(null), unrouted: z.number().nullable().default(0) })
       .safeParse(JSON.parse(text));
     return parsed.success ? parsed.data : undefined;
   } catch {
@@ -114,10 +160,11 @@ export function activityOf(content: IndexContent | undefined): Activity | undefi
 export async function writeIndexRow(db: D1Database, row: IndexContent, updatedAt: number): Promise<void> {
   await db
     .prepare(
-      `INSERT INTO conversations (key, provider, app, chat, accepted, last_receipt_at, pending, failed, oldest_failed_at, last_error, last_delivered_at, last_latency_ms, updated_at, activity)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+      `INSERT INTO conversations (key, provider, app, chat, accepted, last_receipt_at, pending, failed, oldest_failed_at, last_error, last_delivered_at, last_latency_ms, updated_at, activity, destinations, unrouted)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
        ON CONFLICT (key) DO UPDATE SET provider = ?2, app = ?3, chat = ?4, accepted = ?5, last_receipt_at = ?6, pending = ?7, failed = ?8,
-         oldest_failed_at = ?9, last_error = ?10, last_delivered_at = ?11, last_latency_ms = ?12, updated_at = ?13, activity = ?14`,
+         oldest_failed_at = ?9, last_error = ?10, last_delivered_at = ?11, last_latency_ms = ?12, updated_at = ?13, activity = ?14,
+         destinations = ?15, unrouted = ?16`,
     )
     .bind(
       row.key,
@@ -134,6 +181,8 @@ export async function writeIndexRow(db: D1Database, row: IndexContent, updatedAt
       row.last_latency_ms,
       isoFromMillis(updatedAt),
       row.activity,
+      row.destinations,
+      row.unrouted ?? 0,
     )
     .run();
 }

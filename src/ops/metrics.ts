@@ -50,6 +50,8 @@ export interface CallbackPoint {
 export interface DeliveryPoint {
   /** The receipt's conversation key: its first part, the provider, is recorded; the key itself is not. */
   conversation: string;
+  /** The destination the attempt went to (blob6). */
+  destination?: string;
   /** The receipt's event, when the caller has it at hand. */
   event?: string;
   /**
@@ -90,7 +92,7 @@ export function deliveryDataPoint(point: DeliveryPoint): DataPoint {
   const provider = blob(providerOf(point.conversation));
   return {
     indexes: [provider.slice(0, MAX_INDEX_CHARS)],
-    blobs: ["delivery", provider, blob(point.event), point.outcome, point.outcome === "delivered" ? "ok" : "failed"],
+    blobs: ["delivery", provider, blob(point.event), point.outcome, point.outcome === "delivered" ? "ok" : "failed", blob(point.destination)],
     doubles: [amount(point.status), amount(point.ms), amount(point.attempt)],
   };
 }

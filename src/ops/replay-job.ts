@@ -2,10 +2,12 @@
  * A bulk replay of dead letters as a durable job (`POST /v1/replays`): one SQLite Durable Object
  * per job (binding `REPLAYS`, named by the job id). At creation it copies, from the D1
  * conversation index, the keys of every conversation with dead letters that matches the filter
- * (or, for `{ delivered: { conversation, since, until } }`, takes that one conversation, whose
- * delivered receipts still kept are sent again: `redeliver()`);
+ * (of one destination when it names one: its rows' `destinations` JSON says failed > 0), or, for
+ * `{ delivered: { conversation?, since, until }, destination? }`, takes that one conversation
+ * (every conversation of the index when only the destination is given), whose delivered receipts
+ * still kept are sent again: `redeliver()`, to that destination only when one is named;
  * then its alarm works through them in batches of REPLAY_BATCH, calling each conversation
- * object's `retryDeadLetters()` (which requeues them in their original order, each keeping its
+ * object's `retryDeadLetters(destination?)` (which requeues them in their original order, each keeping its
  * webhook-id). Progress (a cursor over that copied list and the total requeued) is in its own SQLite,
  * updated once per batch, so the job survives evictions and restarts and resumes where it was.
  *
@@ -16,6 +18,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
 import { conversationStub } from "../conversation/stub";
+import { DESTINATION_NAME } from "../destinations/config";
 import { failingKeys, indexDb, type IndexFilter } from "./conversation-index";
 import { log } from "../log";
 import { useLogLevel } from "../settings";
@@ -27,24 +30,39 @@ const REPLAY_MAX_TRIES = 5;
 /** Keys read from D1 per query while copying the job's list. */
 const KEYS_PAGE = 1000;
 
-/** Every dead letter relay-wide, optionally of one provider or under a key prefix. */
+/** A destination's name (the rule of DESTINATIONS, src/destinations/config.ts). */
+export const DestinationName = z.string().regex(DESTINATION_NAME, "must be a destination name: 1 to 32 lowercase letters, digits or dashes");
+
+/** Every dead letter relay-wide, optionally of one provider, under a key prefix, or of one destination only. */
 export const ReplayFilter = z.strictObject({
   provider: z.string().min(1).max(64).optional(),
   prefix: z.string().min(1).max(4096).optional(),
+  destination: DestinationName.optional(),
 });
-/** The delivered receipts of one conversation still kept, delivered between since and until (ISO-8601; both optional). */
-export const DeliveredFilter = z.strictObject({
-  delivered: z
-    .strictObject({
-      conversation: z.string().min(1).max(4096),
-      since: z.iso.datetime({ offset: true }).optional(),
-      until: z.iso.datetime({ offset: true }).optional(),
-    })
-    .refine((range) => !range.since || !range.until || Date.parse(range.since) <= Date.parse(range.until), {
-      message: "since must not be after until",
-      path: ["until"],
-    }),
-});
+/**
+ * The delivered receipts still kept, delivered between since and until (ISO-8601; both optional),
+ * to every destination or to `destination` only (which also gets the receipts accepted in the
+ * window that it never had and that its match takes now: `redeliver`). Of one conversation, or,
+ * given a destination, of every conversation in the index.
+ */
+export const DeliveredFilter = z
+  .strictObject({
+    delivered: z
+      .strictObject({
+        conversation: z.string().min(1).max(4096).optional(),
+        since: z.iso.datetime({ offset: true }).optional(),
+        until: z.iso.datetime({ offset: true }).optional(),
+      })
+      .refine((range) => !range.since || !range.until || Date.parse(range.since) <= Date.parse(range.until), {
+        message: "since must not be after until",
+        path: ["until"],
+      }),
+    destination: DestinationName.optional(),
+  })
+  .refine((filter) => filter.delivered.conversation !== undefined || filter.destination !== undefined, {
+    message: "is required unless destination is given (a delivered replay of every conversation names its destination)",
+    path: ["delivered", "conversation"],
+  });
 export type ReplayFilter = z.infer<typeof ReplayFilter>;
 /** What a job replays: dead letters (ReplayFilter) or one conversation's delivered receipts (DeliveredFilter). */
 export const ReplayJobFilter = z.union([DeliveredFilter, ReplayFilter]);
@@ -54,6 +72,57 @@ export type ReplayJobFilter = z.infer<typeof ReplayJobFilter>;
 export function parseReplayFilter(body: unknown) {
   const delivered = typeof body === "object" && body !== null && "delivered" in body;
   return delivered ? DeliveredFilter.safeParse(body) : ReplayFilter.safeParse(body);
+}
+
+const KeyOnly = z.object({ key: z.string() });
+const PREFIX_END = "\u{10FFFF}";
+
+/**
+ * The WHERE clause of the conversations with dead letters of `destination` (after the key `after`):
+ * the `failed > 0` partial index, then the row's JSON (`destinations`, migration 0004).
+ */
+export function failingForWhere(destination: string, filter: Omit<IndexFilter, "status">, after?: string): { sql: string; params: (string | number)[] } {
+  const clauses = ["failed > 0", "json_extract(destinations, ?) > 0"];
+  // Names are [a-z0-9-] (DestinationName): quoted for the dash.
+  const params: (string | number)[] = [`$."${destination}".failed`];
+  if (filter.provider !== undefined) {
+    clauses.push("provider = ?");
+    params.push(filter.provider);
+  }
+  if (filter.prefix) {
+    clauses.push("key >= ? AND key < ?");
+    params.push(filter.prefix, filter.prefix + PREFIX_END);
+  }
+  if (after !== undefined) {
+    clauses.push("key > ?");
+    params.push(after);
+  }
+  return { sql: `WHERE ${clauses.join(" AND ")}`, params };
+}
+
+/** Keys of the conversations with dead letters of `destination`, in key order, a page at a time. */
+export async function failingKeysOf(
+  db: D1Database,
+  destination: string,
+  filter: Omit<IndexFilter, "status">,
+  limit: number,
+  after?: string,
+): Promise<string[]> {
+  const { sql, params } = failingForWhere(destination, filter, after);
+  const result = await db
+    .prepare(`SELECT key FROM conversations ${sql} ORDER BY key LIMIT ?`)
+    .bind(...params, limit)
+    .all();
+  return result.results.map((row) => KeyOnly.parse(row).key);
+}
+
+/** Every conversation's key in the index, in key order, a page at a time. */
+async function allKeys(db: D1Database, limit: number, after?: string): Promise<string[]> {
+  const result = await db
+    .prepare("SELECT key FROM conversations WHERE key > ? ORDER BY key LIMIT ?")
+    .bind(after ?? "", limit)
+    .all();
+  return result.results.map((row) => KeyOnly.parse(row).key);
 }
 
 export interface ReplayStatus {
@@ -90,14 +159,19 @@ export class ReplayJob extends DurableObject<Env> {
     const existing = this.status();
     if (existing) return existing;
     const keys: string[] = [];
-    if ("delivered" in filter) {
+    if ("delivered" in filter && filter.delivered.conversation !== undefined) {
       keys.push(filter.delivered.conversation);
     } else {
       const db = indexDb(this.env);
       if (!db) throw new Error("the conversation index (DB) is not bound");
-      const indexFilter: IndexFilter = { provider: filter.provider, prefix: filter.prefix };
+      const next =
+        "delivered" in filter
+          ? (after: string | undefined) => allKeys(db, KEYS_PAGE, after)
+          : filter.destination !== undefined
+            ? (after: string | undefined) => failingKeysOf(db, filter.destination!, { provider: filter.provider, prefix: filter.prefix }, KEYS_PAGE, after)
+            : (after: string | undefined) => failingKeys(db, { provider: filter.provider, prefix: filter.prefix }, KEYS_PAGE, after);
       for (let after: string | undefined; ;) {
-        const page = await failingKeys(db, indexFilter, KEYS_PAGE, after);
+        const page = await next(after);
         keys.push(...page);
         if (page.length < KEYS_PAGE) break;
         after = page[page.length - 1];
@@ -150,8 +224,12 @@ export class ReplayJob extends DurableObject<Env> {
         const stub = conversationStub(this.env, item.conversation);
         const result =
           "delivered" in filter
-            ? await stub.redeliver(Date.parse(filter.delivered.since ?? "1970-01-01T00:00:00Z"), Date.parse(filter.delivered.until ?? "9999-12-31T23:59:59Z"))
-            : await stub.retryDeadLetters();
+            ? await stub.redeliver(
+                Date.parse(filter.delivered.since ?? "1970-01-01T00:00:00Z"),
+                Date.parse(filter.delivered.until ?? "9999-12-31T23:59:59Z"),
+                filter.destination,
+              )
+            : await stub.retryDeadLetters(filter.destination);
         this.ctx.storage.transactionSync(() => {
           this.set("cursor", String(item.pos));
           this.set("requeued", String(Number(this.text("requeued")) + (result?.requeued ?? 0)));

@@ -27,6 +27,8 @@ export const PRECISION = {
   conversations: "exact count of index rows; a conversation appears once its object first publishes (up to one snapshot interval late)",
   backlog: "sum of the rows' pending counts: exact per row, as of each row's last write (lags by up to one snapshot interval)",
   deadLetters: "sum of the rows' failed counts: exact per row, as of each row's last write (lags by up to one snapshot interval)",
+  unrouted:
+    "sum of the rows' unrouted counts (receipts kept that matched no destination): exact per row, as of each row's last write; 0 for rows not written since migration 0004",
   oldestPendingBefore: "an upper bound: the oldest pending receipt was accepted at or before this (the index keeps each conversation's newest receipt only)",
   oldestFailureAt: "exact: the earliest oldest_failed_at of any row",
   activeConversations:
@@ -100,6 +102,7 @@ const Totals = z.object({
   with_dead_letters: z.number().nullable(),
   backlog: z.number().nullable(),
   dead_letters: z.number().nullable(),
+  unrouted: z.number().nullable(),
   oldest_pending_before: z.string().nullable(),
   oldest_failure_at: z.string().nullable(),
   active: z.number().nullable(),
@@ -118,6 +121,7 @@ export async function relayStats(db: D1Database, window: StatsWindow, now: numbe
          SUM(failed > 0) AS with_dead_letters,
          SUM(pending) AS backlog,
          SUM(failed) AS dead_letters,
+         SUM(unrouted) AS unrouted,
          MIN(CASE WHEN pending > 0 THEN last_receipt_at END) AS oldest_pending_before,
          MIN(CASE WHEN failed > 0 THEN oldest_failed_at END) AS oldest_failure_at,
          SUM(last_receipt_at >= ?1) AS active,
@@ -145,6 +149,7 @@ export async function relayStats(db: D1Database, window: StatsWindow, now: numbe
     conversations: { total: totals.total, withPending: totals.with_pending ?? 0, withDeadLetters: totals.with_dead_letters ?? 0 },
     backlog: totals.backlog ?? 0,
     deadLetters: totals.dead_letters ?? 0,
+    unrouted: totals.unrouted ?? 0,
     oldestPendingBefore: totals.oldest_pending_before,
     oldestFailureAt: totals.oldest_failure_at,
     activeConversations: totals.active ?? 0,

@@ -38,6 +38,7 @@ describe("overview", () => {
       conversations: { total: 1, withPending: 0, withDeadLetters: 0 },
       backlog: 0,
       deadLetters: 0,
+      unrouted: 0,
       oldestPendingBefore: null,
       oldestFailureAt: null,
       activeConversations: 1,

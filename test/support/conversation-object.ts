@@ -7,13 +7,18 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
-import { ReceiptRow } from "../../src/conversation/outbox";
+import { DeliveryRecord, ReceiptRow } from "../../src/conversation/outbox";
 import { DELIVERED, PENDING } from "../../src/conversation/schema";
 import type { stubFor } from "./receipts";
 
 export type ConversationStub = ReturnType<typeof stubFor>;
 /** Settings to bind instead of those of vitest.config.ts (an empty string unsets one). */
-export type SettingOverrides = { [Setting in keyof Env as Env[Setting] extends string ? Setting : never]?: string };
+export type SettingOverrides = { [Setting in keyof Env as Env[Setting] extends string ? Setting : never]?: string } & {
+  /** Not in Env (no default in wrangler.toml): a JSON array as text (docs/destinations.md). */
+  DESTINATIONS?: string;
+  /** The secret settings that DESTINATIONS names. */
+  [secretSetting: `FORWARD_SECRET_${string}`]: string | undefined;
+};
 
 const settingsWith = (overrides: SettingOverrides): Env => ({ ...env, ...overrides });
 
@@ -41,7 +46,12 @@ export async function retryNow(stub: ConversationStub, overrides?: SettingOverri
   await runInDurableObject(stub, async (instance, state) => {
     // A run in flight finishes first, so that it cannot record its attempt over the change below.
     await instance.alarm();
-    state.storage.sql.exec("UPDATE receipts SET next_attempt_at = 0 WHERE status = ?", PENDING);
+    // Every destination's pending record: due now.
+    state.storage.sql.exec(
+      `UPDATE receipts SET deliveries = (SELECT json_group_object(key, CASE WHEN json_extract(value, '$.s') = ? THEN json_set(value, '$.t', 0) ELSE json(value) END) FROM json_each(deliveries))
+       WHERE deliveries IS NOT NULL`,
+      PENDING,
+    );
     if (!overrides) return instance.alarm();
     Object.assign(instance, { env: settingsWith(overrides) });
     try {
@@ -64,11 +74,43 @@ export async function publishNow(stub: ConversationStub): Promise<void> {
   });
 }
 
-/** The outbox as stored (pending and failed receipts; times in epoch ms), in acceptance order. */
-export async function outboxRows(stub: ConversationStub): Promise<ReceiptRow[]> {
-  return runInDurableObject(stub, (_, state) =>
-    z.array(ReceiptRow).parse(state.storage.sql.exec("SELECT * FROM receipts WHERE status != ? ORDER BY seq", DELIVERED).toArray()),
+/** One receipt's delivery to one destination as stored, with the names the columns had before destinations (times in epoch ms). */
+export interface OutboxRow {
+  seq: number;
+  id: string;
+  status: number;
+  attempts: number;
+  next_attempt_at: number;
+  last_attempt_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  settled_at: number | null;
+  batch: number | null;
+}
+
+/** What is owed to `destination` as stored (its pending and failed receipts), in acceptance order. */
+export async function outboxRows(stub: ConversationStub, destination = "origin"): Promise<OutboxRow[]> {
+  const rows = await runInDurableObject(stub, (_, state) =>
+    z.array(ReceiptRow).parse(state.storage.sql.exec("SELECT * FROM receipts WHERE instr(routes, ?) > 0 ORDER BY seq", `,${destination},`).toArray()),
   );
+  return rows
+    .map((row) => {
+      const stored: unknown = row.deliveries ? JSON.parse(row.deliveries)[destination] : undefined;
+      const record = stored === undefined ? undefined : DeliveryRecord.parse(stored);
+      return {
+        seq: row.seq,
+        id: row.id,
+        status: record?.s ?? PENDING,
+        attempts: record?.n ?? 0,
+        next_attempt_at: record?.t ?? row.accepted_at,
+        last_attempt_at: record?.a ?? null,
+        last_status: record?.c ?? null,
+        last_error: record?.e ?? null,
+        settled_at: record?.d ?? null,
+        batch: record?.b ?? null,
+      };
+    })
+    .filter((row) => row.status !== DELIVERED);
 }
 
 const StateValue = z.object({ value: z.string() });

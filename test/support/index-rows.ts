@@ -19,6 +19,8 @@ export async function indexRow(key: string, content: Partial<IndexContent>, at: 
     last_delivered_at: null,
     last_latency_ms: null,
     activity: null,
+    destinations: null,
+    unrouted: 0,
   };
   await writeIndexRow(env.DB, { ...base, ...content }, at);
 }

@@ -6,9 +6,13 @@ import "./provided-context";
 
 const control = (path: string) => `http://127.0.0.1:${inject("controlPort")}${path}`;
 
-/** The next answers the origin gives for this conversation; after them it answers 200. */
-export async function script(conversation: string, steps: Step[]): Promise<void> {
-  const response = await fetch(control(`/script?conversation=${encodeURIComponent(conversation)}`), { method: "POST", body: JSON.stringify(steps) });
+/**
+ * The next answers the origin gives for this conversation (at `path` only, when given: one
+ * destination of several, each its own path on the origin); after them it answers 200.
+ */
+export async function script(conversation: string, steps: Step[], path?: string): Promise<void> {
+  const query = `conversation=${encodeURIComponent(conversation)}${path ? `&path=${encodeURIComponent(path)}` : ""}`;
+  const response = await fetch(control(`/script?${query}`), { method: "POST", body: JSON.stringify(steps) });
   if (!response.ok) throw new Error(`script failed: ${response.status}`);
 }
 

@@ -80,7 +80,10 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
     const payload = verifiedBy.find((result) => result.payload)?.payload;
     const receipts = payload ? receiptsOf(payload) : [];
     const conversation = receipts[0]?.conversation ?? "";
-    const step: Step = payload ? (scripts.get(conversation)?.shift() ?? { status: 200 }) : { status: 401 };
+    // A script for this conversation at this path (one destination of several) comes first.
+    const path = request.url ?? "";
+    const scripted = scripts.get(`${conversation} ${path}`) ?? scripts.get(conversation);
+    const step: Step = payload ? (scripted?.shift() ?? { status: 200 }) : { status: 401 };
     // Logged on arrival, so that a test sees an attempt the relay is still waiting on.
     const attempt: Attempt = {
       id: header(request, "webhook-id"),
@@ -123,7 +126,8 @@ export async function startOrigin(secret: string): Promise<OriginHandle> {
     const url = new URL(request.url ?? "/", "http://127.0.0.1");
     const conversation = url.searchParams.get("conversation") ?? "";
     if (request.method === "POST" && url.pathname === "/script") {
-      scripts.set(conversation, z.array(Step).parse(JSON.parse(await readBody(request))));
+      const path = url.searchParams.get("path");
+      scripts.set(path ? `${conversation} ${path}` : conversation, z.array(Step).parse(JSON.parse(await readBody(request))));
       return send(response, 200, { ok: true });
     }
     // A tiny alert receiver: records every POST (headers and body) and answers as ?status= says.

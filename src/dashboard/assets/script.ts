@@ -118,14 +118,44 @@ export const DASHBOARD_SCRIPT = `(function () {
     body.insertBefore(row, body.firstChild);
   }
 
+  var STATUS_RANK = { failed: 0, pending: 1, delivered: 2, skipped: 3 };
+  function rankOf(status) {
+    return Object.prototype.hasOwnProperty.call(STATUS_RANK, status) ? STATUS_RANK[status] : 9;
+  }
+
+  /**
+   * A receipt with several destinations lists each (destination-delivery): the event's one takes
+   * the status, and the row's badge the one that stands for them all (failed, else pending, else
+   * delivered), as the page rendered it. With one destination, the badge is its status.
+   */
+  function setDeliveryStatus(row, destination, status) {
+    var items = Array.prototype.slice.call(row.querySelectorAll('[data-testid="destination-delivery"]'));
+    if (items.length === 0 || typeof destination !== "string") return setStatus(row, status);
+    var best = null;
+    items.forEach(function (item) {
+      if (item.getAttribute("data-destination") === destination) {
+        item.setAttribute("data-status", status);
+        var badge = item.querySelector(".status");
+        if (badge) {
+          badge.textContent = status;
+          badge.className = "status status-" + status;
+        }
+      }
+      var each = item.getAttribute("data-status") || "pending";
+      if (best === null || rankOf(each) < rankOf(best)) best = each;
+    });
+    setStatus(row, best || status);
+  }
+
   function applyDelivery(event) {
     var status = STATUS_BY_OUTCOME[event.outcome];
     event.receiptIds.forEach(function (receiptId) {
       var row = rowFor(receiptId);
       if (!row) return;
-      if (status) setStatus(row, status);
+      if (status) setDeliveryStatus(row, event.destination, status);
       var list = row.querySelector('[data-testid="attempts"]');
-      if (list) list.appendChild(el("li", { "data-testid": "attempt" }, attemptText(event)));
+      var several = row.querySelector('[data-testid="destination-deliveries"]') !== null && typeof event.destination === "string";
+      if (list) list.appendChild(el("li", { "data-testid": "attempt" }, (several ? event.destination + ": " : "") + attemptText(event)));
       var acceptedAt = Date.parse(row.getAttribute("data-accepted-at") || "");
       var latency = row.querySelector('[data-testid="latency"]');
       if (status === "delivered" && latency && !isNaN(acceptedAt)) latency.textContent = Math.max(0, Date.parse(event.at) - acceptedAt) + " ms";

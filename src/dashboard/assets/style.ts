@@ -86,9 +86,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 ul.plain, ol.plain { list-style: none; margin: 0; padding: 0; }
 ul.attempts { margin: 0; padding-left: 1rem; font-size: 0.9em; }
 .status { display: inline-block; padding: 0 0.45rem; border-radius: 999px; border: 1px solid currentColor; font-size: 0.85em; }
-.status-delivered, .state-enabled, .state-on, .live-live { color: var(--ok); }
-.status-pending, .state-disabled, .state-off, .live-connecting, .live-reconnecting, .state-running { color: var(--warn); }
+.status-delivered, .state-enabled, .state-on, .state-active, .live-live { color: var(--ok); }
+.status-pending, .state-disabled, .state-off, .state-paused, .live-connecting, .live-reconnecting, .state-running { color: var(--warn); }
 .status-failed, .state-misconfigured, .state-raised { color: var(--bad); }
+.status-skipped, .state-removed { color: var(--muted); }
 .state-done { color: var(--ok); }
 form.inline { display: inline; margin: 0; }
 form.filters { display: flex; flex-wrap: wrap; gap: 0.5rem 0.8rem; align-items: flex-end; margin-bottom: 0.8rem; }

@@ -46,40 +46,69 @@ export function messagesText(receipt: Pick<SummaryReceipt, "messages" | "upTo">)
   return parts.join(", ") || "-";
 }
 
+type SummaryDelivery = SummaryReceipt["deliveries"][number];
+
 /**
- * Each attempt from the receipt's attempt log (start, status or error, duration; the newest 20,
- * across replays). Attempts made before the log existed (schema v3) show as a count.
+ * Each attempt from the receipt's attempt log per destination (start, status or error, duration;
+ * the newest 20, across replays), each line naming its destination when the receipt has several.
+ * Attempts made before the log existed (schema v3) show as a count.
  */
-function Attempts({ delivery }: { delivery: SummaryReceipt["delivery"] }) {
-  if (!delivery) return <ul data-testid="attempts" class="attempts"></ul>;
-  const unlogged = delivery.attempts - delivery.attemptLog.length;
+function Attempts({ deliveries }: { deliveries: SummaryDelivery[] }) {
+  const named = deliveries.length > 1;
   return (
     <ul data-testid="attempts" class="attempts">
-      {delivery.attemptLog.map((attempt) => (
-        <li data-testid="attempt" data-status={attempt.status ?? ""}>
-          <Time iso={attempt.at} />
-          {` ${attempt.error ?? `answered ${attempt.status ?? "?"}`}, in ${duration(attempt.ms)}`}
+      {deliveries.map((delivery) => {
+        const to = named ? `${delivery.destination}: ` : "";
+        const unlogged = delivery.attempts - delivery.attemptLog.length;
+        return (
+          <>
+            {delivery.attemptLog.map((attempt) => (
+              <li data-testid="attempt" data-status={attempt.status ?? ""} data-destination={delivery.destination}>
+                {to}
+                <Time iso={attempt.at} />
+                {` ${attempt.error ?? `answered ${attempt.status ?? "?"}`}, in ${duration(attempt.ms)}`}
+              </li>
+            ))}
+            {unlogged > 0 && delivery.attemptLog.length === 0 ? (
+              <li data-testid="attempt" data-destination={delivery.destination}>{`${to}${delivery.attempts} attempt(s), not logged`}</li>
+            ) : null}
+            {delivery.nextAttemptAt ? (
+              <li>
+                {`${to}next attempt `}
+                <Time iso={delivery.nextAttemptAt} />
+              </li>
+            ) : null}
+            {delivery.failedAt ? (
+              <li>
+                {`${to}failed `}
+                <Time iso={delivery.failedAt} />
+              </li>
+            ) : null}
+          </>
+        );
+      })}
+    </ul>
+  );
+}
+
+/** The receipt's delivery to each destination, by name (one line each). */
+function Destinations({ deliveries }: { deliveries: SummaryDelivery[] }) {
+  if (deliveries.length === 0) return null;
+  return (
+    <ul class="plain" data-testid="destination-deliveries">
+      {deliveries.map((delivery) => (
+        <li data-testid="destination-delivery" data-destination={delivery.destination} data-status={delivery.status}>
+          <span class="muted">{`${delivery.destination} `}</span>
+          <span class={`status status-${delivery.status}`}>{delivery.status}</span>
         </li>
       ))}
-      {unlogged > 0 && delivery.attemptLog.length === 0 ? <li data-testid="attempt">{`${delivery.attempts} attempt(s), not logged`}</li> : null}
-      {delivery.nextAttemptAt ? (
-        <li>
-          {"next attempt "}
-          <Time iso={delivery.nextAttemptAt} />
-        </li>
-      ) : null}
-      {delivery.failedAt ? (
-        <li>
-          {"failed "}
-          <Time iso={delivery.failedAt} />
-        </li>
-      ) : null}
     </ul>
   );
 }
 
 function ReceiptRow({ receipt }: { receipt: SummaryReceipt }) {
   // A receipt whose delivery row was not found in the pages read counts as pending: it is stored, not yet settled.
+  // With several destinations, the badge is the one that stands for the receipt (failed, else pending, else delivered); each is listed under it.
   const status = receipt.delivery?.status ?? "pending";
   return (
     <tr data-testid="receipt-row" data-receipt-id={receipt.id} data-accepted-at={receipt.receivedAt}>
@@ -92,9 +121,10 @@ function ReceiptRow({ receipt }: { receipt: SummaryReceipt }) {
         <span data-testid="delivery-status" class={`status status-${status}`}>
           {status}
         </span>
+        {receipt.deliveries.length > 1 ? <Destinations deliveries={receipt.deliveries} /> : null}
       </td>
       <td>
-        <Attempts delivery={receipt.delivery} />
+        <Attempts deliveries={receipt.deliveries} />
       </td>
       <td class="num" data-testid="latency">
         {duration(receipt.delivery?.latencyMs)}
@@ -217,6 +247,7 @@ function DeliveryTable({ deliveries, status, limit }: { deliveries: Delivery[]; 
             <tr>
               <th class="num">seq</th>
               <th>receipt</th>
+              <th>destination</th>
               <th>accepted</th>
               <th class="num">attempts</th>
               <th class="num">last status</th>
@@ -226,11 +257,12 @@ function DeliveryTable({ deliveries, status, limit }: { deliveries: Delivery[]; 
           </thead>
           <tbody>
             {deliveries.map((delivery) => (
-              <tr data-testid="outbox-row" data-receipt-id={delivery.receiptId} data-status={delivery.status}>
+              <tr data-testid="outbox-row" data-receipt-id={delivery.receiptId} data-destination={delivery.destination} data-status={delivery.status}>
                 <td class="num">{delivery.seq}</td>
                 <td>
                   <code>{delivery.receiptId}</code>
                 </td>
+                <td data-testid="outbox-destination">{delivery.destination}</td>
                 <td>
                   <Time iso={delivery.acceptedAt} />
                 </td>
@@ -253,6 +285,7 @@ function DeliveryTable({ deliveries, status, limit }: { deliveries: Delivery[]; 
 function Outbox({ data }: { data: ConversationData }) {
   const { summary, outbox, conversation } = data;
   const counts = summary?.deliveries ?? { pending: 0, failed: 0 };
+  const byDestination = Object.entries(summary?.deliveries.byDestination ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return (
     <section class="panel" data-testid="outbox">
       <h2>Outbox</h2>
@@ -267,6 +300,22 @@ function Outbox({ data }: { data: ConversationData }) {
           {"Last dead letter's error: "}
           <span>{summary.lastError}</span>
         </p>
+      ) : null}
+      {byDestination.length > 1 ? (
+        <ul class="plain" data-testid="outbox-destinations">
+          {byDestination.map(([name, count]) => (
+            <li data-testid="outbox-destination-counts" data-destination={name}>
+              {`${name}: ${count.pending} pending, ${count.failed} failed `}
+              {count.failed > 0 ? (
+                <form method="post" action={`${conversationPath(conversation)}/replay`} class="inline" data-testid="replay-conversation-destination">
+                  <input type="hidden" name="back" value="conversation" />
+                  <input type="hidden" name="destination" value={name} />
+                  <button type="submit">{`Replay ${name}'s dead letters`}</button>
+                </form>
+              ) : null}
+            </li>
+          ))}
+        </ul>
       ) : null}
       <form method="post" action={`${conversationPath(conversation)}/replay`} data-testid="replay-conversation">
         <input type="hidden" name="back" value="conversation" />

@@ -1,18 +1,34 @@
 /**
  * GET /dashboard/dead-letters: every conversation holding dead letters, relay-wide (the index's rows
- * with failed > 0), each with its own replay button, and "replay all" as a durable job.
+ * with failed > 0), or of one destination (`?destination=`: the rows whose part for it has
+ * failed > 0), each with its own replay button, and "replay all" as a durable job.
  */
 import type { ConversationsPage } from "../data";
 import { providerNames } from "../../receipt";
 import { ConversationLink, conversationPath, ErrorPanel, IndexOff, Page, Time } from "../layout";
 import type { Loaded } from "../load";
-import { queryString, type ConversationFilters } from "./conversations";
+import { queryString as conversationsQuery, type ConversationFilters } from "./conversations";
 
-export type DeadLettersResult = { kind: "index-off" } | { kind: "invalid"; message: string } | { kind: "loaded"; page: Loaded<ConversationsPage> };
+/** A page of failing rows; of one destination, each row with its part for it. */
+export type DeadLettersData = Omit<ConversationsPage, "conversations"> & {
+  destination?: string;
+  conversations: (ConversationsPage["conversations"][number] & {
+    destination?: { name: string; failed: number; oldestFailedAt: string | null; lastError: string | null };
+  })[];
+};
+export type DeadLettersResult = { kind: "index-off" } | { kind: "invalid"; message: string } | { kind: "loaded"; page: Loaded<DeadLettersData> };
+export type DeadLetterFilters = Omit<ConversationFilters, "status"> & { destination?: string | undefined };
 
-function ReplayAll({ filters }: { filters: ConversationFilters }) {
+function queryString(filters: DeadLetterFilters, cursor?: string): string {
+  const base = conversationsQuery(filters, cursor);
+  if (!filters.destination) return base;
+  return `${base ? `${base}&` : "?"}destination=${encodeURIComponent(filters.destination)}`;
+}
+
+function ReplayAll({ filters }: { filters: DeadLetterFilters }) {
   return (
     <form class="filters" method="post" action="/dashboard/replays" data-testid="replay-all">
+      {filters.destination ? <input type="hidden" name="destination" value={filters.destination} data-testid="replay-destination" /> : null}
       <label>
         provider
         <select name="provider" data-testid="replay-provider">
@@ -29,13 +45,13 @@ function ReplayAll({ filters }: { filters: ConversationFilters }) {
         <input name="prefix" type="text" value={filters.prefix ?? ""} data-testid="replay-prefix" />
       </label>
       <button type="submit" class="danger" data-testid="replay-all-button">
-        Replay all matching dead letters
+        {filters.destination ? `Replay all matching dead letters of ${filters.destination}` : "Replay all matching dead letters"}
       </button>
     </form>
   );
 }
 
-function Rows({ page, filters }: { page: ConversationsPage; filters: ConversationFilters }) {
+function Rows({ page, filters }: { page: DeadLettersData; filters: DeadLetterFilters }) {
   return (
     <>
       <div class="scroll">
@@ -58,27 +74,32 @@ function Rows({ page, filters }: { page: ConversationsPage; filters: Conversatio
                 </td>
               </tr>
             ) : (
-              page.conversations.map((row) => (
-                <tr data-testid="dead-letter-row" data-conversation={row.conversation}>
-                  <td>
-                    <ConversationLink conversation={row.conversation} />
-                  </td>
-                  <td>{row.provider}</td>
-                  <td class="num" data-testid="failed-count">
-                    {row.failed}
-                  </td>
-                  <td>
-                    <Time iso={row.oldestFailedAt} />
-                  </td>
-                  <td>{row.lastError ?? "-"}</td>
-                  <td>
-                    <form method="post" action={`${conversationPath(row.conversation)}/replay`} class="inline" data-testid="replay-row">
-                      <input type="hidden" name="back" value="dead-letters" />
-                      <button type="submit">Replay</button>
-                    </form>
-                  </td>
-                </tr>
-              ))
+              page.conversations.map((row) => {
+                // Of one destination: its part of the row.
+                const part = row.destination ?? row;
+                return (
+                  <tr data-testid="dead-letter-row" data-conversation={row.conversation}>
+                    <td>
+                      <ConversationLink conversation={row.conversation} />
+                    </td>
+                    <td>{row.provider}</td>
+                    <td class="num" data-testid="failed-count">
+                      {part.failed}
+                    </td>
+                    <td>
+                      <Time iso={part.oldestFailedAt} />
+                    </td>
+                    <td>{part.lastError ?? "-"}</td>
+                    <td>
+                      <form method="post" action={`${conversationPath(row.conversation)}/replay`} class="inline" data-testid="replay-row">
+                        <input type="hidden" name="back" value="dead-letters" />
+                        {filters.destination ? <input type="hidden" name="destination" value={filters.destination} /> : null}
+                        <button type="submit">Replay</button>
+                      </form>
+                    </td>
+                  </tr>
+                );
+              })
             )}
           </tbody>
         </table>
@@ -94,10 +115,16 @@ function Rows({ page, filters }: { page: ConversationsPage; filters: Conversatio
   );
 }
 
-export function DeadLettersPage({ filters, result, requeued }: { filters: ConversationFilters; result: DeadLettersResult; requeued?: number | undefined }) {
+export function DeadLettersPage({ filters, result, requeued }: { filters: DeadLetterFilters; result: DeadLettersResult; requeued?: number | undefined }) {
   return (
     <Page title="Dead letters" section="dead-letters" signedIn={true}>
-      <h1>Dead letters</h1>
+      <h1>{filters.destination ? `Dead letters of ${filters.destination}` : "Dead letters"}</h1>
+      {filters.destination ? (
+        <p class="muted" data-testid="destination-filter">
+          {`Only the dead letters of destination ${filters.destination}. `}
+          <a href="/dashboard/dead-letters">Every destination's</a>
+        </p>
+      ) : null}
       {requeued !== undefined ? (
         <p class="flash" data-testid="flash">
           {`${requeued} dead letter(s) re-queued.`}

@@ -122,6 +122,9 @@ function Backlog({ stats, index }: { stats: Loaded<DashboardStats> | undefined; 
                 <Time iso={stats.value.oldestPendingBefore} />
               </>
             ) : null}
+            {stats.value.unrouted > 0 ? <span data-testid="unrouted">{`; ${stats.value.unrouted} receipt(s) kept matched no destination`}</span> : null}
+            {". "}
+            <a href="/dashboard/destinations">Destinations</a>
           </p>
         </>
       )}

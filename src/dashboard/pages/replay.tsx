@@ -2,14 +2,22 @@
 import type { ReplayStatus } from "../../ops/replay-job";
 import { Facts, Page, Time } from "../layout";
 
-/** What the job replays, in words: dead letters by provider and prefix, or one conversation's delivered receipts. */
+/** What the job replays, in words: dead letters by provider, prefix and destination, or delivered receipts (of one conversation, to one destination). */
 function describeFilter(filter: ReplayStatus["filter"]): string {
+  const to = filter.destination ? ` to ${filter.destination}` : "";
   if ("delivered" in filter) {
     const { conversation, since, until } = filter.delivered;
-    return [`delivered receipts of ${conversation}`, since ? `since ${since}` : "", until ? `until ${until}` : ""].filter(Boolean).join(" ");
+    return [`receipts delivered${to} of ${conversation ?? "every conversation"}`, since ? `since ${since}` : "", until ? `until ${until}` : ""]
+      .filter(Boolean)
+      .join(" ");
   }
   const parts = [filter.provider ? `provider ${filter.provider}` : "", filter.prefix ? `key prefix ${filter.prefix}` : ""].filter(Boolean);
-  return parts.length > 0 ? `dead letters of ${parts.join(", ")}` : "every conversation with dead letters";
+  const of = filter.destination ? `dead letters of destination ${filter.destination}` : "dead letters";
+  return parts.length > 0
+    ? `${of} in conversations of ${parts.join(", ")}`
+    : filter.destination
+      ? `${of}, every conversation`
+      : "every conversation with dead letters";
 }
 
 export function ReplayPage({ job }: { job: ReplayStatus }) {
