@@ -165,7 +165,11 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
       const claim = provider.claim?.(parsed.value, configured.config);
       // The digest of the bytes as received: the provider's retry sends the same bytes.
       if (claim && (await deps.claim({ ...claim, digest: await sha256BytesHex(raw.bytes) }, receipt?.conversation ?? NOT_A_RECEIPT)) === "conflict") {
-        return refuseAuth({ status: 401, code: "replayed", message: "this signed callback was already used with another body: a replay" }, deps, details);
+        return refuseAuth(
+          { status: 401, code: "signature_reused", message: "this signed callback was already used with another body: a reused signature" },
+          deps,
+          details,
+        );
       }
     } catch (error) {
       log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });

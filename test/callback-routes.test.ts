@@ -127,7 +127,7 @@ describe("refusals, in each provider's answer shape", () => {
     expect(JSON.stringify(body)).not.toContain(OPENIM_TOKEN);
   });
 
-  it("easemob: a captured signature replayed with another body into another conversation is 401 replayed", async () => {
+  it("easemob: a captured signature reused with another body into another conversation is 401 signature_reused", async () => {
     const reader = unique("r-");
     const original = await signedEasemob(copy(samples.easemob.single, { callId: unique("XXXX#XXXX_"), from: reader }));
     expect(await (await send("/v1/hooks/easemob", { json: original })).json()).toEqual({ status: "ok", result: "accepted" });
@@ -135,7 +135,7 @@ describe("refusals, in each provider's answer shape", () => {
     const forged = { ...original, from: unique("mallory-"), to: reader, payload: { ack_message_id: "999" } };
     const refused = await send("/v1/hooks/easemob", { json: forged });
     expect(refused.status).toBe(401);
-    expect(await refused.json()).toMatchObject({ status: "error", code: "replayed" });
+    expect(await refused.json()).toMatchObject({ status: "error", code: "signature_reused" });
     const forgedConversation = singleConversationKey("easemob", "XXXX#XXXX", String(forged.from), reader);
     const response = await api(`/v1/conversations/${encodeURIComponent(forgedConversation)}/receipts?consistent=true`);
     expect(response.status).toBe(404);

@@ -221,19 +221,20 @@ describe("the object's small state in memory", () => {
     const stub = stubFor(conversation);
     await stub.accept(makeReceipt(conversation, 1));
     const seen = await runInDurableObject(stub, (instance) => {
-      instance["transaction"](() => instance["setState"]("probe", "kept"));
+      const small = instance["small"];
+      small.transaction(() => small.set("probe", "kept"));
       expect(() =>
-        instance["transaction"](() => {
-          instance["setState"]("probe", "rolled back");
-          instance["deleteState"]("conversation");
+        small.transaction(() => {
+          small.set("probe", "rolled back");
+          small.delete("conversation");
           throw new Error("abort");
         }),
       ).toThrow("abort");
-      return { probe: instance["stateText"]("probe"), conversation: instance["stateText"]("conversation") };
+      return { probe: small.text("probe"), conversation: small.text("conversation") };
     });
     expect(seen).toEqual({ probe: "kept", conversation });
     const restarted = await evictDurableObject(env.CONVERSATION, stub);
-    expect(await runInDurableObject(restarted, (instance) => instance["stateText"]("probe"))).toBe("kept");
+    expect(await runInDurableObject(restarted, (instance) => instance["small"].text("probe"))).toBe("kept");
   });
 });
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { inject } from "vitest";
 import { controlStub, forgetPaused } from "../src/destinations/control";
+import { healthOf } from "../src/health";
 import { z } from "zod";
 import { Receipt } from "../src/receipt";
 import { retryNow, runAlarm, useSettings, type SettingOverrides } from "./support/conversation-object";
@@ -214,5 +215,31 @@ describe("destinations", () => {
     const paths = await deliveredByPath(conversation);
     expect(paths["/crm"]).toEqual([1, 2, 3].map((n) => receipt(n).id));
     expect(paths["/late"]).toEqual([3, 1, 2, 3].map((n) => receipt(n).id));
+  });
+});
+
+describe("/healthz with destinations", () => {
+  it("answers degraded naming a misconfigured destination and the setting to fix, never a secret, while the others stay active", async () => {
+    const destinations = JSON.stringify([
+      { name: "crm", url: at("/crm"), secret: "FORWARD_SECRET" },
+      { name: "broken", url: "ftp://nowhere", secret: "FORWARD_SECRET" },
+      { name: "unset", url: at("/unset"), secret: "FORWARD_SECRET_UNSET" },
+    ]);
+    // DESTINATIONS is not in Env (no default in wrangler.toml): the relay reads it from the raw environment.
+    const settings: Env & { DESTINATIONS: string } = { ...env, ORIGIN_URL: "", DESTINATIONS: destinations };
+    const health = await healthOf(settings);
+    expect(health.status).toBe("degraded");
+    expect(health.destinations).toEqual([
+      { name: "crm", state: "active", host: new URL(at("/crm")).host },
+      { name: "broken", state: "misconfigured", setting: "DESTINATIONS", reason: expect.stringContaining("url") },
+      { name: "unset", state: "misconfigured", setting: "FORWARD_SECRET_UNSET", reason: expect.stringContaining("FORWARD_SECRET_UNSET") },
+    ]);
+    expect(health.problems.map((problem) => [problem.setting, problem.feature])).toEqual(
+      expect.arrayContaining([
+        ["DESTINATIONS", "destinations"],
+        ["FORWARD_SECRET_UNSET", "destinations"],
+      ]),
+    );
+    expect(JSON.stringify(health)).not.toContain(env.FORWARD_SECRET.slice("whsec_".length, "whsec_".length + 12));
   });
 });

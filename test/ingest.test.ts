@@ -62,7 +62,7 @@ describe("ingest pipeline", () => {
     // The forger keeps callId, timestamp and security, and changes who read what.
     const forged = JSON.parse(original.body);
     const answer = await easemobIngestor.handle(rawCallback({ ...forged, from: "mallory", to: "victim" }), run);
-    expect(answer).toMatchObject({ status: 401, body: { status: "error", code: "replayed" } });
+    expect(answer).toMatchObject({ status: 401, body: { status: "error", code: "signature_reused" } });
     expect(stored).toHaveLength(1);
   });
 
@@ -76,7 +76,7 @@ describe("ingest pipeline", () => {
     const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", original.bytes))].map((byte) => byte.toString(16).padStart(2, "0")).join("");
     expect(made[0]).toMatchObject({ key: `easemob:${String(group.callId)}`, digest });
     const altered = rawCallback({ ...group, from: "mallory", payload: { ...(group.payload as object), ack_message_id: "1406088702140099999" } });
-    expect(await easemobIngestor.handle(altered, run)).toMatchObject({ status: 401, body: { code: "replayed" } });
+    expect(await easemobIngestor.handle(altered, run)).toMatchObject({ status: 401, body: { code: "signature_reused" } });
     expect(stored).toHaveLength(1);
     expect((await easemobIngestor.handle(original, run)).body).toEqual({ status: "ok", result: "duplicate" });
   });
@@ -86,7 +86,7 @@ describe("ingest pipeline", () => {
     const chat = await signedRaw({ chat_type: "chat" });
     expect((await easemobIngestor.handle(chat, run)).body).toEqual({ status: "ok", result: "ignored" });
     const forged = { ...JSON.parse(chat.body), chat_type: "read_ack" };
-    expect(await easemobIngestor.handle(rawCallback(forged), run)).toMatchObject({ status: 401, body: { code: "replayed" } });
+    expect(await easemobIngestor.handle(rawCallback(forged), run)).toMatchObject({ status: 401, body: { code: "signature_reused" } });
     expect(stored).toHaveLength(0);
     // The chat callback itself, sent again, is still just ignored.
     expect((await easemobIngestor.handle(chat, run)).body).toEqual({ status: "ok", result: "ignored" });

@@ -1,5 +1,5 @@
 /**
- * Relay-wide claims of signed nonces (docs/design.md, "Replay"). Easemob signs only a callback's
+ * Relay-wide claims of signed nonces (docs/design.md, "Reused signatures and callback claims"). Easemob signs only a callback's
  * callId and timestamp, so the same signature could carry another body into another conversation:
  * the first authentic use of a callId claims it for its body (a SHA-256 of the bytes) and its
  * conversation, for as long as the callback would pass the age check. One small SQLite object per
@@ -69,7 +69,7 @@ export class CallbackClaims extends DurableObject<Env> {
   /**
    * "claimed" for a first use (or one whose earlier claim expired), "same" when the key was claimed
    * for this body and conversation (a provider's retry), "conflict" for another body or
-   * conversation (a replay). `digest`: SHA-256 of the body's bytes.
+   * conversation (a reused signature). `digest`: SHA-256 of the body's bytes.
    */
   async claim(key: string, conversation: string, expiresAt: number, digest: string): Promise<ClaimResult> {
     const now = Date.now();

@@ -3,7 +3,7 @@
  * conversation's Durable Object, accepted with the hibernation API, so an idle viewer costs nothing:
  * the object may leave memory while sockets stay open, and `ping` is answered `pong` by the platform
  * without waking it. The object sends an event when it accepts a receipt, after each delivery
- * attempt and after a replay of dead letters. No authentication here: the dashboard's route checks
+ * attempt and after a retry of dead letters. No authentication here: the dashboard's route checks
  * the session and the Origin before it forwards the upgrade.
  */
 import type { DeliveryOutcome } from "../ops/metrics";

@@ -1,7 +1,7 @@
 /**
  * The relay-wide conversation index in D1 (binding `DB`, table `conversations`,
  * migrations/0001_conversations.sql): one row per conversation, so an operator can list every
- * conversation, find the failing ones and replay their dead letters without knowing their keys.
+ * conversation, find the failing ones and retry their dead letters without knowing their keys.
  *
  * Each conversation's object is the only writer of its row. It writes from `publish()`, coalesced
  * like the KV read model (at most once per SNAPSHOT_INTERVAL_SECONDS; once a minute when that is
@@ -13,7 +13,7 @@
  * highest sequence number (in memory), the last receipt is one primary-key lookup, the counts and
  * dead letters are what the KV publication reads anyway, and the last delivery is the delivered
  * receipt with the highest sequence number, found walking the rowid down from the end (receipts
- * are delivered in order, so that is the latest delivery, except just after a replay of older dead
+ * are delivered in order, so that is the latest delivery, except just after a retry of older dead
  * letters). Nothing is written per receipt.
  */
 import { z } from "zod";

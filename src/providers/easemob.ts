@@ -80,7 +80,7 @@ export const easemob: Provider<EasemobConfig, Envelope, typeof Settings> = {
     const envelope = Envelope.safeParse(json.value);
     if (!envelope.success) return invalidBody(envelope.error.issues);
     // `security` is not kept: with callId and timestamp it would let anyone who reads a stored
-    // receipt replay the callback within MAX_EVENT_AGE_SECONDS.
+    // receipt reuse the callback's signature within MAX_EVENT_AGE_SECONDS.
     const { security: _signature, ...unsigned } = json.value;
     return { ok: true, value: { ...envelope.data, raw: unsigned } };
   },

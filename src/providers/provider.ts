@@ -73,11 +73,11 @@ export function unconfigured(required: string, dependents: Record<string, unknow
 export interface Claim {
   /** Unique relay-wide, e.g. `easemob:<callId>`. */
   key: string;
-  /** When a replay of it would be refused as too old anyway (ms since the epoch): the claim may be forgotten then. */
+  /** When a reuse of its signature would be refused as too old anyway (ms since the epoch): the claim may be forgotten then. */
   expiresAt: number;
 }
 
-/** A claim as ingest makes it: with the SHA-256 (hex) of the body's bytes, so that another body under the same nonce is a replay. */
+/** A claim as ingest makes it: with the SHA-256 (hex) of the body's bytes, so that another body under the same nonce is a reused signature. */
 export interface BodyClaim extends Claim {
   digest: string;
 }

@@ -213,7 +213,7 @@ describe("easemob through the worker: a claimed callId is bound to its body (iss
     return { group, body: await signedEasemob(body, { secret: EASEMOB_SECRETS[0] }) };
   }
 
-  it("refuses a re-sent callId with another reader and message in the same group as 401 replayed, storing nothing", async () => {
+  it("refuses a re-sent callId with another reader and message in the same group as 401 signature_reused, storing nothing", async () => {
     const { group, body } = await groupRead();
     expect(await (await send("/v1/hooks/easemob", { json: body })).json()).toEqual({ status: "ok", result: "accepted" });
     // Easemob's own retry: the same bytes again.
@@ -222,7 +222,7 @@ describe("easemob through the worker: a claimed callId is bound to its body (iss
     const altered = { ...body, from: "mallory", payload: { ...(body.payload as object), ack_message_id: "1406088702140099999" } };
     const replayed = await send("/v1/hooks/easemob", { json: altered });
     expect(replayed.status).toBe(401);
-    expect(await replayed.json()).toMatchObject({ status: "error", code: "replayed" });
+    expect(await replayed.json()).toMatchObject({ status: "error", code: "signature_reused" });
     const conversation = groupConversationKey("easemob", String(body.appkey), group);
     const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
     expect(await listed.json()).toMatchObject({ receipts: [{ readers: ["tst"], messages: [{ id: "1406088702140090324" }] }] });
