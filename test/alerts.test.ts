@@ -1,6 +1,7 @@
 // Alerts: the pure decisions (what to alert, digests, Slack) and one evaluation through `scheduled`
 // with D1 rows, POSTing a signed alert to the test origin's alert recorder.
 import { describe, expect, it } from "vitest";
+import { summary } from "./support/destination-rows";
 import { createExecutionContext, createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { inject } from "vitest";
@@ -327,21 +328,9 @@ describe("alerts per destination (pure)", () => {
   });
 });
 
-/** One destination's part of a row, healthy unless `part` says otherwise. */
-const part = (fields: Partial<DestinationSummary>): DestinationSummary => ({
-  pending: 0,
-  failed: 0,
-  oldestFailedAt: null,
-  lastError: null,
-  lastDeliveredAt: null,
-  lastLatencyMs: null,
-  latency: [],
-  ...fields,
-});
-
 /** An index row with per-destination parts (`destinations` JSON) and the totals over them, as src/ops/conversation-index.ts writes them. */
 async function destinationsRow(key: string, parts: Record<string, Partial<DestinationSummary>>, lastReceiptAt: number): Promise<void> {
-  const full = Object.fromEntries(Object.entries(parts).map(([name, fields]) => [name, part(fields)]));
+  const full = Object.fromEntries(Object.entries(parts).map(([name, fields]) => [name, summary(fields)]));
   const all = Object.values(full);
   const earliest = (values: (string | null)[]) => values.filter((value): value is string => value !== null).sort()[0] ?? null;
   const latest = (values: (string | null)[]) =>

@@ -20,11 +20,11 @@ import {
   indexDb,
   indexProblemOf,
   LATENCY_BOUNDS_MS,
+  listIndex,
   noteIndexProblem,
   reportIndexProblem,
   type IndexFilter,
 } from "../ops/conversation-index";
-import { failingForWhere } from "../ops/replay-job";
 import { settingsOf } from "../settings";
 import { isoFromMillis } from "../time";
 
@@ -312,22 +312,8 @@ export async function pauseResponse(env: Env, name: string, pause: boolean): Pro
 }
 
 /** A page of the conversations holding dead letters of `destination`, in key order after `after`; `next` when more may follow. */
-export async function failingFor(
-  db: D1Database,
-  destination: string,
-  filter: Omit<IndexFilter, "status">,
-  limit: number,
-  after?: string,
-): Promise<{ rows: IndexRow[]; next?: string }> {
-  const { sql, params } = failingForWhere(destination, filter, after);
-  const result = await db
-    .prepare(`SELECT * FROM conversations ${sql} ORDER BY key LIMIT ?`)
-    .bind(...params, limit + 1)
-    .all();
-  const rows = result.results.map((row) => IndexRow.parse(row));
-  if (rows.length <= limit) return { rows };
-  const page = rows.slice(0, limit);
-  return { rows: page, next: page[page.length - 1]?.key ?? "" };
+export function failingFor(db: D1Database, destination: string, filter: Omit<IndexFilter, "status">, limit: number, after?: string) {
+  return listIndex(db, { ...filter, status: "failing", destination }, limit, after);
 }
 
 /** An index row with one destination's part of it (`destination`), as the dead-letters list shows it. */

@@ -193,6 +193,8 @@ export interface IndexFilter {
   provider?: string | undefined;
   status?: IndexStatus | undefined;
   prefix?: string | undefined;
+  /** With status "failing": conversations with dead letters of this destination (the row's `destinations`, migration 0004). */
+  destination?: string | undefined;
 }
 
 /** Above every character a key can hold (keys are percent-encoded ASCII): the end of a prefix range. */
@@ -206,7 +208,11 @@ function where(filter: IndexFilter, after: string | undefined): { sql: string; p
     params.push(filter.provider);
   }
   if (filter.status === "failing") clauses.push("failed > 0");
-  else if (filter.status === "pending") clauses.push("failed = 0 AND pending > 0");
+  // The `failed > 0` partial index first, then the row's JSON; names are [a-z0-9-], quoted for the dash.
+  if (filter.status === "failing" && filter.destination !== undefined) {
+    clauses.push("json_extract(destinations, ?) > 0");
+    params.push(`$."${filter.destination}".failed`);
+  } else if (filter.status === "pending") clauses.push("failed = 0 AND pending > 0");
   else if (filter.status === "ok") clauses.push("failed = 0 AND pending = 0");
   if (filter.prefix) {
     clauses.push("key >= ? AND key < ?");

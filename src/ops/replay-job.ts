@@ -75,46 +75,6 @@ export function parseReplayFilter(body: unknown) {
 }
 
 const KeyOnly = z.object({ key: z.string() });
-const PREFIX_END = "\u{10FFFF}";
-
-/**
- * The WHERE clause of the conversations with dead letters of `destination` (after the key `after`):
- * the `failed > 0` partial index, then the row's JSON (`destinations`, migration 0004).
- */
-export function failingForWhere(destination: string, filter: Omit<IndexFilter, "status">, after?: string): { sql: string; params: (string | number)[] } {
-  const clauses = ["failed > 0", "json_extract(destinations, ?) > 0"];
-  // Names are [a-z0-9-] (DestinationName): quoted for the dash.
-  const params: (string | number)[] = [`$."${destination}".failed`];
-  if (filter.provider !== undefined) {
-    clauses.push("provider = ?");
-    params.push(filter.provider);
-  }
-  if (filter.prefix) {
-    clauses.push("key >= ? AND key < ?");
-    params.push(filter.prefix, filter.prefix + PREFIX_END);
-  }
-  if (after !== undefined) {
-    clauses.push("key > ?");
-    params.push(after);
-  }
-  return { sql: `WHERE ${clauses.join(" AND ")}`, params };
-}
-
-/** Keys of the conversations with dead letters of `destination`, in key order, a page at a time. */
-export async function failingKeysOf(
-  db: D1Database,
-  destination: string,
-  filter: Omit<IndexFilter, "status">,
-  limit: number,
-  after?: string,
-): Promise<string[]> {
-  const { sql, params } = failingForWhere(destination, filter, after);
-  const result = await db
-    .prepare(`SELECT key FROM conversations ${sql} ORDER BY key LIMIT ?`)
-    .bind(...params, limit)
-    .all();
-  return result.results.map((row) => KeyOnly.parse(row).key);
-}
 
 /** Every conversation's key in the index, in key order, a page at a time. */
 async function allKeys(db: D1Database, limit: number, after?: string): Promise<string[]> {
@@ -168,7 +128,8 @@ export class ReplayJob extends DurableObject<Env> {
         "delivered" in filter
           ? (after: string | undefined) => allKeys(db, KEYS_PAGE, after)
           : filter.destination !== undefined
-            ? (after: string | undefined) => failingKeysOf(db, filter.destination!, { provider: filter.provider, prefix: filter.prefix }, KEYS_PAGE, after)
+            ? (after: string | undefined) =>
+                failingKeys(db, { provider: filter.provider, prefix: filter.prefix, destination: filter.destination }, KEYS_PAGE, after)
             : (after: string | undefined) => failingKeys(db, { provider: filter.provider, prefix: filter.prefix }, KEYS_PAGE, after);
       for (let after: string | undefined; ;) {
         const page = await next(after);
