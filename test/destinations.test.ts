@@ -218,6 +218,29 @@ describe("destinations", () => {
   });
 });
 
+describe("maxPerSecond", () => {
+  it("spaces one object's requests to a destination at least 1/maxPerSecond apart, and no other destination waits for it", async () => {
+    const { conversation, receipt } = conversationOf("easemob", "single");
+    const stub = stubFor(conversation);
+    const paced = JSON.stringify([
+      { name: "slow", url: at("/slow"), secret: "FORWARD_SECRET", maxPerSecond: 4 },
+      { name: "fast", url: at("/fast"), secret: "FORWARD_SECRET" },
+    ]);
+    await useSettings(stub, settings(paced));
+    for (let n = 1; n <= 4; n++) await stub.accept(receipt(n));
+    await runAlarm(stub);
+    const made = await attempts(conversation);
+    const slow = made.filter((attempt) => attempt.path === "/slow").map((attempt) => attempt.at);
+    expect(slow).toHaveLength(4);
+    // 250 ms apart as sent; arrival may bring two a little closer (a lower bound, not a timing).
+    for (let i = 1; i < slow.length; i++) expect(slow[i]! - slow[i - 1]!).toBeGreaterThanOrEqual(200);
+    // The fast destination had all four before the slow one had its third.
+    const fast = made.filter((attempt) => attempt.path === "/fast").map((attempt) => attempt.at);
+    expect(fast).toHaveLength(4);
+    expect(Math.max(...fast)).toBeLessThan(slow[2]!);
+  });
+});
+
 describe("/healthz with destinations", () => {
   it("answers degraded naming a misconfigured destination and the setting to fix, never a secret, while the others stay active", async () => {
     const destinations = JSON.stringify([

@@ -52,6 +52,8 @@ export function takes(body: string, match: Match): boolean {
 export class DeliveryRuns {
   /** Runs in flight, by destination: at most one each, so each destination keeps its order. */
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** When each destination's last request started, across runs (`maxPerSecond`). */
+  private readonly lastStart = new Map<string, number>();
 
   constructor(private readonly host: RunsHost) {}
 
@@ -116,7 +118,6 @@ export class DeliveryRuns {
   private async deliver(destination: Destination): Promise<void> {
     const { name, url, keys, schedule, timeoutMs, batchMax, match, maxPerSecond } = destination;
     const runStartedAt = Date.now();
-    let lastStart = 0;
     try {
       for (let sent = 0; sent < MAX_DELIVERIES_PER_RUN && Date.now() - runStartedAt < MAX_RUN_MS; sent++) {
         if (!this.dueHead(name)) break;
@@ -139,11 +140,11 @@ export class DeliveryRuns {
         }
         if (maxPerSecond !== undefined) {
           // Requests to this destination from this object at most maxPerSecond (docs/destinations.md).
-          const wait = lastStart + 1000 / maxPerSecond - Date.now();
+          const wait = (this.lastStart.get(name) ?? 0) + 1000 / maxPerSecond - Date.now();
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         }
         const startedAt = Date.now();
-        lastStart = startedAt;
+        this.lastStart.set(name, startedAt);
         const [id, body] =
           rows.length > 1
             ? [batchWebhookId(head.id, rows.length), batchWebhookBody(rows.map((row) => ({ readAt: row.read_at, json: row.body })))]
