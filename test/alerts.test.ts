@@ -86,7 +86,7 @@ describe("what to alert (pure)", () => {
   });
 
   it("raises origin_failing while conversations are stuck, then sends recovered once none is and a delivery succeeded", () => {
-    const failing = { deadLetters: none, stuck: some(3, ["origin answered 503"]) };
+    const failing = { deadLetters: none, stuck: some(3, ["destination answered 503"]) };
     expect(kinds(failing)).toEqual(["origin_failing"]);
     const raised = nextState(undefined, failing, NOW, WINDOW, new Set(["origin_failing"]));
     expect(raised.failingRaised).toBe(true);
@@ -106,14 +106,14 @@ describe("what to alert (pure)", () => {
   });
 
   it("writes Standard Webhooks bodies, alert ids and Slack text", () => {
-    const [alert] = planAlerts(undefined, { deadLetters: some(21, ["origin answered 400"]), stuck: none }, NOW, WINDOW, AFTER);
+    const [alert] = planAlerts(undefined, { deadLetters: some(21, ["destination answered 400"]), stuck: none }, NOW, WINDOW, AFTER);
     const body = JSON.parse(alertBody(alert!));
     expect(body).toMatchObject({ type: "alert.dead_letter", timestamp: new Date(NOW).toISOString(), data: { conversations: 21, total: 42, moreKeys: 1 } });
     expect(alertId(alert!)).toBe(`alert:dead_letter:${NOW / 1000}`);
     const text = slackText(alert!);
     expect(text).toContain("21 conversation(s) with new dead letters (42 dead letters in all)");
     expect(text).toContain("and 1 more");
-    expect(text).toContain("origin answered 400");
+    expect(text).toContain("destination answered 400");
     const [failing] = planAlerts(undefined, { deadLetters: none, stuck: some(1) }, NOW, WINDOW, AFTER);
     expect(slackText(failing!)).toContain("more than 300 s");
   });
@@ -170,7 +170,7 @@ describe("the Cron Trigger", () => {
     await env.DB.prepare("DELETE FROM alert_state").run();
     const dead = unique("tencent:1400000001:u:alert-dead-");
     const stuck = unique("tencent:1400000001:u:alert-stuck-");
-    await indexRow(dead, { failed: 2, oldest_failed_at: iso(T - lag - 30_000), last_error: "origin answered 400: nope" }, T - lag);
+    await indexRow(dead, { failed: 2, oldest_failed_at: iso(T - lag - 30_000), last_error: "destination answered 400: nope" }, T - lag);
     await indexRow(stuck, { pending: 4, last_receipt_at: iso(T - 3_600_000) }, T - 3_600_000);
     await runScheduled(T, { ALERT_URL: alertsUrl() });
 
@@ -181,7 +181,7 @@ describe("the Cron Trigger", () => {
     expect(alert!.headers["webhook-timestamp"]).toBe(String(T / 1000));
     expect(JSON.parse(alert!.body)).toMatchObject({
       type: "alert.dead_letter",
-      data: { conversations: 1, total: 2, keys: [dead], errors: ["origin answered 400: nope"] },
+      data: { conversations: 1, total: 2, keys: [dead], errors: ["destination answered 400: nope"] },
     });
     const [failing] = await recorded(`alert:origin_failing:${T / 1000}`);
     expect(JSON.parse(failing!.body)).toMatchObject({ type: "alert.origin_failing", data: { afterSeconds: 300 } });
@@ -203,7 +203,7 @@ describe("the Cron Trigger", () => {
     await env.DB.prepare("DELETE FROM alert_state").run();
     const T2 = T + 86_400_000;
     const dead = unique("tencent:1400000001:u:alert-retry-");
-    await indexRow(dead, { failed: 1, oldest_failed_at: iso(T2 - lag - 10_000), last_error: "origin answered 410" }, T2 - lag);
+    await indexRow(dead, { failed: 1, oldest_failed_at: iso(T2 - lag - 10_000), last_error: "destination answered 410" }, T2 - lag);
     await runScheduled(T2, { ALERT_URL: alertsUrl("?status=500") });
     expect(await recorded(`alert:dead_letter:${T2 / 1000}`)).toHaveLength(1);
     const held = await readAlertState(env.DB);
@@ -259,14 +259,14 @@ describe("Slack text is data (issue 18, finding 5)", () => {
   it("escapes &, < and > and keeps backticks and line breaks from closing a code span", () => {
     expect(slackCode(USER)).toBe("`x\u02cb&lt;!channel&gt; &lt;https://evil.example|click&gt;\u02cb`");
     expect(slackCode("a & b\n<@U123>")).toBe("`a &amp; b &lt;@U123&gt;`");
-    const [alert] = planAlerts(undefined, { deadLetters: some(1, [`origin answered 400: unknown user ${USER}`]), stuck: none }, NOW, WINDOW, AFTER);
+    const [alert] = planAlerts(undefined, { deadLetters: some(1, [`destination answered 400: unknown user ${USER}`]), stuck: none }, NOW, WINDOW, AFTER);
     expectNoMarkup(slackText({ ...alert!, keys: [USER] }));
   });
 
   it("the payload goes through the Cron Trigger into the Slack body as text", async () => {
     await env.DB.prepare("DELETE FROM alert_state").run();
     const key = singleConversationKey("stream", "app", USER, unique("bob-"));
-    await indexRow(key, { failed: 1, oldest_failed_at: iso(T3 - lag - 30_000), last_error: `origin answered 400: unknown user ${USER}` }, T3 - lag);
+    await indexRow(key, { failed: 1, oldest_failed_at: iso(T3 - lag - 30_000), last_error: `destination answered 400: unknown user ${USER}` }, T3 - lag);
     await runScheduled(T3, { ALERT_URL: alertsUrl(), ALERT_FORMAT: "slack" });
     const all = Recorded.parse(await (await fetch(alertsUrl())).json());
     const slack = all

@@ -64,15 +64,15 @@ describe("the outbox state machine", () => {
       const t0 = 2_000_000;
       for (let n = 1; n <= 3; n++) enqueue(outbox, "c", n, t0);
       const head = outbox.head("origin")!;
-      outbox.retryLater("origin", head, 1, 1, t0, t0 + 20, t0 + 30_000, 503, "origin answered 503");
-      expect(outbox.head("origin")).toMatchObject({ seq: 1, record: { s: 0, n: 1, t: t0 + 30_000, c: 503, e: "origin answered 503" } });
+      outbox.retryLater("origin", head, 1, 1, t0, t0 + 20, t0 + 30_000, 503, "destination answered 503");
+      expect(outbox.head("origin")).toMatchObject({ seq: 1, record: { s: 0, n: 1, t: t0 + 30_000, c: 503, e: "destination answered 503" } });
       const again = outbox.head("origin")!;
-      outbox.failed("origin", [again], 2, t0 + 30_000, t0 + 30_050, 400, "origin answered 400");
+      outbox.failed("origin", [again], 2, t0 + 30_000, t0 + 30_050, 400, "destination answered 400");
       expect(outbox.head("origin")).toMatchObject({ seq: 2 });
       expect(outbox.page("failed", 10, 0)).toMatchObject([
         { receiptId: "test:c:1", attempts: 2, lastStatus: 400, failedAt: new Date(t0 + 30_050).toISOString() },
       ]);
-      expect(outbox.failedRange("origin")).toEqual({ oldestFailedAt: t0 + 30_050, lastError: "origin answered 400" });
+      expect(outbox.failedRange("origin")).toEqual({ oldestFailedAt: t0 + 30_050, lastError: "destination answered 400" });
       // Receipt 2 goes out meanwhile; then the requeue.
       outbox.delivered("origin", [outbox.head("origin")!], 1, t0 + 31_000, t0 + 31_010, 200);
       expect(outbox.requeueFailed(t0 + 40_000)).toBe(1);
@@ -84,8 +84,8 @@ describe("the outbox state machine", () => {
       // The requeued receipt keeps its history; the new attempt is added to it.
       outbox.delivered("origin", [outbox.head("origin")!], 1, t0 + 40_000, t0 + 40_007, 200);
       expect(outbox.page("delivered", 10, 0).find((delivery) => delivery.seq === 1)?.attemptLog).toEqual([
-        { at: new Date(t0).toISOString(), ms: 20, status: 503, error: "origin answered 503" },
-        { at: new Date(t0 + 30_000).toISOString(), ms: 50, status: 400, error: "origin answered 400" },
+        { at: new Date(t0).toISOString(), ms: 20, status: 503, error: "destination answered 503" },
+        { at: new Date(t0 + 30_000).toISOString(), ms: 50, status: 400, error: "destination answered 400" },
         { at: new Date(t0 + 40_000).toISOString(), ms: 7, status: 200 },
       ]);
     }));
@@ -99,7 +99,7 @@ describe("the outbox state machine", () => {
       enqueue(outbox, "c", 4, t0, ["crm", "sink"]);
       expect(outbox.destinationsOwed().sort()).toEqual(["crm", "sink"]);
       // crm's head waits for a retry; sink delivers all of its three.
-      outbox.retryLater("crm", outbox.head("crm")!, 1, 1, t0, t0 + 5, t0 + 60_000, 503, "origin answered 503");
+      outbox.retryLater("crm", outbox.head("crm")!, 1, 1, t0, t0 + 5, t0 + 60_000, 503, "destination answered 503");
       for (let head = outbox.head("sink"); head; head = outbox.head("sink")) outbox.delivered("sink", [head], 1, t0 + 10, t0 + 20, 200);
       expect(outbox.head("crm")).toMatchObject({ seq: 1 });
       expect(outbox.pendingFrom("crm", outbox.head("crm")!, 10).map((row) => row.seq)).toEqual([1, 4]);
@@ -114,7 +114,7 @@ describe("the outbox state machine", () => {
       ]);
       expect(outbox.page(undefined, 10, 0, "sink")).toEqual([]);
       // A dead letter of crm's; a requeue of sink's deliveries leaves crm's state alone.
-      outbox.failed("crm", [outbox.head("crm")!], 2, t0 + 60_000, t0 + 60_010, 410, "origin answered 410");
+      outbox.failed("crm", [outbox.head("crm")!], 2, t0 + 60_000, t0 + 60_010, 410, "destination answered 410");
       expect(outbox.requeueDelivered(0, t0 + 30, t0 + 70_000, "sink")).toBe(3);
       expect(outbox.counts()).toEqual({ crm: { pending: 1, failed: 1 }, sink: { pending: 3, failed: 0 } });
       expect(outbox.purgeFailed("crm", t0 + 80_000)).toBe(1);
@@ -169,7 +169,7 @@ describe("the outbox state machine", () => {
       const head = outbox.head("origin")!;
       const rows = outbox.pendingFrom("origin", head, 3);
       expect(rows.map((row) => row.seq)).toEqual([1, 2, 3]);
-      outbox.retryLater("origin", head, 1, rows.length, t0, t0 + 5, t0 + 1000, 500, "origin answered 500");
+      outbox.retryLater("origin", head, 1, rows.length, t0, t0 + 5, t0 + 1000, 500, "destination answered 500");
       // A retry reforms the same batch from the head's stored size, whatever is due by then.
       const retried = outbox.head("origin")!;
       expect(retried.record?.b).toBe(3);
@@ -263,16 +263,16 @@ describe("schema migrations", () => {
           status === PENDING ? now - 1 : 0,
           attemptsMade > 0 ? now - 5000 : null,
           lastStatus,
-          lastStatus !== null && lastStatus >= 300 ? `origin answered ${lastStatus}` : null,
+          lastStatus !== null && lastStatus >= 300 ? `destination answered ${lastStatus}` : null,
           settledAt,
           log === null ? null : JSON.stringify(log),
         );
       insert(1, DELIVERED, 2, 200, now - 4000, [
-        [now - 6000, 10, 503, "origin answered 503"],
+        [now - 6000, 10, 503, "destination answered 503"],
         [now - 4010, 10, 200, null],
       ]);
-      insert(2, FAILED, 11, 500, now - 3000, [[now - 3010, 10, 500, "origin answered 500"]]);
-      insert(3, PENDING, 1, 503, null, [[now - 5000, 10, 503, "origin answered 503"]]);
+      insert(2, FAILED, 11, 500, now - 3000, [[now - 3010, 10, 500, "destination answered 500"]]);
+      insert(3, PENDING, 1, 503, null, [[now - 5000, 10, 503, "destination answered 503"]]);
       insert(4, PENDING, 0, null, null, null);
       sql.exec("INSERT INTO state (key, value) VALUES ('schema_version', '3'), ('conversation', ?)", conversation);
     });

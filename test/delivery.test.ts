@@ -59,7 +59,7 @@ describe("classify", () => {
   });
 
   it("keeps Retry-After on retryable answers", () => {
-    expect(classify(429, "7", "slow down", NOW)).toEqual({ kind: "retry", status: 429, error: "origin answered 429: slow down", retryAfterMs: 7000 });
+    expect(classify(429, "7", "slow down", NOW)).toEqual({ kind: "retry", status: 429, error: "destination answered 429: slow down", retryAfterMs: 7000 });
   });
 });
 

@@ -31,7 +31,7 @@ function conversationOf(provider: "easemob" | "tencent", chat: "single" | "group
   return { conversation, receipt };
 }
 
-/** Receipt ids each path of the origin answered 2xx for, in arrival order. */
+/** Receipt ids each path of the destination answered 2xx for, in arrival order. */
 async function deliveredByPath(conversation: string): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {};
   for (const attempt of await attempts(conversation)) {

@@ -84,7 +84,7 @@ describe("forwarding to the origin", () => {
     await retryNow(stub);
     await retryNow(stub);
     expect(await pending(conversation)).toMatchObject([
-      { receiptId: ids[0], attempts: 3, lastError: 'origin answered 500: {"ok":false}' },
+      { receiptId: ids[0], attempts: 3, lastError: 'destination answered 500: {"ok":false}' },
       ...ids.slice(1).map(() => ({ attempts: 0 })),
     ]);
     await retryNow(stub);
@@ -190,7 +190,7 @@ describe("forwarding to the origin", () => {
     expect(await delivered(conversation)).toEqual([ids[1]]);
     const dead = await stub.deliveries("failed");
     expect(dead).toMatchObject([{ receiptId: ids[0], status: "failed", attempts: 1, lastStatus: 400 }]);
-    expect(dead?.[0]?.lastError).toContain("origin answered 400");
+    expect(dead?.[0]?.lastError).toContain("destination answered 400");
     expect((await attempts(conversation)).filter((attempt) => attempt.id === ids[0])).toHaveLength(1);
   });
 
@@ -208,7 +208,7 @@ describe("forwarding to the origin", () => {
     const failed = z
       .object({ deliveries: z.array(z.object({ attempts: z.number(), lastError: z.string() }).loose()) })
       .parse(await (await api(`${path}/deliveries?status=failed`)).json());
-    expect(failed.deliveries).toMatchObject([{ attempts: ATTEMPTS_BEFORE_DEAD_LETTER, lastError: 'origin answered 503: {"ok":false}' }]);
+    expect(failed.deliveries).toMatchObject([{ attempts: ATTEMPTS_BEFORE_DEAD_LETTER, lastError: 'destination answered 503: {"ok":false}' }]);
 
     await publishNow(stub);
     expect((await listDeadLetters(1000)).filter((entry) => entry.conversation === conversation)).toMatchObject([{ failed: 1 }]);

@@ -41,7 +41,7 @@ describe("GET /v1/stats", () => {
     const failing = unique("tencent:1400000001:u:stats-failing-");
     const old = unique("tencent:1400000001:u:stats-old-");
     await indexRow(pending, { pending: 5, last_receipt_at: iso(now - 600_000), last_delivered_at: iso(now - 300_000), last_latency_ms: 120 }, now);
-    await indexRow(failing, { failed: 3, oldest_failed_at: iso(now - 900_000), last_error: "origin answered 400" }, now);
+    await indexRow(failing, { failed: 3, oldest_failed_at: iso(now - 900_000), last_error: "destination answered 400" }, now);
     await indexRow(old, { last_receipt_at: iso(now - 3 * 3_600_000), last_delivered_at: iso(now - 3 * 3_600_000), last_latency_ms: 999_999 }, now);
 
     const response = await api("/v1/stats?window=1h");

@@ -24,7 +24,7 @@ export function parseRetryAfter(value: string | null, now: number): number | und
 
 export function classify(status: number, retryAfter: string | null, detail: string, now: number): AttemptResult {
   if (status >= 200 && status < 300) return { kind: "delivered", status };
-  const error = `origin answered ${status}${detail ? `: ${detail}` : ""}`;
+  const error = `destination answered ${status}${detail ? `: ${detail}` : ""}`;
   if (status === 408 || status === 429 || status >= 500) {
     const retryAfterMs = parseRetryAfter(retryAfter, now);
     return retryAfterMs === undefined ? { kind: "retry", status, error } : { kind: "retry", status, error, retryAfterMs };

@@ -37,7 +37,7 @@ describe("a conversation", () => {
     expect(rows.map((row) => unescape(row.id))).toEqual(receipts.map((receipt) => receipt.id));
     // Each attempt from the receipt's log: its status or error and how long it took.
     const receiptsHtml = after(html, "receipts", 100_000);
-    expect(receiptsHtml).toMatch(/data-status="503"[^>]*>[\s\S]*?origin answered 503[^<]*, in \d+ ms/);
+    expect(receiptsHtml).toMatch(/data-status="503"[^>]*>[\s\S]*?destination answered 503[^<]*, in \d+ ms/);
     expect(receiptsHtml).toMatch(/data-status="200"[^>]*>[\s\S]*?answered 200, in \d+ ms/);
     expect(after(html, "reads")).toContain(`data-reader="${reader}"`);
     const outbox = after(html, "outbox", 10_000);

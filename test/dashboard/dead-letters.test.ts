@@ -25,7 +25,7 @@ describe("dead letters and replays", () => {
       [`${prefix}a`, 2],
       [`${prefix}b`, 1],
     ]);
-    expect(html).toContain("origin answered 400");
+    expect(html).toContain("destination answered 400");
     expect(html).toMatch(/<form class="filters" method="post" action="\/dashboard\/replays" data-testid="replay-all">/);
     const replayRow = await dashboard(`${conversationUrl(`${prefix}b`)}/replay`, { method: "POST", cookie, form: { back: "dead-letters" } });
     expect(replayRow.status).toBe(303);

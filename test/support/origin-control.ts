@@ -28,12 +28,12 @@ export async function attempts(conversation: string): Promise<Attempt[]> {
   return z.array(Attempt).parse(await response.json());
 }
 
-/** Ids the origin answered 2xx for, in arrival order. */
+/** Ids the destination answered 2xx for, in arrival order. */
 export async function delivered(conversation: string): Promise<string[]> {
   return (await attempts(conversation)).filter((attempt) => attempt.status >= 200 && attempt.status < 300).map((attempt) => attempt.id);
 }
 
-/** Receipt ids the origin answered 2xx for, in arrival order, batches unpacked. */
+/** Receipt ids the destination answered 2xx for, in arrival order, batches unpacked. */
 export async function deliveredReceipts(conversation: string): Promise<string[]> {
   return (await attempts(conversation)).filter((attempt) => attempt.status >= 200 && attempt.status < 300).flatMap((attempt) => attempt.receiptIds);
 }
