@@ -28,8 +28,20 @@ export const callbackPaths = {
   openim: "/v1/hooks/openim/<OPENIM_TOKEN>",
   stream: "/v1/hooks/stream",
   sendbird: "/v1/hooks/sendbird",
+  talkjs: "/v1/hooks/talkjs/<appId>",
+  whatsapp: "/v1/hooks/whatsapp",
+  messenger: "/v1/hooks/messenger",
+  instagram: "/v1/hooks/instagram",
 };
-const callbackNotes = { tencent: "Tencent appends its own query", openim: "in config/webhooks.yml; put the token in place of <OPENIM_TOKEN>" };
+const META_NOTE = "with a verify token of META_VERIFY_TOKEN";
+const callbackNotes = {
+  tencent: "Tencent appends its own query",
+  openim: "in config/webhooks.yml; put the token in place of <OPENIM_TOKEN>",
+  talkjs: "your TalkJS app id, needed when TALKJS_APP_ID is set",
+  whatsapp: META_NOTE,
+  messenger: META_NOTE,
+  instagram: META_NOTE,
+};
 
 /**
  * @typedef {{ binding: string, database_name?: string, database_id?: string, migrations_dir?: string, migrations_table?: string }} Database

@@ -22,6 +22,10 @@ export const enablingSettings = {
   openim: "OPENIM_TOKEN",
   stream: "STREAM_API_SECRET",
   sendbird: "SENDBIRD_API_TOKEN",
+  talkjs: "TALKJS_SECRET_KEY",
+  whatsapp: "META_APP_SECRET",
+  messenger: "META_APP_SECRET",
+  instagram: "META_APP_SECRET",
 };
 
 /** Reads KEY=value lines (the .dev.vars format); undefined when the file does not exist. */
@@ -125,6 +129,63 @@ export function buildSamples(vars) {
     const signature = createHmac("sha256", sendbirdToken).update(text).digest("hex");
     add("sendbird", "sendbird group_channel:message_read", "/v1/hooks/sendbird", text, { "user-agent": "SendBird", "x-sendbird-signature": signature });
   }
+
+  const talkjsKey = first(vars.TALKJS_SECRET_KEY);
+  if (talkjsKey) {
+    const body = fixture("talkjs-message.read");
+    body.createdAt = Date.now();
+    body.id = `evt_${freshId()}`;
+    body.data.message.id = `msg_${freshId()}`;
+    const text = JSON.stringify(body);
+    const timestamp = String(Date.now());
+    // Upper-case hex HMAC-SHA256 of "<timestamp>.<body>"; the app, when set, is the URL's last segment.
+    const signature = createHmac("sha256", talkjsKey).update(`${timestamp}.${text}`).digest("hex").toUpperCase();
+    const app = first(vars.TALKJS_APP_ID);
+    add("talkjs", "talkjs message.read", `/v1/hooks/talkjs${app ? `/${encodeURIComponent(app)}` : ""}`, text, {
+      "x-talkjs-timestamp": timestamp,
+      "x-talkjs-signature": signature,
+    });
+  }
+  const metaSecret = first(vars.META_APP_SECRET);
+  if (metaSecret) {
+    // Meta signs the bytes it sends: "sha256=" and hex HMAC-SHA256 under the App Secret.
+    const metaHeaders = (text) => ({
+      "user-agent": "facebookexternalua",
+      "x-hub-signature-256": `sha256=${createHmac("sha256", metaSecret).update(text).digest("hex")}`,
+    });
+    // WhatsApp: the issue's batch, 3 read statuses for 2 users, 1 delivered and 1 sent (3 receipts, 2 conversations).
+    const whatsapp = fixture("whatsapp-statuses-read");
+    const value = whatsapp.entry[0].changes[0].value;
+    value.metadata.phone_number_id = first(vars.WHATSAPP_PHONE_NUMBER_IDS) || value.metadata.phone_number_id;
+    const seconds = String(Math.floor(Date.now() / 1000));
+    const status = (recipient, name = "read") => ({
+      ...value.statuses[0],
+      id: `wamid.demo${freshId()}`,
+      status: name,
+      timestamp: seconds,
+      recipient_id: recipient,
+    });
+    value.statuses = [status("16505551234"), status("16505551234"), status("16505551235"), status("16505551235", "delivered"), status("16505551234", "sent")];
+    const whatsappText = JSON.stringify(whatsapp);
+    add("whatsapp", "whatsapp statuses (3 read, 1 delivered, 1 sent)", "/v1/hooks/whatsapp", whatsappText, metaHeaders(whatsappText));
+
+    for (const [provider, fixtureName, allowList] of [
+      ["messenger", "messenger-message_reads", "MESSENGER_PAGE_IDS"],
+      ["instagram", "instagram-messaging_seen", "INSTAGRAM_ACCOUNT_IDS"],
+    ]) {
+      const body = fixture(fixtureName);
+      const account = first(vars[allowList]) || body.entry[0].id;
+      const event = body.entry[0].messaging[0];
+      body.entry[0].id = account;
+      body.entry[0].time = Date.now();
+      event.recipient.id = account;
+      event.timestamp = Date.now();
+      if (event.read.watermark !== undefined) event.read.watermark = Date.now() - 1000;
+      else event.read.mid = `mid.demo${freshId()}`;
+      const text = JSON.stringify(body);
+      add(provider, `${provider} ${provider === "messenger" ? "message_reads" : "messaging_seen"}`, `/v1/hooks/${provider}`, text, metaHeaders(text));
+    }
+  }
   return samples;
 }
 
@@ -225,6 +286,12 @@ export async function expectedReceipt(sample) {
   if (!parsed.ok) return { error: `${parsed.rejection.code}: ${parsed.rejection.message}` };
   const normalized = await provider.normalize(parsed.value, { receivedAt: new Date().toISOString() });
   if (!normalized.ok) return { error: `${normalized.rejection.code}: ${normalized.rejection.message}` };
+  // A Meta batch: the first of its receipts stands for the sample.
+  if (normalized.value.kind === "receipts") {
+    const [made] = normalized.value.receipts;
+    if (!made) return { error: "no read receipt in the batch" };
+    return { id: made.receipt.id, conversation: made.receipt.conversation };
+  }
   if (normalized.value.kind !== "receipt") return { error: `not a read receipt (${normalized.value.event})` };
   return { id: normalized.value.receipt.id, conversation: normalized.value.receipt.conversation };
 }

@@ -65,9 +65,24 @@ const resolveProvider = createMiddleware<CallbackEnv>(async function resolveProv
 });
 
 const requirePost = createMiddleware<CallbackEnv>(async function requirePost(c, next) {
+  const ingestor = c.var.ingestor;
+  // A provider that verifies its callback URL with a GET (Meta's hub.challenge) answers it here.
+  if (c.req.method === "GET" && ingestor.handshake) {
+    const { answer, ...verified } = await ingestor.handshake(c.var.url, {
+      env: c.env,
+      countAuthFailure: () => countAuthFailure(c.env.AUTH_FAILURES, clientAddress(c.req.raw.headers)),
+    });
+    const response = answered(c.env, ingestor.name, answer);
+    if (!("text" in verified)) return response;
+    return new Response(verified.text, { status: 200, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+  }
   if (c.req.method !== "POST") {
-    const answer = c.var.ingestor.refuse({ status: 405, code: "method_not_allowed", message: "callbacks are POST requests" });
-    return answered(c.env, c.var.ingestor.name, answer, 0, { allow: "POST" });
+    const answer = ingestor.refuse({
+      status: 405,
+      code: "method_not_allowed",
+      message: ingestor.handshake ? "callbacks are POST requests (and GET for the handshake)" : "callbacks are POST requests",
+    });
+    return answered(c.env, ingestor.name, answer, 0, { allow: ingestor.handshake ? "GET, POST" : "POST" });
   }
   await next();
 });

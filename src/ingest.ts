@@ -3,7 +3,7 @@
  * answer. Pure apart from the functions it is handed, so the whole pipeline is tested without bindings.
  */
 import { sha256BytesHex } from "./crypto/hash";
-import type { Answer, BodyClaim, EventTime, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
+import type { Answer, BodyClaim, EventTime, Normalized, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
 import { MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, withinBounds, type ProviderName, type Receipt } from "./receipt";
 import { describeProblems, parseGroup } from "./settings";
 import { isoFromMillis } from "./time";
@@ -29,12 +29,22 @@ export type ProviderStatus = { state: "enabled" } | Exclude<ProviderConfig<unkno
 /** A provider made ready to take callbacks: what the callback routes and /healthz use. */
 export interface Ingestor {
   name: ProviderName;
+  /** The names of the provider's own settings (its file declares them). */
+  settingNames: readonly string[];
   /** For /healthz: enabled, or which setting would enable it, or what is wrong with its settings. */
   status(env: object): ProviderStatus;
   handle(raw: RawCallback, deps: IngestDeps): Promise<Answer>;
   /** The provider's answer for refusals made before the pipeline runs (404, 405, 413). */
   refuse(rejection: Rejection): Answer;
+  /**
+   * Only for a provider that verifies its callback URL with a `GET` (Meta): the text to answer 200
+   * with, or the provider's refusal (a wrong verify token counts as a failed authentication).
+   */
+  handshake?(url: URL, deps: Pick<IngestDeps, "env" | "countAuthFailure">): Promise<{ text: string; answer: Answer } | { answer: Answer }>;
 }
+
+/** Receipts one callback may make (a Meta batch): more is refused 413 (docs/design.md, "Bounds"). */
+export const MAX_RECEIPTS_PER_CALLBACK = 1000;
 
 /** Events that were authentic but not read receipts, per isolate since it started (also logged). */
 export const ignoredEvents = new Map<string, number>();
@@ -42,10 +52,10 @@ export const ignoredEvents = new Map<string, number>();
 const MAX_IGNORED_KINDS = 50;
 const PLAUSIBLE_EVENT = /^[A-Za-z0-9._:-]{1,64}$/;
 
-function countIgnored(provider: ProviderName, event: string): void {
+function countIgnored(provider: ProviderName, event: string, count = 1): void {
   let key = `${provider}:${PLAUSIBLE_EVENT.test(event) ? event : "other"}`;
   if (!ignoredEvents.has(key) && ignoredEvents.size >= MAX_IGNORED_KINDS) key = `${provider}:other`;
-  ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + 1);
+  ignoredEvents.set(key, (ignoredEvents.get(key) ?? 0) + count);
 }
 
 /** What the relay made of a callback, for metrics: the result or the refusal's code, and the event when known. */
@@ -70,6 +80,8 @@ export const outcomeOf = (answer: Answer): SettledOutcome | undefined => outcome
 
 /** What an authentic callback that is not a read receipt binds its nonce to (conversation keys start with a provider's name). */
 const NOT_A_RECEIPT = "(not a receipt)";
+/** What a callback of several receipts binds its nonce to. */
+const A_BATCH = "(batch)";
 
 /**
  * A signed event time too old for the dedup window to still know its id (or too far ahead for the
@@ -123,7 +135,7 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
   };
 
   /** A refused authentication: answered as is, or 429 once the caller has failed too often. */
-  async function refuseAuth(rejection: Rejection, deps: IngestDeps, details: Record<string, unknown> = {}): Promise<Answer> {
+  async function refuseAuth(rejection: Rejection, deps: Pick<IngestDeps, "countAuthFailure">, details: Record<string, unknown> = {}): Promise<Answer> {
     const limit = await deps.countAuthFailure();
     if (!limit.limited) return settle({ ok: false, ...rejection }, details);
     return settle(
@@ -138,14 +150,17 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     );
   }
 
-  async function run(raw: RawCallback, deps: IngestDeps): Promise<Answer> {
-    const configured = configOf(deps.env);
+  /** 503 while the provider's settings are unset or wrong. */
+  function notEnabled(configured: Exclude<ProviderConfig<Config>, { state: "enabled" }>): Answer {
     if (configured.state === "misconfigured") {
       return settle({ ok: false, status: 503, code: "provider_misconfigured", message: `${provider.name} is off: ${describeProblems(configured.problems)}` });
     }
-    if (configured.state === "disabled") {
-      return settle({ ok: false, status: 503, code: "provider_disabled", message: `${provider.name} is not configured: set ${configured.missing}` });
-    }
+    return settle({ ok: false, status: 503, code: "provider_disabled", message: `${provider.name} is not configured: set ${configured.missing}` });
+  }
+
+  async function run(raw: RawCallback, deps: IngestDeps): Promise<Answer> {
+    const configured = configOf(deps.env);
+    if (configured.state !== "enabled") return notEnabled(configured);
     const parsed = provider.parse(raw);
     if (!parsed.ok) return settle({ ok: false, ...parsed.rejection });
     const refused = await provider.verify(parsed.value, configured.config, deps.now);
@@ -153,6 +168,7 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     const normalized = await provider.normalize(parsed.value, { receivedAt: isoFromMillis(deps.now) });
     if (!normalized.ok) return settle({ ok: false, ...normalized.rejection });
     const normal = normalized.value;
+    if (normal.kind === "receipts") return storeBatch(raw, parsed.value, configured.config, normal, deps);
     const stale = normal.kind === "receipt" ? staleEvent(normal.eventTime, deps.now) : undefined;
     if (stale && normal.kind === "receipt") return refuseAuth(stale, deps, { receiptId: normal.receipt.id });
     const receipt = normal.kind === "receipt" ? withinBounds(normal.receipt) : undefined;
@@ -195,8 +211,104 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     );
   }
 
+  /**
+   * A batch (Meta): every receipt stored, in parallel (each conversation's object coalesces its
+   * own), before the answer. 200 once all are stored, even as duplicates; 503 when any store fails,
+   * so that the provider sends the whole batch again, whose stored receipts are then duplicates.
+   * A receipt whose own signed time is past the dedup window (or too far ahead) is skipped, not the
+   * batch refused: one stale item must not make Meta retry the fresh ones for days.
+   */
+  async function storeBatch(
+    raw: RawCallback,
+    envelope: Envelope,
+    config: Config,
+    normal: Extract<Normalized, { kind: "receipts" }>,
+    deps: IngestDeps,
+  ): Promise<Answer> {
+    if (normal.receipts.length > MAX_RECEIPTS_PER_CALLBACK) {
+      return settle({
+        ok: false,
+        status: 413,
+        code: "too_many_receipts",
+        message: `the callback makes ${normal.receipts.length} receipts: at most ${MAX_RECEIPTS_PER_CALLBACK} per callback`,
+      });
+    }
+    const ignored = { ...normal.ignored };
+    const receipts: Receipt[] = [];
+    for (const { receipt, eventTime } of normal.receipts) {
+      const stale = staleEvent(eventTime, deps.now);
+      if (!stale) receipts.push(withinBounds(receipt));
+      else {
+        ignored[stale.code] = (ignored[stale.code] ?? 0) + 1;
+        log("warn", "receipt_skipped", { provider: provider.name, receiptId: receipt.id, code: stale.code, reason: stale.message });
+      }
+    }
+    const conversations = new Set(receipts.map((receipt) => receipt.conversation));
+    const ignoredTotal = Object.values(ignored).reduce((sum, count) => sum + count, 0);
+    const details = { receipts: receipts.length, conversations: conversations.size, ignored: ignoredTotal };
+    try {
+      const claim = provider.claim?.(envelope, config);
+      if (claim && (await deps.claim({ ...claim, digest: await sha256BytesHex(raw.bytes) }, A_BATCH)) === "conflict") {
+        return refuseAuth(
+          { status: 401, code: "signature_reused", message: "this signed callback was already used with another body: a reused signature" },
+          deps,
+          details,
+        );
+      }
+    } catch (error) {
+      log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });
+      return settle(unavailable);
+    }
+    for (const [event, count] of Object.entries(ignored)) countIgnored(provider.name, event, count);
+    const firstIgnored = Object.keys(ignored)[0] ?? "";
+    if (receipts.length === 0) return settle({ ok: true, result: "ignored", event: firstIgnored.slice(0, 64) }, details);
+    const results = await Promise.allSettled(receipts.map((receipt) => deps.store(receipt)));
+    const failed = results.flatMap((result, index) => (result.status === "rejected" ? [{ index, error: String(result.reason) }] : []));
+    if (failed.length > 0) {
+      log("error", "store_failed", {
+        provider: provider.name,
+        ...details,
+        failed: failed.length,
+        receiptId: receipts[failed[0]!.index]!.id,
+        conversation: receipts[failed[0]!.index]!.conversation,
+        error: failed[0]!.error,
+      });
+      return settle(unavailable);
+    }
+    const accepted = results.filter((result) => result.status === "fulfilled" && result.value === "accepted").length;
+    const truncated = receipts.filter((receipt) => receipt.truncated).length;
+    return settle(
+      {
+        ok: true,
+        result: accepted > 0 ? "accepted" : "duplicate",
+        event: receipts[0]!.event,
+        ...(receipts.length === 1 ? { receiptId: receipts[0]!.id } : {}),
+      },
+      { ...details, accepted, duplicates: receipts.length - accepted, ...(truncated > 0 ? { truncated } : {}) },
+    );
+  }
+
+  const handshake = provider.handshake;
   return {
     name: provider.name,
+    settingNames: Object.keys(provider.settings.shape),
+    ...(handshake
+      ? {
+          async handshake(url: URL, deps: Pick<IngestDeps, "env" | "countAuthFailure">) {
+            try {
+              const configured = configOf(deps.env);
+              if (configured.state !== "enabled") return { answer: notEnabled(configured) };
+              const checked = await handshake(url.searchParams, configured.config);
+              if (checked.ok) return { text: checked.value, answer: settle({ ok: true, result: "verified", event: "handshake" }) };
+              const rejection = checked.rejection;
+              return { answer: isAuthFailure(rejection) ? await refuseAuth(rejection, deps) : settle({ ok: false, ...rejection }) };
+            } catch (error) {
+              log("error", "callback_crashed", { provider: provider.name, error: String(error) });
+              return { answer: settle({ ok: false, status: 500, code: "internal_error", message: "the relay failed to handle this handshake" }) };
+            }
+          },
+        }
+      : {}),
     status(env) {
       const configured = configOf(env);
       return configured.state === "enabled" ? { state: "enabled" } : configured;

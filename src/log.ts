@@ -10,6 +10,7 @@ export type LogKind =
   | "callback_crashed"
   | "claim_failed"
   | "store_failed"
+  | "receipt_skipped"
   | "accept_queued"
   | "accept_queue_failed"
   | "accept_queue_drained"

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { DEDUP_WINDOW_MS } from "./conversation/outbox";
 
-export const providerNames = ["easemob", "tencent", "openim", "stream", "sendbird"] as const;
+export const providerNames = ["easemob", "tencent", "openim", "stream", "sendbird", "talkjs", "whatsapp", "messenger", "instagram"] as const;
 export const ProviderName = z.enum(providerNames);
 export type ProviderName = z.infer<typeof ProviderName>;
 

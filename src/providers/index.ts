@@ -4,12 +4,26 @@
  */
 import { ingestor, type Ingestor } from "../ingest";
 import { easemob } from "./easemob";
+import { instagram } from "./instagram";
+import { messenger } from "./messenger";
 import { openim } from "./openim";
 import { sendbird } from "./sendbird";
 import { stream } from "./stream";
+import { talkjs } from "./talkjs";
 import { tencent } from "./tencent";
+import { whatsapp } from "./whatsapp";
 
-const registered: Ingestor[] = [ingestor(easemob), ingestor(tencent), ingestor(openim), ingestor(stream), ingestor(sendbird)];
+const registered: Ingestor[] = [
+  ingestor(easemob),
+  ingestor(tencent),
+  ingestor(openim),
+  ingestor(stream),
+  ingestor(sendbird),
+  ingestor(talkjs),
+  ingestor(whatsapp),
+  ingestor(messenger),
+  ingestor(instagram),
+];
 
 /** Ingestors by provider name, as it appears in the callback URL `/v1/hooks/<name>`. */
 export const providers: ReadonlyMap<string, Ingestor> = new Map(registered.map((entry) => [entry.name, entry]));

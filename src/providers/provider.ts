@@ -28,7 +28,7 @@ export interface Rejection {
   retryAfterSeconds?: number;
 }
 
-export type Outcome = { ok: true; result: "accepted" | "duplicate" | "ignored"; event: string; receiptId?: string } | ({ ok: false } & Rejection);
+export type Outcome = { ok: true; result: "accepted" | "duplicate" | "ignored" | "verified"; event: string; receiptId?: string } | ({ ok: false } & Rejection);
 
 export interface Answer {
   status: number;
@@ -45,8 +45,15 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; rejection: Rejecti
  */
 export type EventTime = { ms: number; field: string } | null;
 
-/** `normalize` either makes a receipt, or says the authentic callback is some other event. */
-export type Normalized = { kind: "receipt"; receipt: Receipt; eventTime: EventTime } | { kind: "ignored"; event: string };
+/**
+ * `normalize` either makes a receipt, or says the authentic callback is some other event, or (a
+ * batching provider: Meta) makes any number of receipts, each with its own event time, and counts
+ * the items that were not read receipts by event name.
+ */
+export type Normalized =
+  | { kind: "receipt"; receipt: Receipt; eventTime: EventTime }
+  | { kind: "ignored"; event: string }
+  | { kind: "receipts"; receipts: { receipt: Receipt; eventTime: EventTime }[]; ignored: Record<string, number> };
 
 export type ProviderConfig<Config> =
   | { state: "enabled"; config: Config }
@@ -103,6 +110,11 @@ export interface Provider<Config, Envelope, Settings extends z.ZodObject = z.Zod
    * first authentic use, so that a captured signature cannot carry another body.
    */
   claim?(envelope: Envelope, config: Config): Claim;
+  /**
+   * For a provider that verifies its callback URL with a `GET` (Meta's `hub.challenge`): the text
+   * to answer 200 with, or the refusal. Without it, a `GET` is answered 405.
+   */
+  handshake?(query: URLSearchParams, config: Config): Promise<Parsed<string>>;
   /** The provider's own answer shape for any outcome. */
   answer(outcome: Outcome): Answer;
 }

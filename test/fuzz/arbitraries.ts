@@ -214,6 +214,11 @@ const POSSIBLE_REFUSALS: Record<ProviderName, Record<"parse" | "verify" | "norma
   // Stream inflates a gzip body while verifying: a corrupt one is 400.
   stream: { parse: [404], verify: [400, 401, 403, 413], normalize: [400] },
   sendbird: { parse: [404], verify: [401, 403], normalize: [400] },
+  talkjs: { parse: [404], verify: [401, 403], normalize: [400] },
+  // Meta: 413 past MAX_META_ITEMS_PER_CALLBACK events in one batch.
+  whatsapp: { parse: [404], verify: [401, 403], normalize: [400, 413] },
+  messenger: { parse: [404], verify: [401, 403], normalize: [400, 413] },
+  instagram: { parse: [404], verify: [401, 403], normalize: [400, 413] },
 };
 
 /** Any outcome of a run: a receipt that holds up, an ignored event, or a documented refusal. */

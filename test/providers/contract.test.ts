@@ -55,10 +55,10 @@ describe.each([...providers.keys()])("%s keeps the provider contract", (name) =>
   });
   if (!adapter || !ingestor) return;
 
-  it("answers a non-POST 405 with Allow: POST", async () => {
+  it("answers a non-POST 405 with Allow: POST (and GET where GET is the provider's handshake)", async () => {
     const { signed } = await adapter.receipt();
-    const response = await sendSigned(signed, { method: "GET", body: undefined });
-    expect(response.headers.get("allow")).toBe("POST");
+    const response = await sendSigned(signed, { method: ingestor.handshake ? "PUT" : "GET", body: undefined });
+    expect(response.headers.get("allow")).toBe(ingestor.handshake ? "GET, POST" : "POST");
     expect({ status: response.status, answer: adapter.read(response.status, await response.json()) }).toEqual({
       status: 405,
       answer: { ok: false, code: "method_not_allowed", message: expect.any(String) },

@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   baseUrlOf,
+  callbackPaths,
   deployPlan,
   describePlan,
   findDatabaseId,
@@ -223,7 +224,7 @@ describe("the summary", () => {
   test("without /healthz or a URL: every provider's path, and why the rest is unknown", () => {
     const lines = summary({ healthError: "https://h/healthz: fetch failed" });
     assert.equal(lines[0], "deployed (wrangler printed no URL: pass --url https://<host> to see it here)");
-    for (const provider of ["easemob", "tencent", "openim", "stream", "sendbird"]) {
+    for (const provider of Object.keys(callbackPaths)) {
       assert.ok(
         lines.some((line) => line.includes(`https://<host>/v1/hooks/${provider}`)),
         provider,

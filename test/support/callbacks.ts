@@ -155,3 +155,84 @@ export async function sendSendbird(body: unknown, token?: string): Promise<Respo
   const text = typeof body === "string" ? body : JSON.stringify(body);
   return send("/v1/hooks/sendbird", { headers: await sendbirdHeaders(text, token), body: text });
 }
+
+// TalkJS: its sample, and requests signed as TalkJS signs them.
+import talkjsMessageRead from "../fixtures/talkjs-message.read.json";
+import { signTalkjs } from "../../src/providers/talkjs";
+
+/** Another TalkJS event (`message.sent`) is the read sample with another type: authentic, not a receipt. */
+export const talkjsSamples = { read: talkjsMessageRead, other: { ...talkjsMessageRead, type: "message.sent" } };
+export const TALKJS_SECRETS = testSettings.TALKJS_SECRET_KEY.split(",");
+export const TALKJS_APP = testSettings.TALKJS_APP_ID.split(",")[0]!;
+
+/** A TalkJS webhook request's headers: `<timestamp>.<body text>` signed, upper-case hex; the timestamp in milliseconds. */
+export async function talkjsHeaders(text: string, { secret = TALKJS_SECRETS[0]!, timestamp = Date.now() } = {}): Promise<Record<string, string>> {
+  return {
+    "content-type": "application/json",
+    "x-talkjs-timestamp": String(timestamp),
+    "x-talkjs-signature": await signTalkjs(secret, timestamp, text),
+  };
+}
+
+export async function sendTalkjs(body: unknown, options: { secret?: string; timestamp?: number; app?: string | null } = {}): Promise<Response> {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  const app = options.app === undefined ? TALKJS_APP : options.app;
+  return send(`/v1/hooks/talkjs${app === null ? "" : `/${encodeURIComponent(app)}`}`, { headers: await talkjsHeaders(text, options), body: text });
+}
+
+// Meta (WhatsApp, Messenger, Instagram): their samples, and requests signed as Meta signs them.
+import instagramMessages from "../fixtures/instagram-messages.json";
+import instagramMessagingSeen from "../fixtures/instagram-messaging_seen.json";
+import messengerMessageDeliveries from "../fixtures/messenger-message_deliveries.json";
+import messengerMessageReads from "../fixtures/messenger-message_reads.json";
+import whatsappMessagesText from "../fixtures/whatsapp-messages-text.json";
+import whatsappStatusesRead from "../fixtures/whatsapp-statuses-read.json";
+import { signMeta } from "../../src/providers/meta";
+
+export const metaSamples = {
+  whatsapp: { read: whatsappStatusesRead, other: whatsappMessagesText },
+  messenger: { read: messengerMessageReads, other: messengerMessageDeliveries },
+  instagram: { read: instagramMessagingSeen, other: instagramMessages },
+};
+export const META_SECRETS = testSettings.META_APP_SECRET.split(",");
+export const META_VERIFY_TOKENS = testSettings.META_VERIFY_TOKEN.split(",");
+export const WHATSAPP_PHONE_NUMBER_ID = testSettings.WHATSAPP_PHONE_NUMBER_IDS.split(",")[0]!;
+export const MESSENGER_PAGE_ID = testSettings.MESSENGER_PAGE_IDS;
+export const INSTAGRAM_ACCOUNT_ID = testSettings.INSTAGRAM_ACCOUNT_IDS;
+
+/** A Meta webhook request: `X-Hub-Signature-256` over the body text's bytes exactly as sent. */
+export async function metaHeaders(text: string, secret: string = META_SECRETS[0]!): Promise<Record<string, string>> {
+  return { "content-type": "application/json", "user-agent": "facebookexternalua", "x-hub-signature-256": await signMeta(secret, text) };
+}
+
+export async function sendMeta(provider: "whatsapp" | "messenger" | "instagram", body: unknown, secret?: string): Promise<Response> {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  return send(`/v1/hooks/${provider}`, { headers: await metaHeaders(text, secret), body: text });
+}
+
+/** A WhatsApp status in the sample's shape: `read` by `recipient` now, unless told otherwise. */
+export function whatsappStatus(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const [status] = whatsappStatusesRead.entry[0]!.changes[0]!.value.statuses;
+  return { ...status, id: `wamid.${unique("")}`, timestamp: String(Math.floor(Date.now() / 1000)), ...overrides };
+}
+
+/** A WhatsApp statuses webhook body with these statuses, for one business phone number. */
+export function whatsappBody(statuses: unknown[], phoneNumberId: string = WHATSAPP_PHONE_NUMBER_ID): Record<string, unknown> {
+  const sample = structuredClone(whatsappStatusesRead);
+  const change = sample.entry[0]!.changes[0]!;
+  return {
+    ...sample,
+    entry: [
+      {
+        ...sample.entry[0],
+        changes: [{ ...change, value: { ...change.value, metadata: { ...change.value.metadata, phone_number_id: phoneNumberId }, statuses } }],
+      },
+    ],
+  };
+}
+
+/** A Messenger or Instagram body with these messaging events. */
+export function messagingBody(provider: "messenger" | "instagram", events: unknown[]): Record<string, unknown> {
+  const sample = structuredClone(metaSamples[provider].read);
+  return { ...sample, entry: [{ ...sample.entry[0], time: Date.now(), messaging: events }] };
+}

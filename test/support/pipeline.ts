@@ -1,11 +1,16 @@
 /** Runs one provider's pure steps in order and says where a callback stopped, for unit tests. */
-import type { Provider, RawCallback } from "../../src/providers/provider";
+import type { EventTime, Provider, RawCallback } from "../../src/providers/provider";
 import type { Receipt } from "../../src/receipt";
 
 export type Stage =
   | { stage: "parse" | "verify" | "normalize"; status: number; code: string; message: string }
   | { stage: "done"; kind: "ignored"; event: string }
   | { stage: "done"; kind: "receipt"; receipt: Receipt };
+
+/** A batching provider's (Meta's) stages: its `done` makes any number of receipts. */
+export type BatchStage =
+  | Exclude<Stage, { stage: "done" }>
+  | { stage: "done"; kind: "receipts"; receipts: { receipt: Receipt; eventTime: EventTime }[]; ignored: Record<string, number> };
 
 export async function runProvider<Config, Envelope>(
   provider: Provider<Config, Envelope>,
@@ -20,6 +25,25 @@ export async function runProvider<Config, Envelope>(
   if (refused) return { stage: "verify", ...refused };
   const normalized = await provider.normalize(parsed.value, { receivedAt });
   if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
+  if (normalized.value.kind === "receipts") throw new Error("a batch: use runBatchProvider");
+  return { stage: "done", ...normalized.value };
+}
+
+/** `runProvider` for a provider whose callbacks are batches (Meta): parse, verify, normalize. */
+export async function runBatchProvider<Config, Envelope>(
+  provider: Provider<Config, Envelope>,
+  raw: RawCallback,
+  config: Config,
+  now: number,
+  receivedAt: string,
+): Promise<BatchStage> {
+  const parsed = provider.parse(raw);
+  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
+  const refused = await provider.verify(parsed.value, config, now);
+  if (refused) return { stage: "verify", ...refused };
+  const normalized = await provider.normalize(parsed.value, { receivedAt });
+  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
+  if (normalized.value.kind !== "receipts") throw new Error(`not a batch: ${normalized.value.kind}`);
   return { stage: "done", ...normalized.value };
 }
 

@@ -20,9 +20,22 @@ import {
   STREAM_API_KEY,
   streamRequest,
   streamSamples,
+  TALKJS_APP,
+  talkjsHeaders,
+  talkjsSamples,
   TENCENT_APP,
   tencentPath,
   unique,
+} from "./callbacks";
+import {
+  INSTAGRAM_ACCOUNT_ID,
+  MESSENGER_PAGE_ID,
+  metaHeaders,
+  messagingBody,
+  metaSamples,
+  WHATSAPP_PHONE_NUMBER_ID,
+  whatsappBody,
+  whatsappStatus,
 } from "./callbacks";
 
 /** A request as the provider would send it. */
@@ -249,8 +262,123 @@ const sendbird: ContractAdapter = {
   },
 };
 
+const talkjs: ContractAdapter = {
+  async receipt() {
+    const conversationId = unique("conv-");
+    // Live: the sample's own createdAt (2019) is long past the dedup window.
+    const body = copy(talkjsSamples.read, {
+      id: `evt_${unique("")}`,
+      createdAt: Date.now(),
+      data: {
+        ...talkjsSamples.read.data,
+        conversation: { ...talkjsSamples.read.data.conversation, id: conversationId },
+        message: { ...talkjsSamples.read.data.message, conversationId },
+      },
+    });
+    return { body, signed: await this.sign(body), conversation: groupConversationKey("talkjs", TALKJS_APP, conversationId) };
+  },
+  async sign(body, { forged = false } = {}) {
+    const text = JSON.stringify(body);
+    // The same timestamp for the same body: a re-send is the same request, as TalkJS's retry would be.
+    const timestamp = typeof body.createdAt === "number" ? body.createdAt : Date.now();
+    return {
+      path: `/v1/hooks/talkjs/${encodeURIComponent(TALKJS_APP)}`,
+      headers: await talkjsHeaders(text, { timestamp, ...(forged ? { secret: "not-the-secret" } : {}) }),
+      body: text,
+    };
+  },
+  async other() {
+    return this.sign(copy(talkjsSamples.other, { createdAt: Date.now() }));
+  },
+  forged: { status: 401, code: "bad_signature" },
+  malformed: { field: "data", edit: (body) => without(body, "data") },
+  loneSurrogate: {
+    field: "data.recipient.id",
+    edit: (body) => ({ ...body, data: { ...talkjsSamples.read.data, recipient: { ...talkjsSamples.read.data.recipient, id: LONE } } }),
+  },
+  read: readPlain,
+  settings: {
+    required: "TALKJS_SECRET_KEY",
+    misconfigured: [
+      { env: { TALKJS_APP_ID: TALKJS_APP }, names: "TALKJS_SECRET_KEY" },
+      { env: { TALKJS_SECRET_KEY: "sekrit-one,,sekrit-two" }, names: "TALKJS_SECRET_KEY" },
+    ],
+  },
+};
+
 /** By provider name; the suite also fails at run time for a registered provider missing here. */
-const adapters = { easemob, tencent, openim, stream, sendbird } satisfies Record<ProviderName, ContractAdapter>;
+/** Meta's three products: signed alike (X-Hub-Signature-256 over the raw body), answered alike. */
+function metaSign(provider: "whatsapp" | "messenger" | "instagram") {
+  return async (body: Body, { forged = false } = {}): Promise<Signed> => {
+    const text = JSON.stringify(body);
+    return { path: `/v1/hooks/${provider}`, headers: await metaHeaders(text, forged ? "not-the-app-secret" : undefined), body: text };
+  };
+}
+const META_SETTINGS = (allowSetting: string): ContractAdapter["settings"] => ({
+  required: "META_APP_SECRET",
+  misconfigured: [
+    { env: { META_VERIFY_TOKEN: "sekrit-token" }, names: "META_APP_SECRET" },
+    { env: { META_APP_SECRET: "sekrit-one" }, names: "META_VERIFY_TOKEN" },
+    { env: { META_APP_SECRET: "sekrit-one,,sekrit-two", META_VERIFY_TOKEN: "t" }, names: "META_APP_SECRET" },
+    { env: { META_APP_SECRET: "sekrit-one", META_VERIFY_TOKEN: "t", [allowSetting]: "a,,b" }, names: allowSetting },
+  ],
+});
+
+const whatsapp: ContractAdapter = {
+  async receipt() {
+    const user = unique("1650555");
+    const body = whatsappBody([whatsappStatus({ recipient_id: user })]);
+    return {
+      body,
+      signed: await this.sign(body),
+      conversation: singleConversationKey("whatsapp", WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_PHONE_NUMBER_ID, user),
+    };
+  },
+  sign: metaSign("whatsapp"),
+  async other() {
+    return this.sign(structuredClone(metaSamples.whatsapp.other));
+  },
+  forged: { status: 401, code: "bad_signature" },
+  malformed: {
+    field: "entry.0.changes.0.value.statuses.0.recipient_id",
+    edit: () => whatsappBody([whatsappStatus({ recipient_id: undefined })]),
+  },
+  loneSurrogate: {
+    field: "entry.0.changes.0.value.statuses.0.recipient_id",
+    edit: () => whatsappBody([whatsappStatus({ recipient_id: LONE })]),
+  },
+  read: readPlain,
+  settings: META_SETTINGS("WHATSAPP_PHONE_NUMBER_IDS"),
+};
+
+/** A Messenger or Instagram read event by a fresh user, now. */
+function messagingAdapter(provider: "messenger" | "instagram", account: string): ContractAdapter {
+  const readOf = (): Record<string, unknown> => (provider === "messenger" ? { watermark: Date.now() - 1000 } : { mid: `mid.${unique("")}` });
+  const event = (sender: unknown) => ({ sender: { id: sender }, recipient: { id: account }, timestamp: Date.now(), read: readOf() });
+  return {
+    async receipt() {
+      const user = unique("65432");
+      const body = messagingBody(provider, [event(user)]);
+      return { body, signed: await this.sign(body), conversation: singleConversationKey(provider, account, account, user) };
+    },
+    sign: metaSign(provider),
+    async other() {
+      return this.sign(structuredClone(metaSamples[provider].other));
+    },
+    forged: { status: 401, code: "bad_signature" },
+    malformed: {
+      field: "entry.0.messaging.0.timestamp",
+      edit: () => messagingBody(provider, [{ ...event(unique("65432")), timestamp: "yesterday" }]),
+    },
+    loneSurrogate: { field: "entry.0.messaging.0.sender.id", edit: () => messagingBody(provider, [event(LONE)]) },
+    read: readPlain,
+    settings: META_SETTINGS(provider === "messenger" ? "MESSENGER_PAGE_IDS" : "INSTAGRAM_ACCOUNT_IDS"),
+  };
+}
+const messenger = messagingAdapter("messenger", MESSENGER_PAGE_ID);
+const instagram = messagingAdapter("instagram", INSTAGRAM_ACCOUNT_ID);
+
+const adapters = { easemob, tencent, openim, stream, sendbird, talkjs, whatsapp, messenger, instagram } satisfies Record<ProviderName, ContractAdapter>;
 export const contractAdapters: ReadonlyMap<string, ContractAdapter> = new Map(Object.entries(adapters));
 
 /** Sends a request through the worker (each from a client address of its own, see `send`). */
