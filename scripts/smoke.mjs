@@ -8,7 +8,20 @@ import { parseArgs } from "node:util";
 import { buildSamples, enablingSettings, expectedReceipt, postSample, readVarsFile, root } from "./samples.mjs";
 
 const usage = "usage: npm run smoke -- --url https://<host> [--wait SECONDS]   (settings: environment, then .dev.vars)";
-const SETTINGS = [...Object.values(enablingSettings), "TENCENT_TOKEN", "STREAM_API_KEY", "SENDBIRD_APP_ID", "ADMIN_TOKEN"];
+// What the samples read besides the enabling settings (scripts/samples.mjs): each name once.
+const SETTINGS = [
+  ...new Set([
+    ...Object.values(enablingSettings),
+    "TENCENT_TOKEN",
+    "STREAM_API_KEY",
+    "SENDBIRD_APP_ID",
+    "TALKJS_APP_ID",
+    "WHATSAPP_PHONE_NUMBER_IDS",
+    "MESSENGER_PAGE_IDS",
+    "INSTAGRAM_ACCOUNT_IDS",
+    "ADMIN_TOKEN",
+  ]),
+];
 
 const argv = process.argv.slice(2);
 const secretFlag = argv.find((arg) => /^--?[^=]*(secret|token|password|api[-_]?key|sdkappid|app[-_]?id)/i.test(arg));
