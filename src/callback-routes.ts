@@ -8,7 +8,7 @@ import { answerResponse, apiError, limitBody } from "./http";
 import { outcomeOf, type Ingestor } from "./ingest";
 import { recordCallback } from "./ops/metrics";
 import type { Answer } from "./providers/provider";
-import { providers } from "./providers";
+import { providers } from "./ingestors";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 

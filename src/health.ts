@@ -4,7 +4,7 @@
  * receipts can still be taken; "down" (503) when no provider can take receipts.
  */
 import { ignoredEvents, type ProviderStatus } from "./ingest";
-import { providers } from "./providers";
+import { providers } from "./ingestors";
 import { indexDb, probeIndex } from "./ops/conversation-index";
 import { alertingOf, apiAccessOf, settingsOf, type SettingProblem } from "./settings";
 

@@ -2,6 +2,7 @@
  * The one way through for every provider: settings → parse → verify → normalize → claim → store →
  * answer. Pure apart from the functions it is handed, so the whole pipeline is tested without bindings.
  */
+import type { ClaimResult } from "./claims/claim-result";
 import { sha256BytesHex } from "./crypto/hash";
 import type { Answer, BodyClaim, EventTime, Normalized, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
 import { MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, withinBounds, type ProviderName, type Receipt } from "./receipt";
@@ -9,8 +10,6 @@ import { describeProblems, parseGroup } from "./settings";
 import { isoFromMillis } from "./time";
 import { log } from "./log";
 import type { z } from "zod";
-
-export type ClaimResult = "claimed" | "same" | "conflict";
 
 export interface IngestDeps {
   /** The raw environment: each provider reads its own settings from it. */

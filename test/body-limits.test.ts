@@ -8,7 +8,7 @@ import { MAX_API_BODY_BYTES } from "../src/api/routes";
 import { MAX_BODY_BYTES } from "../src/callback-routes";
 import { MAX_FORM_BYTES } from "../src/dashboard/routes";
 import { DRAIN_MAX_BYTES } from "../src/http";
-import { providers } from "../src/providers";
+import { providers } from "../src/ingestors";
 import { ADMIN_TOKEN, send } from "./support/callbacks";
 import { contractAdapters, type ContractAdapter } from "./support/provider-contract";
 

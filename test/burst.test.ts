@@ -10,7 +10,7 @@ import { AcceptBatcher, type AcceptMany } from "../src/conversation/accept-batch
 import { drainAcceptQueue, QueuedReceipt, storeReceipt, type SendTo, type StoreEnv } from "../src/conversation/accept-queue";
 import type { AcceptResult } from "../src/conversation/object";
 import type { IngestDeps } from "../src/ingest";
-import { providers } from "../src/providers";
+import { providers } from "../src/ingestors";
 import type { Receipt } from "../src/receipt";
 import { copy, samples, tencentPath, unique } from "./support/callbacks";
 import { rawCallback } from "./support/pipeline";

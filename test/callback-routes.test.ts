@@ -1,6 +1,6 @@
 // Every callback URL through the worker, with real signatures, a real Durable Object and KV; /healthz; settings problems.
 import { describe, expect, it } from "vitest";
-import { providers } from "../src/providers";
+import { providers } from "../src/ingestors";
 import { env, exports } from "cloudflare:workers";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { app } from "../src/app";

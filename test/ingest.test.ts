@@ -1,8 +1,9 @@
 // The pipeline with plain values: settings states, claims, the failure limit and store outcomes, no bindings.
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { ignoredEvents, ingestor, type ClaimResult, type IngestDeps } from "../src/ingest";
-import { providers } from "../src/providers";
+import type { ClaimResult } from "../src/claims/claim-result";
+import { ignoredEvents, ingestor, type IngestDeps } from "../src/ingest";
+import { providers } from "../src/ingestors";
 import type { BodyClaim, EventTime, Provider } from "../src/providers/provider";
 import { MAX_EVENT_AGE_MS, MAX_MESSAGES_PER_RECEIPT, MAX_READERS_PER_RECEIPT, type Receipt } from "../src/receipt";
 import { copy, samples, signedEasemob } from "./support/callbacks";

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { log, setLogLevel } from "../src/log";
 import { DEFAULT_RETRY_SCHEDULE, describeProblems, parseGroup, parseSettings, useLogLevel } from "../src/settings";
 import { easemob } from "../src/providers/easemob";
-import { providers } from "../src/providers";
+import { providers } from "../src/ingestors";
 import { openim } from "../src/providers/openim";
 import { sendbird } from "../src/providers/sendbird";
 import { stream } from "../src/providers/stream";

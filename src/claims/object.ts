@@ -7,7 +7,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
-import type { ClaimResult } from "../ingest";
+import type { ClaimResult } from "./claim-result";
 
 /**
  * Expired claims are never deleted (a delete is a second row written per claim): at most once a

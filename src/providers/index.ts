@@ -1,29 +1,18 @@
 /**
- * The registry: one line per provider, the list the callback routes and /healthz read. A new
- * provider also needs its name in `providerNames` (receipt.ts), its docs page and its fixtures.
+ * The registry: the one list of providers, one line each, in the order /healthz and the dashboard
+ * show them. It imports no pipeline: `src/ingestors.ts` makes each an ingestor for the callback
+ * routes and /healthz; scripts and tests iterate this list. A new provider also needs its name in
+ * `providerNames` (receipt.ts), its docs page and its fixtures (docs/adding-a-provider.md).
  */
-import { ingestor, type Ingestor } from "../ingest";
 import { easemob } from "./easemob";
 import { instagram } from "./instagram";
 import { messenger } from "./messenger";
 import { openim } from "./openim";
+import type { Provider } from "./provider";
 import { sendbird } from "./sendbird";
 import { stream } from "./stream";
 import { talkjs } from "./talkjs";
 import { tencent } from "./tencent";
 import { whatsapp } from "./whatsapp";
 
-const registered: Ingestor[] = [
-  ingestor(easemob),
-  ingestor(tencent),
-  ingestor(openim),
-  ingestor(stream),
-  ingestor(sendbird),
-  ingestor(talkjs),
-  ingestor(whatsapp),
-  ingestor(messenger),
-  ingestor(instagram),
-];
-
-/** Ingestors by provider name, as it appears in the callback URL `/v1/hooks/<name>`. */
-export const providers: ReadonlyMap<string, Ingestor> = new Map(registered.map((entry) => [entry.name, entry]));
+export const registry: readonly Provider<unknown, unknown>[] = [easemob, tencent, openim, stream, sendbird, talkjs, whatsapp, messenger, instagram];

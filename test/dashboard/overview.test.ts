@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { ActivityFigure, type DashboardStats, type SeriesPoint } from "../../src/dashboard/chart";
 import { PRECISION } from "../../src/ops/stats";
-import { providers as registry } from "../../src/providers";
+import { providers as registry } from "../../src/ingestors";
 import { unique } from "../support/callbacks";
 import { publishNow, runAlarm } from "../support/conversation-object";
 import { after, dashboard, page, signIn, tencentReceipt, textOf, watchedKeys, withDeadLetters } from "../support/dashboard";

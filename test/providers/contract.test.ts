@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { MAX_BODY_BYTES } from "../../src/callback-routes";
-import { providers } from "../../src/providers";
+import { providers } from "../../src/ingestors";
 import { MAX_JSON_DEPTH } from "../../src/providers/provider";
 import { Receipt } from "../../src/receipt";
 import { api } from "../support/callbacks";

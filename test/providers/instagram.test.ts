@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { providers } from "../../src/providers";
+import { providers } from "../../src/ingestors";
 import { signMeta } from "../../src/providers/meta";
 import { instagram } from "../../src/providers/instagram";
 import { Receipt, singleConversationKey } from "../../src/receipt";

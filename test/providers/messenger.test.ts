@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { providers } from "../../src/providers";
+import { providers } from "../../src/ingestors";
 import { signMeta } from "../../src/providers/meta";
 import { messenger } from "../../src/providers/messenger";
 import { Receipt, singleConversationKey } from "../../src/receipt";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { hmacSha256Hex } from "../../src/crypto/hash";
-import { providers } from "../../src/providers";
+import { providers } from "../../src/ingestors";
 import type { RawCallback } from "../../src/providers/provider";
 import { signTalkjs, talkjs, talkjsTimestampMillis, type TalkjsConfig } from "../../src/providers/talkjs";
 import { groupConversationKey, Receipt } from "../../src/receipt";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { MAX_EVENT_AGE_MS } from "../../src/receipt";
-import { providers } from "../../src/providers";
+import { providers } from "../../src/ingestors";
 import { MAX_META_ITEMS_PER_CALLBACK, signMeta } from "../../src/providers/meta";
 import { whatsapp } from "../../src/providers/whatsapp";
 import { groupConversationKey, Receipt, singleConversationKey } from "../../src/receipt";
