@@ -1,6 +1,5 @@
 /** The one normalized receipt every provider's callback becomes: stored, snapshotted and forwarded. */
 import { z } from "zod";
-import { DEDUP_WINDOW_MS } from "./conversation/outbox";
 
 export const providerNames = ["easemob", "tencent", "openim", "stream", "sendbird", "talkjs", "whatsapp", "messenger", "instagram"] as const;
 export const ProviderName = z.enum(providerNames);
@@ -55,6 +54,11 @@ export type Receipt = z.infer<typeof Receipt>;
 export const MAX_READERS_PER_RECEIPT = 1000;
 /** Messages named in one receipt. */
 export const MAX_MESSAGES_PER_RECEIPT = 1000;
+/**
+ * Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once), so
+ * a resend within it is a duplicate (src/conversation/outbox.ts keeps them, at most DEDUP_MAX_IDS).
+ */
+export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
 /** How far ahead of the relay's clock a provider's event time may be. */
 export const MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
 /**

@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import type { Delivery } from "../conversation/object";
-import { conversationStub } from "../conversation/stub";
+import { conversationStub } from "../conversation-stub";
 import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
 import { apiError, jsonResponse } from "../http";
 import { describeIssue } from "../providers/provider";

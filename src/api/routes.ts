@@ -9,7 +9,7 @@ import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { DeliveryFilter, MAX_DELIVERIES_PAGE } from "../conversation/object";
 import { Snapshot, snapshotKey } from "../conversation/snapshot";
-import { conversationStub } from "../conversation/stub";
+import { conversationStub } from "../conversation-stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse, limitBody } from "../http";
 import { log } from "../log";

@@ -13,7 +13,7 @@ import { log } from "../log";
 import { Receipt } from "../receipt";
 import { AcceptBatcher, MAX_ACCEPT_BATCH, type AcceptMany } from "./accept-batch";
 import type { AcceptResult } from "./object";
-import { conversationStub } from "./stub";
+import { conversationStub } from "../conversation-stub";
 
 /** A queued message's body: JSON, validated when drained (a deploy may change the receipt's shape). */
 export const QueuedReceipt = z.object({ receipt: Receipt });

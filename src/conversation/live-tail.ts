@@ -8,7 +8,7 @@
  */
 import type { DeliveryOutcome } from "../ops/metrics";
 import type { Receipt } from "../receipt";
-import { conversationStub } from "./stub";
+import { conversationStub } from "../conversation-stub";
 
 /** Viewers per conversation; past this a new one is refused (429) rather than slowing every send. */
 export const MAX_VIEWERS = 64;

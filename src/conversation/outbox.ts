@@ -20,12 +20,12 @@
  * bounded by RECENT_LIMIT, the dedup window's receipts (at most DEDUP_MAX_IDS) and what is owed.
  */
 import { z } from "zod";
+import { DEDUP_WINDOW_MS } from "../receipt";
 import { isoFromMillis } from "../time";
 import { DELIVERED, FAILED, PENDING, SKIPPED } from "./schema";
 
-/** Seen ids are kept this long for deduplication (providers retry within seconds; Easemob once)... */
-export const DEDUP_WINDOW_MS = 48 * 3600 * 1000;
-/** ...and no more than this many rows, so a busy conversation's table stays bounded. */
+/** Seen ids are kept for DEDUP_WINDOW_MS (receipt.ts), and no more than this many rows, so a busy conversation's table stays bounded. */
+export { DEDUP_WINDOW_MS };
 export const DEDUP_MAX_IDS = 20_000;
 /** Rows ready for reuse are looked for every this many receipts: it reads rows, so not on every one. */
 export const PRUNE_EVERY = 100;
@@ -619,14 +619,17 @@ export class Outbox {
     }
   }
 
-  *settledSince(settledAfter: number, now: number): Generator<{ destination: string; status: number; at: number; attempts: number; acceptedAt: number }> {
+  *settledSince(
+    settledAfter: number,
+    now: number,
+  ): Generator<{ destination: string; status: number; delivered: boolean; at: number; attempts: number; acceptedAt: number }> {
     for (const row of this.sql.exec("SELECT accepted_at, deliveries FROM receipts WHERE deliveries IS NOT NULL")) {
       const { accepted_at, deliveries } = z.object({ accepted_at: z.number(), deliveries: z.string() }).parse(row);
       for (const [destination, record] of Object.entries(parseRecords(deliveries))) {
         const at = record.d;
         if (at === null || at === undefined || at <= settledAfter || at > now) continue;
         if (record.s !== DELIVERED && record.s !== FAILED) continue;
-        yield { destination, status: record.s, at, attempts: record.n, acceptedAt: accepted_at };
+        yield { destination, status: record.s, delivered: record.s === DELIVERED, at, attempts: record.n, acceptedAt: accepted_at };
       }
     }
   }

@@ -6,7 +6,7 @@ import { z } from "zod";
 import { conversationsPage, conversationSummaryData } from "../api/conversations";
 import type { Delivery } from "../conversation/outbox";
 import { ReadsPage } from "../conversation/read-state";
-import { conversationStub } from "../conversation/stub";
+import { conversationStub } from "../conversation-stub";
 import { healthOf } from "../health";
 import { readAlertState } from "../ops/alerts";
 import { indexDb } from "../ops/conversation-index";

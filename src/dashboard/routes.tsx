@@ -20,7 +20,7 @@ import { conversationsPage, destinationDeadLettersPage, replayStatus, startRepla
 import { destinationsOverview, setPaused } from "../api/destinations";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { openLiveTail } from "../conversation/live-tail";
-import { conversationStub } from "../conversation/stub";
+import { conversationStub } from "../conversation-stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse, limitBody } from "../http";
 import { log } from "../log";

@@ -11,7 +11,6 @@
  * signature, malformed body) never reach an object: they are counted in Analytics Engine only.
  */
 import { z } from "zod";
-import { DELIVERED } from "../conversation/schema";
 
 export const BUCKET_MS = 5 * 60_000;
 /** Buckets older than a day (and the one the 24 h window starts in) are dropped at the next write. */
@@ -37,7 +36,7 @@ export interface ActivitySource {
   /** Receipts accepted after the sequence number already counted: each one's acceptance time. */
   accepted: Iterable<{ acceptedAt: number }>;
   /** Deliveries (per destination) settled after `through`: delivered or dead-lettered, with their attempts. */
-  settled: (through: number) => Iterable<{ status: number; at: number; attempts: number }>;
+  settled: (through: number) => Iterable<{ delivered: boolean; at: number; attempts: number }>;
 }
 
 /**
@@ -59,10 +58,10 @@ export function nextActivity(source: ActivitySource, previous: Activity | undefi
   for (const [bucket, n] of duplicates) add(bucket, 1, n);
   const counted = previous?.through ?? 0;
   let through = counted;
-  for (const { status, at, attempts } of source.settled(counted)) {
+  for (const { delivered, at, attempts } of source.settled(counted)) {
     if (at > now) continue;
     through = Math.max(through, at);
-    add(bucketOf(at), status === DELIVERED ? 2 : 4, 1);
+    add(bucketOf(at), delivered ? 2 : 4, 1);
     add(bucketOf(at), 3, Math.max(attempts - 1, 0));
   }
   // Sorted, so that the same activity is always the same text (the row is written only when its text changed).

@@ -17,7 +17,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
-import { conversationStub } from "../conversation/stub";
+import { conversationStub } from "../conversation-stub";
 import { DESTINATION_NAME } from "../destinations/config";
 import { failingKeys, indexDb, type IndexFilter } from "./conversation-index";
 import { log } from "../log";

@@ -1,7 +1,7 @@
 /** Normalized receipts for tests that talk to the object directly. */
 import { expect } from "vitest";
 import { env } from "cloudflare:workers";
-import { conversationStub } from "../../src/conversation/stub";
+import { conversationStub } from "../../src/conversation-stub";
 import type { Receipt } from "../../src/receipt";
 import { unique } from "./callbacks";
 import { publishNow, runAlarm } from "./conversation-object";
