@@ -1,116 +1,16 @@
+// What is Instagram's own; the cases it shares with Messenger are in meta-messaging.test.ts.
 import { describe, expect, it } from "vitest";
-import { z } from "zod";
 import { providers } from "../../src/ingestors";
 import { signMeta } from "../../src/providers/meta";
-import { instagram } from "../../src/providers/instagram";
-import { Receipt, singleConversationKey } from "../../src/receipt";
-import { api, META_SECRETS, META_VERIFY_TOKENS, messagingBody, metaSamples, send, sendMeta, unique, INSTAGRAM_ACCOUNT_ID } from "../support/callbacks";
+import { META_SECRETS, messagingBody, unique, INSTAGRAM_ACCOUNT_ID } from "../support/callbacks";
 import { rawOf, recordingDeps } from "../support/provider-contract";
-import { runBatchProvider } from "../support/pipeline";
 import { testSettings } from "../support/settings";
 
-const ACCOUNT = INSTAGRAM_ACCOUNT_ID;
 const ingestor = providers.get("instagram")!;
-const config = { secrets: META_SECRETS, verifyTokens: META_VERIFY_TOKENS };
-
-const receiptsIn = async (conversation: string) => {
-  const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
-  if (listed.status === 404) return [];
-  expect(listed.status).toBe(200);
-  return z.object({ receipts: z.array(Receipt) }).parse(await listed.json()).receipts;
-};
-const answerOf = async (response: Response) => ({ status: response.status, body: await response.json() });
-const readEvent = (sender: string, account: string = ACCOUNT) => ({
-  sender: { id: sender },
-  recipient: { id: account },
-  timestamp: Date.now(),
-  read: { mid: `mid.${unique("")}` },
-});
 const signedRaw = async (body: unknown, secret = META_SECRETS[0]!) => {
   const text = JSON.stringify(body);
   return rawOf({ path: "/v1/hooks/instagram", headers: { "x-hub-signature-256": await signMeta(secret, text) }, body: text });
 };
-
-describe("instagram through the worker", () => {
-  it("takes a messaging_seen event: one receipt in the account's conversation with the user; a resend is a duplicate", async () => {
-    const user = unique("65432");
-    const body = messagingBody("instagram", [readEvent(user)]);
-    expect(await answerOf(await sendMeta("instagram", body))).toEqual({ status: 200, body: { status: "ok", result: "accepted" } });
-    expect(await answerOf(await sendMeta("instagram", body))).toEqual({ status: 200, body: { status: "ok", result: "duplicate" } });
-    const conversation = singleConversationKey("instagram", ACCOUNT, ACCOUNT, user);
-    const stored = await receiptsIn(conversation);
-    expect(stored).toHaveLength(1);
-    expect(stored[0]).toMatchObject({ provider: "instagram", event: "messaging_seen", app: ACCOUNT, chat: "single", readers: [user], peer: ACCOUNT });
-  });
-
-  it("takes several read events for several users in one callback", async () => {
-    const users = [unique("1"), unique("2"), unique("3")];
-    const body = messagingBody(
-      "instagram",
-      users.map((user) => readEvent(user)),
-    );
-    expect((await sendMeta("instagram", body)).status).toBe(200);
-    for (const user of users) expect(await receiptsIn(singleConversationKey("instagram", ACCOUNT, ACCOUNT, user))).toHaveLength(1);
-  });
-
-  it("refuses a wrong signature and another app's secret 401", async () => {
-    const body = messagingBody("instagram", [readEvent(unique("65432"))]);
-    const text = JSON.stringify(body);
-    const wrong = await send("/v1/hooks/instagram", { headers: { "x-hub-signature-256": "sha256=" + "a".repeat(64) }, body: text });
-    expect(await answerOf(wrong)).toMatchObject({ status: 401, body: { code: "bad_signature" } });
-    expect(await answerOf(await sendMeta("instagram", body, "another-apps-secret"))).toMatchObject({ status: 401, body: { code: "bad_signature" } });
-  });
-
-  it("refuses an account that INSTAGRAM_ACCOUNT_IDS does not list 403", async () => {
-    const body = messagingBody("instagram", [readEvent(unique("65432"), "999")]);
-    expect(await answerOf(await sendMeta("instagram", body))).toMatchObject({ status: 403, body: { code: "not_allowed" } });
-  });
-
-  it("answers a signed but malformed body 400, naming the field", async () => {
-    const body = messagingBody("instagram", [{ ...readEvent(unique("65432")), recipient: {} }]);
-    expect(await answerOf(await sendMeta("instagram", body))).toMatchObject({
-      status: 400,
-      body: { message: expect.stringContaining("field entry.0.messaging.0.recipient.id") },
-    });
-  });
-
-  it("answers the handshake with the challenge, and a wrong token 403", async () => {
-    const ok = await send(`/v1/hooks/instagram?hub.mode=subscribe&hub.verify_token=${META_VERIFY_TOKENS[0]}&hub.challenge=42`, { method: "GET" });
-    expect({ status: ok.status, text: await ok.text() }).toEqual({ status: 200, text: "42" });
-    const wrong = await send("/v1/hooks/instagram?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=42", { method: "GET" });
-    expect(wrong.status).toBe(403);
-  });
-});
-
-describe("instagram pipeline", () => {
-  it("answers 503 when a store fails", async () => {
-    const deps = recordingDeps(testSettings);
-    deps.store = async () => {
-      throw new Error("down");
-    };
-    const answer = await ingestor.handle(await signedRaw(messagingBody("instagram", [readEvent(unique("1")), readEvent(unique("2"))])), deps);
-    expect(answer).toMatchObject({ status: 503, body: { code: "store_unavailable" } });
-  });
-
-  it("reads the sample from Meta's docs", async () => {
-    const result = await runBatchProvider(instagram, await signedRaw(metaSamples.instagram.read), config, Date.now(), "2026-01-01T00:00:00.000Z");
-    expect(result).toMatchObject({ stage: "done", ignored: {} });
-    if (result.stage !== "done") throw new Error("refused");
-    expect(result.receipts).toHaveLength(1);
-    const { receipt } = result.receipts[0]!;
-    const sample = metaSamples.instagram.read.entry[0]!.messaging[0]!;
-    expect(receipt).toMatchObject({
-      conversation: singleConversationKey("instagram", sample.recipient.id, sample.recipient.id, sample.sender.id),
-      readAt: new Date(sample.timestamp).toISOString(),
-    });
-    expect(receipt.raw).toEqual(metaSamples.instagram.read);
-  });
-
-  it("counts other messaging events as ignored", async () => {
-    const result = await runBatchProvider(instagram, await signedRaw(metaSamples.instagram.other), config, Date.now(), "2026-01-01T00:00:00.000Z");
-    expect(result).toMatchObject({ stage: "done", receipts: [], ignored: { "messaging.message": 1 } });
-  });
-});
 
 describe("instagram seen", () => {
   it("names the message seen, and the id is stable per sender and mid", async () => {
