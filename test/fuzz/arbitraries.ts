@@ -262,3 +262,54 @@ export function expectRefusalNamingField(result: Stage, touched: ReadonlySet<str
     `${result.message} names no edited field of ${[...touched].join(", ")}`,
   ).toBe(true);
 }
+
+/**
+ * What every provider signed with an HMAC over the body must hold under fuzzing, as one suite's
+ * inputs: the samples to mutate, a right signature and forged ones for a text, the configs and URL
+ * paths to try, how a callback is run, and an `authentic` written apart from the provider.
+ */
+export interface SignedFuzz<Config, Result> {
+  editedSample: fc.Arbitrary<string>;
+  sign: (text: string) => fc.Arbitrary<string | Promise<string>>;
+  forge: (text: string) => fc.Arbitrary<string | undefined | Promise<string | undefined>>;
+  config: fc.Arbitrary<Config>;
+  path: fc.Arbitrary<readonly string[]>;
+  run: (text: string, signature: string | undefined, config: Config, path?: readonly string[]) => Promise<Result>;
+  authentic: (text: string, signature: string | undefined) => Promise<boolean>;
+  /** The outcome is one the provider documents (and a receipt, a sound one). */
+  expectOutcome: (result: Result) => void;
+}
+
+/** Never throws, refuses only with a documented status, and accepts only authentic callbacks. */
+export async function acceptsOnlyAuthentic<Config, Result extends { stage: string }>(fuzz: SignedFuzz<Config, Result>): Promise<void> {
+  const input = fc.oneof(anyBodyText, fuzz.editedSample).chain((body) =>
+    fc.record({
+      body: fc.constant(body),
+      signature: fc.oneof({ weight: 2, arbitrary: fuzz.sign(body) }, { weight: 1, arbitrary: fuzz.forge(body) }),
+      config: fuzz.config,
+      path: fuzz.path,
+    }),
+  );
+  await fc.assert(
+    fc.asyncProperty(input, async ({ body, signature, config, path }) => {
+      const signed = await signature;
+      const result = await fuzz.run(body, signed, config, path);
+      fuzz.expectOutcome(result);
+      if (result.stage === "done") expect(await fuzz.authentic(body, signed)).toBe(true);
+    }),
+    settings(),
+  );
+}
+
+/** A wrong or missing signature is refused at verify (401), whatever the body holds: before any allow-list is read. */
+export async function refusesForgedAtVerify<Config, Result>(fuzz: SignedFuzz<Config, Result>): Promise<void> {
+  const input = fuzz.editedSample.chain((body) => fc.record({ body: fc.constant(body), signature: fuzz.forge(body), config: fuzz.config }));
+  await fc.assert(
+    fc.asyncProperty(input, async ({ body, signature, config }) => {
+      const signed = await signature;
+      fc.pre(!(await fuzz.authentic(body, signed)));
+      expect(await fuzz.run(body, signed, config)).toMatchObject({ stage: "verify", status: 401 });
+    }),
+    settings(),
+  );
+}

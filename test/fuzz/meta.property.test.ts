@@ -12,7 +12,18 @@ import { whatsapp } from "../../src/providers/whatsapp";
 import { META_SECRETS, META_VERIFY_TOKENS, metaSamples } from "../support/callbacks";
 import { testSettings } from "../support/settings";
 import { rawCallback, runBatchProvider, type BatchStage, type Stage } from "../support/pipeline";
-import { NOW, RECEIVED_AT, anyBodyText, editsOf, expectSoundReceipt, expectWellFormedOutcome, hostileString, renderEdited, settings } from "./arbitraries";
+import {
+  NOW,
+  RECEIVED_AT,
+  editsOf,
+  expectSoundReceipt,
+  expectWellFormedOutcome,
+  hostileString,
+  renderEdited,
+  acceptsOnlyAuthentic,
+  refusesForgedAtVerify,
+  type SignedFuzz,
+} from "./arbitraries";
 
 const secret = fc.constantFrom(...META_SECRETS);
 
@@ -70,36 +81,18 @@ describe.each(PRODUCTS)("$name under fuzzing", ({ name, provider, allowed }) => 
     }
   }
 
-  it("never throws, refuses only with a documented status, and accepts only authentic callbacks", async () => {
-    const input = fc.oneof(anyBodyText, editedSample).chain((body) =>
-      fc.record({
-        body: fc.constant(body),
-        signature: fc.oneof({ weight: 2, arbitrary: secret.map((key) => signMeta(key, body)) }, { weight: 1, arbitrary: forgedSignature(body) }),
-        config,
-        path: fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(hostileString, { maxLength: 2 }) }),
-      }),
-    );
-    await fc.assert(
-      fc.asyncProperty(input, async ({ body, signature, config: cfg, path }) => {
-        const signed = await signature;
-        const result = await run(body, signed, cfg, path);
-        expectOutcome(result);
-        if (result.stage === "done") expect(await authentic(body, signed)).toBe(true);
-      }),
-      settings(),
-    );
-  });
+  const fuzz: SignedFuzz<MetaConfig, BatchStage> = {
+    editedSample,
+    sign: (body) => secret.map((key) => signMeta(key, body)),
+    forge: forgedSignature,
+    config,
+    path: fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(hostileString, { maxLength: 2 }) }),
+    run,
+    authentic,
+    expectOutcome,
+  };
 
-  it("refuses a wrong or missing signature at verify, whatever the body holds", async () => {
-    const input = editedSample.chain((body) => fc.record({ body: fc.constant(body), signature: forgedSignature(body), config }));
-    await fc.assert(
-      fc.asyncProperty(input, async ({ body, signature, config: cfg }) => {
-        const signed = await signature;
-        fc.pre(!(await authentic(body, signed)));
-        // Before the ids are read: a forger learns nothing about the allow-list.
-        expect(await run(body, signed, cfg)).toMatchObject({ stage: "verify", status: 401 });
-      }),
-      settings(),
-    );
-  });
+  it("never throws, refuses only with a documented status, and accepts only authentic callbacks", () => acceptsOnlyAuthentic(fuzz));
+  // Before the ids are read: a forger learns nothing about the allow-list.
+  it("refuses a wrong or missing signature at verify, whatever the body holds", () => refusesForgedAtVerify(fuzz));
 });

@@ -12,6 +12,17 @@ export type BatchStage =
   | Exclude<Stage, { stage: "done" }>
   | { stage: "done"; kind: "receipts"; receipts: { receipt: Receipt; eventTime: EventTime }[]; ignored: Record<string, number> };
 
+/** Parse, verify, normalize: where the callback stopped, or what it normalized to. */
+async function stages<Config, Envelope>(provider: Provider<Config, Envelope>, raw: RawCallback, config: Config, now: number, receivedAt: string) {
+  const parsed = provider.parse(raw);
+  if (!parsed.ok) return { stage: "parse" as const, ...parsed.rejection };
+  const refused = await provider.verify(parsed.value, config, now);
+  if (refused) return { stage: "verify" as const, ...refused };
+  const normalized = await provider.normalize(parsed.value, { receivedAt });
+  if (!normalized.ok) return { stage: "normalize" as const, ...normalized.rejection };
+  return { stage: "done" as const, ...normalized.value };
+}
+
 export async function runProvider<Config, Envelope>(
   provider: Provider<Config, Envelope>,
   raw: RawCallback,
@@ -19,14 +30,9 @@ export async function runProvider<Config, Envelope>(
   now: number,
   receivedAt: string,
 ): Promise<Stage> {
-  const parsed = provider.parse(raw);
-  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
-  const refused = await provider.verify(parsed.value, config, now);
-  if (refused) return { stage: "verify", ...refused };
-  const normalized = await provider.normalize(parsed.value, { receivedAt });
-  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
-  if (normalized.value.kind === "receipts") throw new Error("a batch: use runBatchProvider");
-  return { stage: "done", ...normalized.value };
+  const result = await stages(provider, raw, config, now, receivedAt);
+  if (result.stage === "done" && result.kind === "receipts") throw new Error("a batch: use runBatchProvider");
+  return result;
 }
 
 /** `runProvider` for a provider whose callbacks are batches (Meta): parse, verify, normalize. */
@@ -37,14 +43,9 @@ export async function runBatchProvider<Config, Envelope>(
   now: number,
   receivedAt: string,
 ): Promise<BatchStage> {
-  const parsed = provider.parse(raw);
-  if (!parsed.ok) return { stage: "parse", ...parsed.rejection };
-  const refused = await provider.verify(parsed.value, config, now);
-  if (refused) return { stage: "verify", ...refused };
-  const normalized = await provider.normalize(parsed.value, { receivedAt });
-  if (!normalized.ok) return { stage: "normalize", ...normalized.rejection };
-  if (normalized.value.kind !== "receipts") throw new Error(`not a batch: ${normalized.value.kind}`);
-  return { stage: "done", ...normalized.value };
+  const result = await stages(provider, raw, config, now, receivedAt);
+  if (result.stage === "done" && result.kind !== "receipts") throw new Error(`not a batch: ${result.kind}`);
+  return result;
 }
 
 /** The receipt a run produced, or a failure that shows where it stopped. */
