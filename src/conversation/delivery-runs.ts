@@ -49,6 +49,16 @@ export function takes(body: string, match: Match): boolean {
   return parsed.success && matches(parsed.data, match);
 }
 
+/**
+ * How long to wait before the next request to a destination limited to `maxPerSecond`, whose last
+ * request from this object started at `lastStartedAt` (never, when undefined): requests start at
+ * least 1000 / maxPerSecond ms apart.
+ */
+export function pacingWait(lastStartedAt: number | undefined, maxPerSecond: number, now: number): number {
+  if (lastStartedAt === undefined) return 0;
+  return Math.max(0, lastStartedAt + 1000 / maxPerSecond - now);
+}
+
 export class DeliveryRuns {
   /** Runs in flight, by destination: at most one each, so each destination keeps its order. */
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -140,7 +150,7 @@ export class DeliveryRuns {
         }
         if (maxPerSecond !== undefined) {
           // Requests to this destination from this object at most maxPerSecond (docs/destinations.md).
-          const wait = (this.lastStart.get(name) ?? 0) + 1000 / maxPerSecond - Date.now();
+          const wait = pacingWait(this.lastStart.get(name), maxPerSecond, Date.now());
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         }
         const startedAt = Date.now();
