@@ -2,6 +2,8 @@ import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-worker
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 import { testSettings } from "./test/support/settings.ts";
+// The dashboard's browser script, built into the string module the Worker imports (not committed).
+import "./src/dashboard/browser/build.mjs";
 
 export default defineConfig({
   plugins: [

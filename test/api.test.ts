@@ -81,10 +81,18 @@ describe("API reads", () => {
     ["deliveries?status=lost", "status"],
     ["deliveries?limit=0", "limit"],
     ["deliveries?after=-1", "after"],
+    // A parameter given twice is ambiguous: refused, not read as its first value.
+    ["receipts?limit=1&limit=2", "limit"],
   ])("400 naming the parameter for %s", async (rest, parameter) => {
     const response = await api(pathOf("tencent:1:g:x", rest));
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { code: "invalid_query", message: expect.stringContaining(`query parameter ${parameter}`) } });
+  });
+
+  it.each(["limit=0", `limit=${Number(testSettings.RECENT_LIMIT) + 1}`])("400 naming the parameter for the summary's %s", async (query) => {
+    const response = await api(`/v1/conversations/${encodeURIComponent("tencent:1:g:x")}?${query}`);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: "invalid_query", message: expect.stringContaining("query parameter limit") } });
   });
 
   it("lists the outbox by status, a page at a time", async () => {

@@ -5,7 +5,7 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
-import { histogramPercentile, MAX_ROWS } from "../src/api/destinations";
+import { histogramPercentile, MAX_ROWS } from "../src/queries/destinations";
 import { LATENCY_BOUNDS_MS } from "../src/ops/conversation-index";
 import { ADMIN_TOKEN, api, unique } from "./support/callbacks";
 import { deadLettersAtBoth, destinationRow, iso, latencies } from "./support/destination-rows";

@@ -124,7 +124,7 @@ describe("the conversation object, with the index's tables missing", () => {
     const response = await call(`/v1/conversations/${encodeURIComponent(conversation)}/receipts`);
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ consistent: false, receipts: [{ conversation, readers: [reader] }] });
-    // The summary reads the index only for a hint: without it, still 200.
+    // The summary comes from the object alone: without the index, still 200.
     const summary = await call(`/v1/conversations/${encodeURIComponent(conversation)}`);
     expect(summary.status).toBe(200);
     expect(await summary.json()).toMatchObject({ conversation, accepted: 1 });

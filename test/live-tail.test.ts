@@ -3,16 +3,16 @@
 import { describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { z } from "zod";
+import { LiveEvent } from "../src/conversation/live-event";
 import { MAX_VIEWERS, openLiveTail } from "../src/conversation/live-tail";
 import { retryNow, runAlarm } from "./support/conversation-object";
 import { script } from "./support/origin-control";
 import { makeReceipt, newConversation, stubFor } from "./support/receipts";
 
-const Event = z.looseObject({ type: z.string() });
-type Event = z.infer<typeof Event>;
-
-/** A viewer: every frame it received, and a way to wait for the next one that matches. */
+/**
+ * A viewer: every frame it received, and a way to wait for the next event that matches. Events are
+ * parsed with the schema the dashboard's script checks them with: a frame it would drop fails here.
+ */
 async function connect(conversation: string) {
   const response = await openLiveTail(env, conversation, new Request("https://relay.test/live", { headers: { upgrade: "websocket" } }));
   expect(response.status).toBe(101);
@@ -25,9 +25,9 @@ async function connect(conversation: string) {
     frames.push(typeof message.data === "string" ? message.data : "(binary)");
     waiters.splice(0).forEach((wake) => wake());
   });
-  const events = () => frames.filter((frame) => frame !== "pong").map((frame) => Event.parse(JSON.parse(frame)));
+  const events = () => frames.filter((frame) => frame !== "pong").map((frame) => LiveEvent.parse(JSON.parse(frame)));
   /** Resolves with the first event matching, waiting for frames as they come (the test's timeout bounds it). */
-  async function next(matches: (event: Event) => boolean): Promise<Event> {
+  async function next(matches: (event: LiveEvent) => boolean): Promise<LiveEvent> {
     for (;;) {
       const found = events().find(matches);
       if (found) return found;
@@ -79,7 +79,7 @@ describe("live tail", () => {
     expect(await stub.retryDeadLetters()).toEqual({ requeued: 1 });
     expect(await viewer.next((event) => event.type === "requeued")).toMatchObject({ count: 1 });
     await retryNow(stub);
-    expect(await viewer.next((event) => event.type === "delivery" && event["outcome"] === "delivered")).toMatchObject({
+    expect(await viewer.next((event) => event.type === "delivery" && event.outcome === "delivered")).toMatchObject({
       receiptIds: [receipt.id],
       status: 200,
     });

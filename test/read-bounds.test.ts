@@ -5,7 +5,7 @@ import { createExecutionContext, runInDurableObject, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import { z } from "zod";
 import { app } from "../src/app";
-import { MESSAGES_SHOWN, messagesText, readersText } from "../src/dashboard/pages/conversation";
+import { MESSAGES_SHOWN, messagesText, readersText } from "../src/dashboard/format";
 import { boundedReads, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_READERS, MAX_SNAPSHOT_READS_BYTES } from "../src/conversation/publisher";
 import { MAX_READS_PAGE, ReadState } from "../src/conversation/read-state";
 import { Snapshot, snapshotKey } from "../src/conversation/snapshot";

@@ -1,11 +1,13 @@
 /**
- * The app's API (Bearer ADMIN_TOKEN): a conversation's receipts, read state and outbox, replay of
- * dead letters, and the conversations holding them. Reads come from the KV read model unless
- * `?consistent=true` asks the object, which is the truth. The relay-wide conversation index (D1),
- * a conversation's summary and bulk replays are in conversations.ts.
+ * The app's API (Bearer ADMIN_TOKEN), one sub-app behind one check: a conversation's receipts,
+ * read state, outbox and summary, replay of dead letters, the conversation index, destinations and
+ * stats. This file routes, validates each request (query strings through Hono's validator, with
+ * zod) and answers; the data comes from src/queries, the same functions the dashboard calls. Reads
+ * come from the KV read model unless `?consistent=true` asks the object, which is the truth.
  */
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import { validator } from "hono/validator";
 import { z } from "zod";
 import { DeliveryFilter, MAX_DELIVERIES_PAGE } from "../conversation/object";
 import { Snapshot, snapshotKey } from "../conversation/snapshot";
@@ -13,13 +15,17 @@ import { conversationStub } from "../conversation-stub";
 import { timingSafeEqual } from "../crypto/timing-safe";
 import { apiError, jsonResponse, limitBody } from "../http";
 import { log } from "../log";
-import { conversationSummary, destinationDeadLettersPage, ListQuery, listConversations, replayProgress, startReplay } from "./conversations";
-import { DestinationName, destinationsOverview, pauseResponse } from "./destinations";
+import { DestinationName } from "../ops/replay-job";
+import { conversationSummary } from "../queries/conversation-summary";
+import { conversationsPage, Cursor, destinationDeadLettersPage, encodeCursor, ListQuery } from "../queries/conversations";
+import { destinationsOverview } from "../queries/destinations";
+import { replayStatus } from "../queries/replays";
+import { startReplay, withIndex } from "./conversations";
+import { pauseAnswer } from "./destinations";
 import { describeIssue } from "../providers/provider";
 import { clientAddress, countAuthFailure } from "../auth-limit";
 import { apiAccessOf, settingsOf, type Settings } from "../settings";
 import { relayStats, StatsWindow } from "../ops/stats";
-import { Cursor, encodeCursor, withIndex } from "./conversations";
 import { MAX_READS_PAGE, ReadsPage } from "../conversation/read-state";
 
 /** Readers per page of GET …/reads unless `limit` says otherwise (at most MAX_READS_PAGE). */
@@ -68,16 +74,25 @@ const Consistent = z
   .enum(["true", "false"])
   .optional()
   .transform((value) => value === "true");
+/** GET /v1/dead-letters: the index's filters but `status` (failing, always), and `destination`. */
+const { status: _status, ...deadLettersShape } = ListQuery;
+const DeadLettersQuery = { ...deadLettersShape, destination: DestinationName.optional() };
 
-/** Validates query parameters; a failure names the parameter. */
-function query<T extends z.ZodRawShape>(
-  shape: T,
-  values: Record<string, string>,
-): { ok: true; value: z.infer<z.ZodObject<T>> } | { ok: false; response: Response } {
-  const result = z.object(shape).safeParse(values);
-  if (result.success) return { ok: true, value: result.data };
-  return { ok: false, response: apiError(400, "invalid_query", describeIssue(result.error.issues).replace(/^field /, "query parameter ")) };
+/**
+ * The query string validated by Hono's validator with `shape` (unknown parameters are ignored):
+ * 400 `invalid_query` naming the first bad parameter. `shape` may depend on the request's settings.
+ * A parameter given twice arrives as an array, which no shape takes.
+ */
+function validQuery<T extends z.ZodRawShape>(shape: T | ((c: Context<ApiEnv>) => T)) {
+  return validator("query", (values, c: Context<ApiEnv>) => {
+    const result = z.object(typeof shape === "function" ? shape(c) : shape).safeParse(values);
+    if (!result.success) return apiError(400, "invalid_query", describeIssue(result.error.issues).replace(/^field /, "query parameter "));
+    return result.data;
+  });
 }
+
+/** `limit` of the newest receipts: at most RECENT_LIMIT, the receipts an object keeps listing. */
+const recentLimited = (c: Context<ApiEnv>) => ({ limit: z.coerce.number().int().min(1).max(c.var.settings.RECENT_LIMIT).optional() });
 
 /**
  * The conversation's KV snapshot: "absent" when none is published yet; "unreadable" when KV fails,
@@ -105,6 +120,8 @@ const limitApiBody = limitBody<ApiEnv>(MAX_API_BODY_BYTES, () => apiError(413, "
 
 const neverSeen = () => apiError(404, "conversation_not_found", "the relay has never stored a receipt of this conversation");
 
+const replayNotFound = () => apiError(404, "replay_not_found", "no replay with this id");
+
 const notYet = () =>
   apiError(
     404,
@@ -125,91 +142,95 @@ export const apiRoutes = new Hono<ApiEnv>()
   .use("*", requireApiEnabled, requireAdminToken)
   .use("/conversations/:conversation/*", validateConversation)
   // The relay-wide index (D1): every conversation, filtered, in key order, a page at a time.
-  .get("/conversations", async (c) => {
-    const params = query(ListQuery, c.req.query());
-    if (!params.ok) return params.response;
-    return listConversations(c.env, params.value);
+  .get("/conversations", validQuery(ListQuery), async (c) => {
+    const params = c.req.valid("query");
+    return withIndex(c.env, async (db) => jsonResponse(200, await conversationsPage(db, params)));
   })
   // One conversation from its object: counts, last delivery, newest receipts with their delivery state.
-  .get("/conversations/:conversation", validateConversation, async (c) => {
-    const recentLimit = c.var.settings.RECENT_LIMIT;
-    const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional() }, c.req.query());
-    if (!params.ok) return params.response;
-    return conversationSummary(c.env, c.var.conversation, params.value.limit ?? recentLimit);
+  .get("/conversations/:conversation", validateConversation, validQuery(recentLimited), async (c) => {
+    const summary = await conversationSummary(c.env, c.var.conversation, c.req.valid("query").limit ?? c.var.settings.RECENT_LIMIT);
+    return summary ? jsonResponse(200, summary) : neverSeen();
   })
   // Bulk replay of every matching dead letter, as a durable job.
   .post("/replays", limitApiBody, (c) => startReplay(c.env, c.req.raw))
-  .get("/replays/:id", (c) => replayProgress(c.env, c.req.param("id")))
+  .get("/replays/:id", async (c) => {
+    const status = await replayStatus(c.env, c.req.param("id"));
+    return status ? jsonResponse(200, status) : replayNotFound();
+  })
   // Relay-wide figures from the index (src/ops/stats.ts).
-  .get("/stats", async (c) => {
-    const params = query({ window: StatsWindow.optional() }, c.req.query());
-    if (!params.ok) return params.response;
-    return withIndex(c.env, async (db) => jsonResponse(200, await relayStats(db, params.value.window ?? "24h", Date.now())));
+  .get("/stats", validQuery({ window: StatsWindow.optional() }), async (c) => {
+    const { window = "24h" } = c.req.valid("query");
+    return withIndex(c.env, async (db) => jsonResponse(200, await relayStats(db, window, Date.now())));
   })
-  .get("/conversations/:conversation/receipts", async (c) => {
-    const conversation = c.var.conversation;
-    const recentLimit = c.var.settings.RECENT_LIMIT;
-    const params = query({ limit: z.coerce.number().int().min(1).max(recentLimit).optional(), consistent: Consistent }, c.req.query());
-    if (!params.ok) return params.response;
-    const limit = params.value.limit ?? recentLimit;
-    const snapshot = params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0 ? "unreadable" : await readSnapshot(c.env, conversation);
-    if (snapshot === "absent") return notYet();
-    if (snapshot === "unreadable") {
-      const receipts = await conversationStub(c.env, conversation).recent(limit);
-      if (!receipts) return neverSeen();
-      return jsonResponse(200, { conversation: conversation, consistent: true, receipts });
-    }
-    return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, receipts: snapshot.receipts.slice(0, limit) });
-  })
+  .get(
+    "/conversations/:conversation/receipts",
+    validQuery((c) => ({ ...recentLimited(c), consistent: Consistent })),
+    async (c) => {
+      const conversation = c.var.conversation;
+      const params = c.req.valid("query");
+      const limit = params.limit ?? c.var.settings.RECENT_LIMIT;
+      const snapshot = params.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0 ? "unreadable" : await readSnapshot(c.env, conversation);
+      if (snapshot === "absent") return notYet();
+      if (snapshot === "unreadable") {
+        const receipts = await conversationStub(c.env, conversation).recent(limit);
+        if (!receipts) return neverSeen();
+        return jsonResponse(200, { conversation: conversation, consistent: true, receipts });
+      }
+      return jsonResponse(200, { conversation: conversation, consistent: false, updatedAt: snapshot.updatedAt, receipts: snapshot.receipts.slice(0, limit) });
+    },
+  )
   // Read state in reader order, a page at a time (docs/design.md, "Bounds"): the snapshot holds
   // the newest MAX_SNAPSHOT_READERS readers (`readsTruncated` when there are more); the object all.
-  .get("/conversations/:conversation/reads", async (c) => {
-    const conversation = c.var.conversation;
-    const params = query({ consistent: Consistent, limit: z.coerce.number().int().min(1).max(MAX_READS_PAGE).optional(), cursor: Cursor }, c.req.query());
-    if (!params.ok) return params.response;
-    const { limit = READS_PAGE, cursor } = params.value;
-    const snapshot = params.value.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0 ? "unreadable" : await readSnapshot(c.env, conversation);
-    if (snapshot === "absent") return notYet();
-    if (snapshot === "unreadable") {
-      // Validated rather than inferred through the RPC stub's types (too deep for tsc).
-      const page = ReadsPage.nullable().parse(await conversationStub(c.env, conversation).readStates(limit, cursor));
-      if (!page) return neverSeen();
-      const next = page.next !== undefined ? { cursor: encodeCursor(page.next) } : {};
-      return jsonResponse(200, { conversation, consistent: true, readers: page.readers, reads: page.reads, ...next });
-    }
-    const rest = cursor === undefined ? snapshot.reads : snapshot.reads.filter((read) => read.reader > cursor);
-    const reads = rest.slice(0, limit);
-    const last = rest.length > limit ? reads[reads.length - 1] : undefined;
-    return jsonResponse(200, {
-      conversation,
-      consistent: false,
-      updatedAt: snapshot.updatedAt,
-      readers: snapshot.readers ?? snapshot.reads.length,
-      ...(snapshot.readsTruncated ? { readsTruncated: true } : {}),
-      reads,
-      ...(last ? { cursor: encodeCursor(last.reader) } : {}),
-    });
-  })
+  .get(
+    "/conversations/:conversation/reads",
+    validQuery({ consistent: Consistent, limit: z.coerce.number().int().min(1).max(MAX_READS_PAGE).optional(), cursor: Cursor }),
+    async (c) => {
+      const conversation = c.var.conversation;
+      const params = c.req.valid("query");
+      const { limit = READS_PAGE, cursor } = params;
+      const snapshot = params.consistent || c.var.settings.SNAPSHOT_INTERVAL_SECONDS === 0 ? "unreadable" : await readSnapshot(c.env, conversation);
+      if (snapshot === "absent") return notYet();
+      if (snapshot === "unreadable") {
+        // Validated rather than inferred through the RPC stub's types (too deep for tsc).
+        const page = ReadsPage.nullable().parse(await conversationStub(c.env, conversation).readStates(limit, cursor));
+        if (!page) return neverSeen();
+        const next = page.next !== undefined ? { cursor: encodeCursor(page.next) } : {};
+        return jsonResponse(200, { conversation, consistent: true, readers: page.readers, reads: page.reads, ...next });
+      }
+      const rest = cursor === undefined ? snapshot.reads : snapshot.reads.filter((read) => read.reader > cursor);
+      const reads = rest.slice(0, limit);
+      const last = rest.length > limit ? reads[reads.length - 1] : undefined;
+      return jsonResponse(200, {
+        conversation,
+        consistent: false,
+        updatedAt: snapshot.updatedAt,
+        readers: snapshot.readers ?? snapshot.reads.length,
+        ...(snapshot.readsTruncated ? { readsTruncated: true } : {}),
+        reads,
+        ...(last ? { cursor: encodeCursor(last.reader) } : {}),
+      });
+    },
+  )
   // One entry per receipt and destination (every destination of a receipt on the same page).
-  .get("/conversations/:conversation/deliveries", async (c) => {
-    const conversation = c.var.conversation;
-    const params = query(
-      {
-        status: DeliveryFilter.optional(),
-        limit: z.coerce.number().int().min(1).max(MAX_DELIVERIES_PAGE).optional(),
-        after: z.coerce.number().int().min(0).optional(),
-        destination: DestinationName.optional(),
-      },
-      c.req.query(),
-    );
-    if (!params.ok) return params.response;
-    const limit = params.value.limit ?? 100;
-    const deliveries = await conversationStub(c.env, conversation).deliveries(params.value.status, limit, params.value.after ?? 0, params.value.destination);
-    if (!deliveries) return neverSeen();
-    // A full page (a receipt's destinations are never split, so it may hold a few more) may have more behind it: `after` continues from its last seq.
-    const last = deliveries.length >= limit ? deliveries[deliveries.length - 1] : undefined;
-    return jsonResponse(200, { conversation, deliveries, ...(last ? { after: last.seq } : {}) });
-  })
+  .get(
+    "/conversations/:conversation/deliveries",
+    validQuery({
+      status: DeliveryFilter.optional(),
+      limit: z.coerce.number().int().min(1).max(MAX_DELIVERIES_PAGE).optional(),
+      after: z.coerce.number().int().min(0).optional(),
+      destination: DestinationName.optional(),
+    }),
+    async (c) => {
+      const conversation = c.var.conversation;
+      const params = c.req.valid("query");
+      const limit = params.limit ?? 100;
+      const deliveries = await conversationStub(c.env, conversation).deliveries(params.status, limit, params.after ?? 0, params.destination);
+      if (!deliveries) return neverSeen();
+      // A full page (a receipt's destinations are never split, so it may hold a few more) may have more behind it: `after` continues from its last seq.
+      const last = deliveries.length >= limit ? deliveries[deliveries.length - 1] : undefined;
+      return jsonResponse(200, { conversation, deliveries, ...(last ? { after: last.seq } : {}) });
+    },
+  )
   // Re-queues the dead letters, of every destination or of `destination` (query parameter or JSON body).
   .post("/conversations/:conversation/deliveries/retry", limitApiBody, async (c) => {
     const conversation = c.var.conversation;
@@ -222,34 +243,26 @@ export const apiRoutes = new Hono<ApiEnv>()
   })
   // Conversations holding dead letters: the index's failing view (D1), with the same paging; of
   // one destination with `destination` (each row then with that destination's part).
-  .get("/dead-letters", async (c) => {
-    const { status: _status, ...shape } = ListQuery;
-    const params = query({ ...shape, destination: DestinationName.optional() }, c.req.query());
-    if (!params.ok) return params.response;
-    const { destination, ...list } = params.value;
-    if (destination !== undefined) return withIndex(c.env, async (db) => jsonResponse(200, await destinationDeadLettersPage(db, destination, list)));
-    return listConversations(c.env, { ...list, status: "failing" });
+  .get("/dead-letters", validQuery(DeadLettersQuery), async (c) => {
+    const { destination, ...list } = c.req.valid("query");
+    return withIndex(c.env, async (db) =>
+      jsonResponse(
+        200,
+        destination !== undefined ? await destinationDeadLettersPage(db, destination, list) : await conversationsPage(db, { ...list, status: "failing" }),
+      ),
+    );
   })
   // Drops one conversation's dead letters of one destination (a removed one, say): settled as skipped, never sent.
-  .delete("/dead-letters", async (c) => {
-    const params = query({ destination: DestinationName, conversation: Conversation }, c.req.query());
-    if (!params.ok) return params.response;
-    const { destination, conversation } = params.value;
+  .delete("/dead-letters", validQuery({ destination: DestinationName, conversation: Conversation }), async (c) => {
+    const { destination, conversation } = c.req.valid("query");
     const purged = await conversationStub(c.env, conversation).purgeDeadLetters(destination);
     if (!purged) return neverSeen();
     return jsonResponse(200, { conversation, destination, purged: purged.purged });
   })
-  // Every destination: configuration, paused state and figures from the index (src/api/destinations.ts).
+  // Every destination: configuration, paused state and figures from the index (src/queries/destinations.ts).
   .get("/destinations", async (c) => jsonResponse(200, await destinationsOverview(c.env)))
-  .post("/destinations/:name/pause", limitApiBody, (c) => pausePath(c.env, c.req.param("name"), true))
-  .post("/destinations/:name/resume", limitApiBody, (c) => pausePath(c.env, c.req.param("name"), false));
-
-/** A destination named in the path: 404 for a name no destination can have. */
-function pausePath(env: Env, name: string, pause: boolean): Promise<Response> | Response {
-  if (!DestinationName.safeParse(name).success)
-    return apiError(404, "destination_not_found", `no destination ${JSON.stringify(name.slice(0, 64))}: names are 1 to 32 lowercase letters, digits or dashes`);
-  return pauseResponse(env, name, pause);
-}
+  .post("/destinations/:name/pause", limitApiBody, (c) => pauseAnswer(c.env, c.req.param("name"), true))
+  .post("/destinations/:name/resume", limitApiBody, (c) => pauseAnswer(c.env, c.req.param("name"), false));
 
 /** An optional `destination`, from the query or a JSON body `{ "destination": … }` (an empty body: none). */
 async function destinationParameter(

@@ -4,33 +4,17 @@
  * the object may leave memory while sockets stay open, and `ping` is answered `pong` by the platform
  * without waking it. The object sends an event when it accepts a receipt, after each delivery
  * attempt and after a retry of dead letters. No authentication here: the dashboard's route checks
- * the session and the Origin before it forwards the upgrade.
+ * the session and the Origin before it forwards the upgrade. The events' schema, shared with the
+ * dashboard's browser script, is live-event.ts.
  */
-import type { DeliveryOutcome } from "../ops/metrics";
-import type { Receipt } from "../receipt";
 import { conversationStub } from "../conversation-stub";
+import type { HelloEvent, LiveEvent } from "./live-event";
 
 /** Viewers per conversation; past this a new one is refused (429) rather than slowing every send. */
 export const MAX_VIEWERS = 64;
 /** The keep-alive a viewer sends, and the platform's answer (WebSocketRequestResponsePair). */
 export const PING = "ping";
 export const PONG = "pong";
-
-export type LiveEvent =
-  | { type: "hello"; conversation: string; at: string }
-  | { type: "receipt"; seq: number; acceptedAt: string; receipt: Receipt }
-  | {
-      type: "delivery";
-      destination: string;
-      receiptIds: string[];
-      outcome: DeliveryOutcome;
-      status?: number;
-      error?: string;
-      ms: number;
-      attempt: number;
-      at: string;
-    }
-  | { type: "requeued"; count: number; at: string };
 
 /** Names the conversation to its object, which may not know its own key before its first receipt. */
 export const CONVERSATION_HEADER = "x-relay-conversation";
@@ -55,7 +39,7 @@ export function acceptViewer(ctx: DurableObjectState, request: Request, known: s
   if (conversation === undefined) return new Response("no conversation named", { status: 400 });
   const { 0: client, 1: server } = new WebSocketPair();
   ctx.acceptWebSocket(server);
-  server.send(JSON.stringify({ type: "hello", conversation, at: new Date().toISOString() } satisfies LiveEvent));
+  server.send(JSON.stringify({ type: "hello", conversation, at: new Date().toISOString() } satisfies HelloEvent));
   return new Response(null, { status: 101, webSocket: client });
 }
 

@@ -22,7 +22,7 @@ import { isoFromMillis } from "../time";
 import { routesOf } from "../destinations/config";
 import { DeliveryRuns, takes } from "./delivery-runs";
 import { Publication } from "./publication";
-import { Outbox, type Delivery, type DeliveryFilter, type DestinationCounts } from "./outbox";
+import { Outbox, type Delivery, type DeliveryFilter, type DestinationCounts, type OutboxSummary } from "./outbox";
 import { RECOVERY_FIRST_MS, SmallState } from "./small-state";
 import { acceptViewer, broadcast, PING, PONG } from "./live-tail";
 import { MAX_READS_PAGE, type ReadsPage } from "./read-state";
@@ -182,6 +182,16 @@ export class Conversation extends DurableObject<Env> {
     if (!this.exists) return null;
     // Older receipts are kept for deduplication and delivery history; "recent" means RECENT_LIMIT.
     return this.outbox.recentBodies(Math.min(limit, settingsOf(this.env).settings.RECENT_LIMIT)).map((body) => Receipt.parse(JSON.parse(body)));
+  }
+
+  /**
+   * The conversation's summary (outbox.ts, `summary`): counts per destination, the oldest dead
+   * letter and the latest one's error, the latest delivery, and the newest `limit` receipts (at
+   * most RECENT_LIMIT) with their deliveries. Rows read only. Null for a conversation never seen.
+   */
+  async summary(limit: number): Promise<OutboxSummary | null> {
+    if (!this.exists) return null;
+    return this.outbox.summary(Math.min(limit, settingsOf(this.env).settings.RECENT_LIMIT));
   }
 
   /**

@@ -96,35 +96,56 @@ export interface OwedReceipt {
 }
 
 /** One attempt as the API shows it: when it started, how long it took, and what came of it. */
-export interface Attempt {
-  at: string;
-  ms: number;
-  status?: number;
-  error?: string;
-}
+export const Attempt = z.object({
+  at: z.string(),
+  ms: z.number(),
+  status: z.number().optional(),
+  error: z.string().optional(),
+});
+export type Attempt = z.infer<typeof Attempt>;
 
-/** A receipt's delivery to one destination, as the API shows it. */
-export interface Delivery {
-  receiptId: string;
-  seq: number;
-  destination: string;
-  status: DeliveryStatus;
-  attempts: number;
-  acceptedAt: string;
-  nextAttemptAt?: string;
-  lastAttemptAt?: string;
-  lastStatus?: number;
-  lastError?: string;
-  deliveredAt?: string;
-  failedAt?: string;
+/** A receipt's delivery to one destination, as the API shows it (a schema: it crosses RPC). */
+export const Delivery = z.object({
+  receiptId: z.string(),
+  seq: z.number(),
+  destination: z.string(),
+  status: DeliveryStatus,
+  attempts: z.number(),
+  acceptedAt: z.string(),
+  nextAttemptAt: z.string().optional(),
+  lastAttemptAt: z.string().optional(),
+  lastStatus: z.number().optional(),
+  lastError: z.string().optional(),
+  deliveredAt: z.string().optional(),
+  failedAt: z.string().optional(),
   /** From acceptance to the destination's 2xx. */
-  latencyMs?: number;
+  latencyMs: z.number().optional(),
   /** Every attempt, oldest first (the newest ATTEMPT_LOG_MAX), across retries. */
-  attemptLog: Attempt[];
-}
+  attemptLog: z.array(Attempt),
+});
+export type Delivery = z.infer<typeof Delivery>;
 
 /** Per destination: how many receipts wait for it and how many are its dead letters. */
-export type DestinationCounts = Record<string, { pending: number; failed: number }>;
+export const DestinationCounts = z.record(z.string(), z.object({ pending: z.number(), failed: z.number() }));
+export type DestinationCounts = z.infer<typeof DestinationCounts>;
+
+/**
+ * A conversation's summary as the outbox answers it (GET /v1/conversations/<conversation>, its
+ * dashboard page), from counts rather than pages of rows (a schema: it crosses RPC). Times are
+ * epoch ms; `newest` holds the newest receipts' stored JSON, newest first, each with its delivery
+ * to each destination.
+ */
+export const OutboxSummary = z.object({
+  /** The highest sequence number: receipts accepted, as the index row counts them. */
+  accepted: z.number(),
+  destinations: DestinationCounts,
+  oldestFailedAt: z.number().optional(),
+  /** The error of the most recent dead letter, of any destination. */
+  lastError: z.string().optional(),
+  lastDelivery: z.object({ at: z.number(), latencyMs: z.number() }).optional(),
+  newest: z.array(z.object({ body: z.string(), deliveries: z.array(Delivery) })),
+});
+export type OutboxSummary = z.infer<typeof OutboxSummary>;
 
 /** `routes` as stored: the names between commas, so that `instr(routes, ',name,')` finds one. */
 export const routesText = (names: readonly string[]) => (names.length === 0 ? "" : `,${names.join(",")},`);
@@ -554,6 +575,12 @@ export class Outbox {
 
   /** The oldest and the latest dead letter of `destination`, for the index. */
   failedRange(destination: string): { oldestFailedAt: number; lastError: string } | undefined {
+    const span = this.deadLetterSpan(destination);
+    return span && { oldestFailedAt: span.oldestAt, lastError: span.latest.error };
+  }
+
+  /** When the oldest dead letter of `destination` failed, and when the latest did with its error. */
+  private deadLetterSpan(destination: string): { oldestAt: number; latest: { at: number; error: string } } | undefined {
     let oldest: number | undefined;
     let latest: { at: number; error: string } | undefined;
     for (const row of this.sql.exec(
@@ -567,7 +594,7 @@ export class Outbox {
       if (oldest === undefined || at < oldest) oldest = at;
       if (!latest || at >= latest.at) latest = { at, error: e ?? "" };
     }
-    return oldest === undefined || !latest ? undefined : { oldestFailedAt: oldest, lastError: latest.error };
+    return oldest === undefined || !latest ? undefined : { oldestAt: oldest, latest };
   }
 
   /** The latest delivery to `destination` among the newest receipts: when, and its latency. */
@@ -583,6 +610,47 @@ export class Outbox {
     if (!row) return undefined;
     const { d, accepted_at } = z.object({ d: z.number(), accepted_at: z.number() }).parse(row);
     return { at: d, latencyMs: d - accepted_at };
+  }
+
+  /**
+   * The conversation's summary: counts per destination (`counts`), the oldest dead letter and the
+   * latest one's error, the latest delivery, and the newest `limit` receipts with their deliveries.
+   * Per destination a few statements over the table (rows read only), whatever its size.
+   */
+  summary(limit: number): OutboxSummary {
+    const destinations = this.counts();
+    let oldestFailedAt: number | undefined;
+    let latestFailure: { at: number; error: string } | undefined;
+    let lastDelivery: { at: number; latencyMs: number } | undefined;
+    for (const [name, { failed }] of Object.entries(destinations)) {
+      const span = failed > 0 ? this.deadLetterSpan(name) : undefined;
+      if (span) {
+        if (oldestFailedAt === undefined || span.oldestAt < oldestFailedAt) oldestFailedAt = span.oldestAt;
+        if (!latestFailure || span.latest.at >= latestFailure.at) latestFailure = span.latest;
+      }
+      const last = this.lastDelivery(name);
+      if (last && (!lastDelivery || last.at >= lastDelivery.at)) lastDelivery = last;
+    }
+    return {
+      accepted: this.maxSeq,
+      destinations,
+      ...(oldestFailedAt !== undefined ? { oldestFailedAt } : {}),
+      ...(latestFailure ? { lastError: latestFailure.error } : {}),
+      ...(lastDelivery ? { lastDelivery } : {}),
+      newest: this.newestWithDeliveries(limit),
+    };
+  }
+
+  /** The newest `limit` receipts' stored JSON, newest first, each with its delivery to each destination in its routes. */
+  private newestWithDeliveries(limit: number): { body: string; deliveries: Delivery[] }[] {
+    return this.sql
+      .exec("SELECT seq, id, accepted_at, body, routes, deliveries FROM receipts WHERE body != '' ORDER BY seq DESC LIMIT ?", limit)
+      .toArray()
+      .map((row) => ReceiptRow.omit({ read_at: true }).parse(row))
+      .map((row) => {
+        const records = parseRecords(row.deliveries);
+        return { body: row.body, deliveries: routesOf(row.routes).map((name) => describe(row, name, records[name])) };
+      });
   }
 
   /** The stored JSON of the newest receipts, newest first. */

@@ -8,7 +8,7 @@
  */
 import type { relayStats, StatsWindow } from "../ops/stats";
 import { isoFromMillis } from "../time";
-import { timeText } from "./layout";
+import { timeText } from "./format";
 
 /** What the dashboard shows of the relay's stats: relayStats' own result (same process, already typed). */
 export type DashboardStats = Awaited<ReturnType<typeof relayStats>>;

@@ -1,9 +1,8 @@
 /**
- * What the pages show, read in-process from the same functions the API uses (never over HTTP):
- * the D1 index and stats, the alert state, and a conversation's object.
+ * What the pages show, read in-process from the same functions the API uses (src/queries, never
+ * over HTTP): the D1 index and stats, the alert state, and a conversation's object.
  */
 import { z } from "zod";
-import { conversationsPage, conversationSummaryData } from "../api/conversations";
 import type { Delivery } from "../conversation/outbox";
 import { ReadsPage } from "../conversation/read-state";
 import { conversationStub } from "../conversation-stub";
@@ -11,12 +10,11 @@ import { healthOf } from "../health";
 import { readAlertState } from "../ops/alerts";
 import { indexDb } from "../ops/conversation-index";
 import { relayStats, type StatsWindow } from "../ops/stats";
+import { conversationSummary } from "../queries/conversation-summary";
 import { MAX_LIVE_CONVERSATIONS } from "./inputs";
 import { load } from "./load";
 import type { ConversationData } from "./pages/conversation";
 import type { OverviewData } from "./pages/overview";
-
-export type ConversationsPage = Awaited<ReturnType<typeof conversationsPage>>;
 
 /** Rows per page of the conversations and dead-letters tables. */
 export const INDEX_PAGE = 50;
@@ -60,7 +58,7 @@ export const READS_PAGE = 100;
 export async function loadConversation(env: Env, conversation: string, recentLimit: number, readsAfter?: string): Promise<ConversationData> {
   const stub = conversationStub(env, conversation);
   const [summary, reads, pending, failed] = await Promise.all([
-    conversationSummaryData(env, conversation, recentLimit),
+    conversationSummary(env, conversation, recentLimit),
     // Validated rather than inferred through the RPC stub's types (too deep for tsc).
     stub.readStates(READS_PAGE, readsAfter).then((page) => ReadsPage.nullable().parse(page)),
     stub.deliveries("pending", OUTBOX_LIST, 0),

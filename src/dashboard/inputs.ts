@@ -3,7 +3,7 @@
  * "", which here means "not given".
  */
 import { z } from "zod";
-import { Cursor, ListQuery } from "../api/conversations";
+import { Cursor, ListQuery } from "../queries/conversations";
 import { describeIssue } from "../providers/provider";
 import { DestinationName, ReplayFilter } from "../ops/replay-job";
 

@@ -4,33 +4,18 @@
  * (routes.tsx) allows only the assets (stylesheet, script, icon).
  */
 import type { Child, PropsWithChildren } from "hono/jsx";
-import { isoFromMillis } from "../time";
 import { assetPath, ICON, SCRIPT, STYLESHEET } from "./assets";
+import { timeText } from "./format";
 import { MAX_LIVE_CONVERSATIONS } from "./inputs";
+import { providerNames } from "../receipt";
 
 export type Section = "overview" | "conversations" | "dead-letters" | "destinations" | "none";
 
-/** "2026-12-03 10:00:00 UTC", the format the script uses too. */
-export function timeText(iso: string): string {
-  const ms = Date.parse(iso);
-  return Number.isNaN(ms)
-    ? iso
-    : isoFromMillis(ms)
-        .replace("T", " ")
-        .replace(/\.\d+Z$/, " UTC");
-}
+// Shared with the browser script (format.ts); re-exported under the name the pages import.
 
 export function Time({ iso }: { iso: string | null | undefined }) {
   if (!iso) return <span class="muted">-</span>;
   return <time datetime={iso}>{timeText(iso)}</time>;
-}
-
-export function duration(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined) return "-";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min`;
-  return `${(ms / 3_600_000).toFixed(1)} h`;
 }
 
 export const conversationPath = (key: string) => `/dashboard/conversations/${encodeURIComponent(key)}`;
@@ -146,5 +131,64 @@ export function Facts({ items }: { items: [string, Child][] }) {
         </>
       ))}
     </dl>
+  );
+}
+
+/** A column heading; `num` right-aligns a column of figures. */
+export type Column = string | { label: string; num: true };
+
+/**
+ * A table in its sideways-scrolling box (phones): the headings, one row per item, and a line
+ * saying so when there is none.
+ */
+export function DataTable<T>({
+  testid,
+  columns,
+  items,
+  empty,
+  row,
+}: {
+  testid: string;
+  columns: readonly Column[];
+  items: readonly T[];
+  empty: { testid: string; text: string };
+  row: (item: T) => Child;
+}) {
+  return (
+    <div class="scroll">
+      <table data-testid={testid}>
+        <thead>
+          <tr>{columns.map((column) => (typeof column === "string" ? <th>{column}</th> : <th class="num">{column.label}</th>))}</tr>
+        </thead>
+        <tbody>
+          {items.length === 0 ? (
+            <tr>
+              <td colspan={columns.length} class="muted" data-testid={empty.testid}>
+                {empty.text}
+              </td>
+            </tr>
+          ) : (
+            items.map(row)
+          )}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A provider filter: every registered provider, `anyLabel` for none. */
+export function ProviderSelect({ selected, testid, anyLabel }: { selected: string | undefined; testid: string; anyLabel: string }) {
+  return (
+    <label>
+      provider
+      <select name="provider" data-testid={testid}>
+        <option value="">{anyLabel}</option>
+        {providerNames.map((name) => (
+          <option value={name} selected={selected === name}>
+            {name}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }

@@ -4,7 +4,7 @@
  */
 import { fnv1a } from "../../claims/shard";
 import { DASHBOARD_ICON } from "./icon";
-import { DASHBOARD_SCRIPT } from "./script";
+import { DASHBOARD_SCRIPT } from "./script.generated";
 import { DASHBOARD_CSS } from "./style";
 
 export interface Asset {

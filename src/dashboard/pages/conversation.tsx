@@ -5,8 +5,10 @@
  */
 import type { Delivery } from "../../conversation/outbox";
 import type { ReadsPage } from "../../conversation/read-state";
-import { encodeCursor, type ConversationSummary } from "../../api/conversations";
-import { conversationPath, duration, Facts, Page, Time } from "../layout";
+import type { ConversationSummary } from "../../queries/conversation-summary";
+import { encodeCursor } from "../../queries/conversations";
+import { conversationPath, Facts, Page, Time } from "../layout";
+import { durationText, messagesText, readersText } from "../format";
 
 export interface ConversationData {
   conversation: string;
@@ -22,29 +24,6 @@ export interface ConversationData {
 }
 
 type SummaryReceipt = ConversationSummary["receipts"][number];
-
-/** Readers named per receipt row: a group receipt names up to 1,000, and the page stays small. */
-const READERS_SHOWN = 10;
-
-/** The first READERS_SHOWN readers, then how many more (the read state below pages them all). */
-export function readersText(readers: readonly string[]): string {
-  if (readers.length === 0) return "-";
-  const shown = readers.slice(0, READERS_SHOWN).join(", ");
-  return readers.length > READERS_SHOWN ? `${shown} and ${readers.length - READERS_SHOWN} more` : shown;
-}
-
-/** Message ids shown per receipt row; the receipt keeps them all. */
-export const MESSAGES_SHOWN = 10;
-
-/** Message ids, else #seq, then "up to": the same text the script writes for live rows. */
-export function messagesText(receipt: Pick<SummaryReceipt, "messages" | "upTo">): string {
-  // Up to 1,000 messages a receipt (docs/design.md, "Bounds"): the page shows the first few, like readers.
-  const parts = receipt.messages.slice(0, MESSAGES_SHOWN).map((message) => message.id ?? (message.seq !== undefined ? `#${message.seq}` : "?"));
-  if (receipt.messages.length > MESSAGES_SHOWN) parts.push(`and ${receipt.messages.length - MESSAGES_SHOWN} more`);
-  if (receipt.upTo?.seq !== undefined) parts.push(`up to #${receipt.upTo.seq}`);
-  else if (receipt.upTo?.time !== undefined) parts.push(`up to ${receipt.upTo.time.replace("T", " ").replace(/\.\d+Z$/, " UTC")}`);
-  return parts.join(", ") || "-";
-}
 
 type SummaryDelivery = SummaryReceipt["deliveries"][number];
 
@@ -66,7 +45,7 @@ function Attempts({ deliveries }: { deliveries: SummaryDelivery[] }) {
               <li data-testid="attempt" data-status={attempt.status ?? ""} data-destination={delivery.destination}>
                 {to}
                 <Time iso={attempt.at} />
-                {` ${attempt.error ?? `answered ${attempt.status ?? "?"}`}, in ${duration(attempt.ms)}`}
+                {` ${attempt.error ?? `answered ${attempt.status ?? "?"}`}, in ${durationText(attempt.ms)}`}
               </li>
             ))}
             {unlogged > 0 && delivery.attemptLog.length === 0 ? (
@@ -127,7 +106,7 @@ function ReceiptRow({ receipt }: { receipt: SummaryReceipt }) {
         <Attempts deliveries={receipt.deliveries} />
       </td>
       <td class="num" data-testid="latency">
-        {duration(receipt.delivery?.latencyMs)}
+        {durationText(receipt.delivery?.latencyMs)}
       </td>
       <td>
         <code>{receipt.id}</code>
@@ -293,7 +272,6 @@ function Outbox({ data }: { data: ConversationData }) {
         <span data-testid="outbox-pending">{`${counts.pending} pending`}</span>
         {", "}
         <span data-testid="outbox-failed">{`${counts.failed} failed`}</span>
-        {summary?.deliveries.complete === false ? " (at least: the outbox is larger than one read)" : null}
       </p>
       {summary?.lastError !== undefined ? (
         <p class="muted">
@@ -365,7 +343,7 @@ export function ConversationPage({ data, requeued }: { data: ConversationData; r
               ["chat", summary.chat],
               ["accepted", String(summary.accepted)],
               ["last delivered", <Time iso={summary.lastDeliveredAt} />],
-              ["last latency", duration(summary.lastLatencyMs)],
+              ["last latency", durationText(summary.lastLatencyMs)],
               ["oldest dead letter", <Time iso={summary.oldestFailedAt} />],
             ]}
           />

@@ -1,8 +1,8 @@
 /** GET /dashboard/conversations: the D1 index, filtered by provider, status and key prefix, a page at a time. */
-import type { ConversationsPage } from "../data";
-import { providerNames } from "../../receipt";
+import type { ConversationsPage } from "../../queries/conversations";
 import { MAX_LIVE_CONVERSATIONS } from "../inputs";
-import { ConversationLink, duration, ErrorPanel, IndexOff, Page, Time, WatchLink } from "../layout";
+import { ConversationLink, ErrorPanel, IndexOff, Page, Time, WatchLink, DataTable, ProviderSelect } from "../layout";
+import { durationText } from "../format";
 import type { Loaded } from "../load";
 
 /** The filters as typed (validated, but before the cursor is decoded), to fill the form and build links. */
@@ -34,17 +34,7 @@ export function queryString(filters: ConversationFilters, cursor?: string): stri
 function Filters({ filters }: { filters: ConversationFilters }) {
   return (
     <form class="filters" method="get" action="/dashboard/conversations" data-testid="conversation-filters">
-      <label>
-        provider
-        <select name="provider" data-testid="filter-provider">
-          <option value="">any</option>
-          {providerNames.map((name) => (
-            <option value={name} selected={filters.provider === name}>
-              {name}
-            </option>
-          ))}
-        </select>
-      </label>
+      <ProviderSelect selected={filters.provider} testid="filter-provider" anyLabel="any" />
       <label>
         status
         <select name="status" data-testid="filter-status">
@@ -78,52 +68,41 @@ function Table({ page, filters }: { page: ConversationsPage; filters: Conversati
             : ": the conversations of this page, in one live feed."}
         </p>
       ) : null}
-      <div class="scroll">
-        <table data-testid="conversations">
-          <thead>
-            <tr>
-              <th>conversation</th>
-              <th>provider</th>
-              <th>chat</th>
-              <th class="num">accepted</th>
-              <th>last receipt</th>
-              <th class="num">pending</th>
-              <th class="num">failed</th>
-              <th>last delivered</th>
-              <th class="num">latency</th>
-            </tr>
-          </thead>
-          <tbody>
-            {page.conversations.length === 0 ? (
-              <tr>
-                <td colspan={9} class="muted" data-testid="no-conversations">
-                  No conversation matches.
-                </td>
-              </tr>
-            ) : (
-              page.conversations.map((row) => (
-                <tr data-testid="conversation-row" data-conversation={row.conversation}>
-                  <td>
-                    <ConversationLink conversation={row.conversation} />
-                  </td>
-                  <td>{row.provider}</td>
-                  <td>{row.chat}</td>
-                  <td class="num">{row.accepted}</td>
-                  <td>
-                    <Time iso={row.lastReceiptAt} />
-                  </td>
-                  <td class="num">{row.pending}</td>
-                  <td class={row.failed > 0 ? "num status-failed" : "num"}>{row.failed}</td>
-                  <td>
-                    <Time iso={row.lastDeliveredAt} />
-                  </td>
-                  <td class="num">{duration(row.lastLatencyMs)}</td>
-                </tr>
-              ))
-            )}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        testid="conversations"
+        columns={[
+          "conversation",
+          "provider",
+          "chat",
+          { label: "accepted", num: true },
+          "last receipt",
+          { label: "pending", num: true },
+          { label: "failed", num: true },
+          "last delivered",
+          { label: "latency", num: true },
+        ]}
+        items={page.conversations}
+        empty={{ testid: "no-conversations", text: "No conversation matches." }}
+        row={(row) => (
+          <tr data-testid="conversation-row" data-conversation={row.conversation}>
+            <td>
+              <ConversationLink conversation={row.conversation} />
+            </td>
+            <td>{row.provider}</td>
+            <td>{row.chat}</td>
+            <td class="num">{row.accepted}</td>
+            <td>
+              <Time iso={row.lastReceiptAt} />
+            </td>
+            <td class="num">{row.pending}</td>
+            <td class={row.failed > 0 ? "num status-failed" : "num"}>{row.failed}</td>
+            <td>
+              <Time iso={row.lastDeliveredAt} />
+            </td>
+            <td class="num">{durationText(row.lastLatencyMs)}</td>
+          </tr>
+        )}
+      />
       {page.cursor !== undefined ? (
         <p>
           <a href={`/dashboard/conversations${queryString(filters, page.cursor)}`} data-testid="next-page" rel="next">

@@ -3,9 +3,8 @@
  * with failed > 0), or of one destination (`?destination=`: the rows whose part for it has
  * failed > 0), each with its own replay button, and "replay all" as a durable job.
  */
-import type { ConversationsPage } from "../data";
-import { providerNames } from "../../receipt";
-import { ConversationLink, conversationPath, ErrorPanel, IndexOff, Page, Time } from "../layout";
+import type { ConversationsPage } from "../../queries/conversations";
+import { ConversationLink, conversationPath, ErrorPanel, IndexOff, Page, Time, DataTable, ProviderSelect } from "../layout";
 import type { Loaded } from "../load";
 import { queryString as conversationsQuery, type ConversationFilters } from "./conversations";
 
@@ -29,17 +28,7 @@ function ReplayAll({ filters }: { filters: DeadLetterFilters }) {
   return (
     <form class="filters" method="post" action="/dashboard/replays" data-testid="replay-all">
       {filters.destination ? <input type="hidden" name="destination" value={filters.destination} data-testid="replay-destination" /> : null}
-      <label>
-        provider
-        <select name="provider" data-testid="replay-provider">
-          <option value="">all providers</option>
-          {providerNames.map((name) => (
-            <option value={name} selected={filters.provider === name}>
-              {name}
-            </option>
-          ))}
-        </select>
-      </label>
+      <ProviderSelect selected={filters.provider} testid="replay-provider" anyLabel="all providers" />
       <label>
         key prefix
         <input name="prefix" type="text" value={filters.prefix ?? ""} data-testid="replay-prefix" />
@@ -54,56 +43,38 @@ function ReplayAll({ filters }: { filters: DeadLetterFilters }) {
 function Rows({ page, filters }: { page: DeadLettersData; filters: DeadLetterFilters }) {
   return (
     <>
-      <div class="scroll">
-        <table data-testid="dead-letters">
-          <thead>
-            <tr>
-              <th>conversation</th>
-              <th>provider</th>
-              <th class="num">failed</th>
-              <th>oldest failure</th>
-              <th>last error</th>
-              <th></th>
+      <DataTable
+        testid="dead-letters"
+        columns={["conversation", "provider", { label: "failed", num: true }, "oldest failure", "last error", ""]}
+        items={page.conversations}
+        empty={{ testid: "no-dead-letters", text: "No dead letters." }}
+        row={(row) => {
+          // Of one destination: its part of the row.
+          const part = row.destination ?? row;
+          return (
+            <tr data-testid="dead-letter-row" data-conversation={row.conversation}>
+              <td>
+                <ConversationLink conversation={row.conversation} />
+              </td>
+              <td>{row.provider}</td>
+              <td class="num" data-testid="failed-count">
+                {part.failed}
+              </td>
+              <td>
+                <Time iso={part.oldestFailedAt} />
+              </td>
+              <td>{part.lastError ?? "-"}</td>
+              <td>
+                <form method="post" action={`${conversationPath(row.conversation)}/replay`} class="inline" data-testid="replay-row">
+                  <input type="hidden" name="back" value="dead-letters" />
+                  {filters.destination ? <input type="hidden" name="destination" value={filters.destination} /> : null}
+                  <button type="submit">Replay</button>
+                </form>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {page.conversations.length === 0 ? (
-              <tr>
-                <td colspan={6} class="muted" data-testid="no-dead-letters">
-                  No dead letters.
-                </td>
-              </tr>
-            ) : (
-              page.conversations.map((row) => {
-                // Of one destination: its part of the row.
-                const part = row.destination ?? row;
-                return (
-                  <tr data-testid="dead-letter-row" data-conversation={row.conversation}>
-                    <td>
-                      <ConversationLink conversation={row.conversation} />
-                    </td>
-                    <td>{row.provider}</td>
-                    <td class="num" data-testid="failed-count">
-                      {part.failed}
-                    </td>
-                    <td>
-                      <Time iso={part.oldestFailedAt} />
-                    </td>
-                    <td>{part.lastError ?? "-"}</td>
-                    <td>
-                      <form method="post" action={`${conversationPath(row.conversation)}/replay`} class="inline" data-testid="replay-row">
-                        <input type="hidden" name="back" value="dead-letters" />
-                        {filters.destination ? <input type="hidden" name="destination" value={filters.destination} /> : null}
-                        <button type="submit">Replay</button>
-                      </form>
-                    </td>
-                  </tr>
-                );
-              })
-            )}
-          </tbody>
-        </table>
-      </div>
+          );
+        }}
+      />
       {page.cursor !== undefined ? (
         <p>
           <a href={`/dashboard/dead-letters${queryString(filters, page.cursor)}`} data-testid="next-page" rel="next">

@@ -3,8 +3,9 @@
  * GET /v1/destinations): its state, host, backlog, dead letters and latency, with Pause/Resume
  * buttons and a replay of its dead letters (a durable job, like "replay all").
  */
-import type { DestinationsOverview, DestinationView } from "../../api/destinations";
-import { duration, ErrorPanel, Page, Time } from "../layout";
+import type { DestinationsOverview, DestinationView } from "../../queries/destinations";
+import { ErrorPanel, Page, Time, DataTable } from "../layout";
+import { durationText } from "../format";
 import type { Loaded } from "../load";
 
 export const destinationPath = (name: string) => `/dashboard/destinations/${encodeURIComponent(name)}`;
@@ -78,7 +79,7 @@ function Row({ destination, controlOn }: { destination: DestinationView; control
         <Time iso={destination.lastDeliveryAt} />
       </td>
       <td class="num" data-testid="destination-latency">
-        {latency.deliveries > 0 ? `${duration(latency.p50Ms)} / ${duration(latency.p95Ms)}` : "-"}
+        {latency.deliveries > 0 ? `${durationText(latency.p50Ms)} / ${durationText(latency.p95Ms)}` : "-"}
         {latency.deliveries > 0 ? <div class="muted">{`${latency.deliveries} in the last hour`}</div> : null}
       </td>
       <td>{destination.lastError ?? "-"}</td>
@@ -126,33 +127,22 @@ function Overview({ overview }: { overview: DestinationsOverview }) {
       ) : null}
       {overview.index.state === "unavailable" ? <ErrorPanel title="No figures: the index cannot be read." message={overview.index.reason} /> : null}
       <section class="panel">
-        <div class="scroll">
-          <table data-testid="destinations">
-            <thead>
-              <tr>
-                <th>destination</th>
-                <th>state</th>
-                <th class="num">backlog</th>
-                <th class="num">dead letters</th>
-                <th>last delivery</th>
-                <th class="num">latency p50 / p95</th>
-                <th>last error</th>
-                <th></th>
-              </tr>
-            </thead>
-            <tbody>
-              {overview.destinations.length === 0 ? (
-                <tr>
-                  <td colspan={8} class="muted" data-testid="no-destinations">
-                    No destination: set ORIGIN_URL or DESTINATIONS.
-                  </td>
-                </tr>
-              ) : (
-                overview.destinations.map((destination) => <Row destination={destination} controlOn={controlOn} />)
-              )}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          testid="destinations"
+          columns={[
+            "destination",
+            "state",
+            { label: "backlog", num: true },
+            { label: "dead letters", num: true },
+            "last delivery",
+            { label: "latency p50 / p95", num: true },
+            "last error",
+            "",
+          ]}
+          items={overview.destinations}
+          empty={{ testid: "no-destinations", text: "No destination: set ORIGIN_URL or DESTINATIONS." }}
+          row={(destination) => <Row destination={destination} controlOn={controlOn} />}
+        />
         <p class="muted">
           {overview.unrouted !== null ? <span data-testid="unrouted">{`${overview.unrouted} receipt(s) kept matched no destination. `}</span> : null}
           {overview.index.state === "on" && overview.index.truncated

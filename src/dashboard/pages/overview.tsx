@@ -4,7 +4,8 @@ import type { Health } from "../../health";
 import type { AlertKind, AlertState } from "../../ops/alerts";
 import { isoFromMillis } from "../../time";
 import { ActivityFigure, type DashboardStats } from "../chart";
-import { duration, ErrorPanel, Facts, IndexOff, Page, Time, WatchLink } from "../layout";
+import { ErrorPanel, Facts, IndexOff, Page, Time, WatchLink } from "../layout";
+import { durationText } from "../format";
 import type { Loaded } from "../load";
 
 export interface OverviewData {
@@ -261,8 +262,8 @@ function Figures({ hour, day }: { hour: Loaded<DashboardStats> | undefined; day:
             {row("deliveries delivered", (stats) => deliveries(stats, "delivered"))}
             {row("deliveries retried", (stats) => deliveries(stats, "retried"))}
             {row("deliveries failed", (stats) => deliveries(stats, "failed"))}
-            {row("latency p50 (last delivery per conversation)", (stats) => duration(stats.latencyMs.p50))}
-            {row("latency p95", (stats) => duration(stats.latencyMs.p95))}
+            {row("latency p50 (last delivery per conversation)", (stats) => durationText(stats.latencyMs.p50))}
+            {row("latency p95", (stats) => durationText(stats.latencyMs.p95))}
           </tbody>
         </table>
       </div>

@@ -1,0 +1,48 @@
+/** A replay's page: polls the panel's `data-poll-url` every second until the job is done. */
+import { byTestId } from "./dom";
+
+/** The fields of the job's JSON (GET /dashboard/replays/<id>.json) the panel shows. */
+interface ReplayJob {
+  status: string;
+  conversations: { done: number; total: number };
+  requeued: number;
+  skipped: number;
+}
+
+export function replayProgress(panel: HTMLElement): void {
+  const url = panel.getAttribute("data-poll-url");
+  const bar = byTestId(panel, "replay-progress");
+  const state = byTestId(panel, "replay-state");
+  if (url === null || !bar || !state) return;
+  const done = byTestId(panel, "replay-done");
+  const total = byTestId(panel, "replay-total");
+  const requeued = byTestId(panel, "replay-requeued");
+  const skipped = byTestId(panel, "replay-skipped");
+
+  const apply = (job: ReplayJob) => {
+    // As attributes: the max property ignores 0 (a job with nothing to replay).
+    bar.setAttribute("max", String(job.conversations.total));
+    bar.setAttribute("value", String(job.conversations.done));
+    state.textContent = job.status;
+    state.className = `state-${job.status}`;
+    if (done) done.textContent = String(job.conversations.done);
+    if (total) total.textContent = String(job.conversations.total);
+    if (requeued) requeued.textContent = String(job.requeued);
+    if (skipped) skipped.textContent = String(job.skipped);
+  };
+
+  const tick = () => {
+    fetch(url, { credentials: "same-origin", cache: "no-store", headers: { accept: "application/json" } })
+      .then((response) => {
+        if (!response.ok) throw new Error(`status ${response.status}`);
+        return response.json() as Promise<ReplayJob>;
+      })
+      .then((job) => {
+        apply(job);
+        if (job.status !== "done") setTimeout(tick, 1000);
+      })
+      .catch(() => setTimeout(tick, 5000));
+  };
+
+  if (state.textContent !== "done") setTimeout(tick, 1000);
+}
