@@ -1,20 +1,25 @@
-// Settings and callbacks. Settings: fresh secrets, passed to workerd as bindings (wrangler.toml is
-// not read). Callbacks: every one fresh and correctly signed (scripts/send-samples.mjs, scripts/soak.mjs).
-import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+// Settings and callbacks. Settings: every registered provider's, from .dev.vars.example with fresh
+// secrets, passed to workerd as bindings (wrangler.toml is not read). Callbacks: every one fresh and
+// correctly signed by its provider's own members (scripts/samples.mjs, src/providers/index.ts).
+import { randomBytes } from "node:crypto";
 import { root } from "../scripts/dev-vars.mjs";
+import { callbackMaker, freshMessage, loadRelay, readVarsFile } from "../scripts/samples.mjs";
 import { options } from "./options.mjs";
 
 const hex = (bytes) => randomBytes(bytes).toString("hex");
-export const SECRETS = {
-  EASEMOB_SECRET: `bench-easemob-${hex(8)}`,
-  TENCENT_SDKAPPID: "1400000001",
-  TENCENT_TOKEN: `bench-tencent-${hex(8)}`,
-  OPENIM_TOKEN: `bench-openim-${hex(12)}`,
-  STREAM_API_SECRET: `bench-stream-${hex(12)}`,
-  SENDBIRD_API_TOKEN: `bench-sendbird-${hex(12)}`,
-};
+const { registry } = await loadRelay();
+/** Every registered provider's name, in the registry's order. */
+export const PROVIDERS = registry.map((provider) => provider.name);
+const demo = readVarsFile(`${root}.dev.vars.example`) ?? {};
+/** Secrets by the settings' naming rule (scripts/check-config.mjs uses the same): made fresh for each bench. */
+const isSecret = (name) => /SECRET|TOKEN/.test(name);
+/** Every registered provider's settings, as .dev.vars.example sets them (docs/adding-a-provider.md), secrets fresh. */
+export const SECRETS = Object.fromEntries(
+  registry
+    .flatMap((provider) => Object.keys(provider.settings.shape))
+    .filter((name) => demo[name] !== undefined)
+    .map((name) => [name, isSecret(name) ? `bench-${name.toLowerCase().replaceAll("_", "-")}-${hex(12)}` : demo[name]]),
+);
 /** The defaults of wrangler.toml's [vars] and the README, spelled out. */
 const BASE_SETTINGS = {
   ...SECRETS,
@@ -25,108 +30,115 @@ const BASE_SETTINGS = {
   SNAPSHOT_INTERVAL_SECONDS: "60",
   FORWARD_BATCH_MAX: "1",
 };
-const FORWARD_SECRET = `whsec_${randomBytes(32).toString("base64")}`;
+/** What the relay signs deliveries with: the bench's origins verify with it (bench/origin.mjs). */
+export const FORWARD_SECRET = `whsec_${randomBytes(32).toString("base64")}`;
 export const held = (extra = {}) => ({ ...BASE_SETTINGS, LOG_LEVEL: options["log-level"], ...extra });
 export const forwardingTo = (origin, extra = {}) => ({ ...BASE_SETTINGS, LOG_LEVEL: options["log-level"], ORIGIN_URL: origin.url, FORWARD_SECRET, ...extra });
 export const without = (settings, name) => Object.fromEntries(Object.entries(settings).filter(([key]) => key !== name));
 
-const fixture = (name) => JSON.parse(readFileSync(join(root, "test/fixtures", `${name}.json`), "utf8"));
-const FIXTURES = {
-  easemob: fixture("easemob-read_ack-single"),
-  tencent: fixture("tencent-C2C.CallbackAfterMsgReadReceipt"),
-  tencentGroup: fixture("tencent-Group.CallbackAfterReadReceipt"),
-  openim: fixture("openim-callbackAfterSingleMsgReadCommand"),
-  stream: fixture("stream-message.read"),
-  sendbird: fixture("sendbird-group_channel-message_read"),
-};
 export const RUN = hex(3);
-let sequence = 0;
-const md5 = (text) => createHash("md5").update(text).digest("hex");
-const sha256 = (text) => createHash("sha256").update(text).digest("hex");
-const hmac = (key, text) => createHmac("sha256", key).update(text).digest("hex");
-const JSON_HEADERS = Object.freeze({ "content-type": "application/json" });
+const makeCallback = await callbackMaker(SECRETS);
+/** The same providers signing with secrets the relay does not hold: refused 401. */
+const makeForged = await callbackMaker(Object.fromEntries(Object.entries(SECRETS).map(([name, value]) => [name, isSecret(name) ? `not-${value}` : value])));
 
-/** Tencent signs the query (SdkAppid, RequestTime and a Sign over the token), not the body. */
-function tencentCallback(body) {
-  const requestTime = String(Math.floor(Date.now() / 1000));
-  const query = new URLSearchParams({
-    SdkAppid: SECRETS.TENCENT_SDKAPPID,
-    CallbackCommand: body.CallbackCommand,
-    contenttype: "json",
-    ClientIP: "127.0.0.1",
-    OptPlatform: "Web",
-    RequestTime: requestTime,
-    Sign: sha256(`${SECRETS.TENCENT_TOKEN}${requestTime}`),
-  });
-  return { path: `/v1/hooks/tencent?${query}`, headers: JSON_HEADERS, body: JSON.stringify(body) };
+/** A fresh signed callback of a provider's sample (0: its plainest read receipt), for phases that send at their own pace. */
+export const callback = (provider, sampleIndex = 0, seed = {}) => makeCallback(provider, sampleIndex, seed);
+
+/** Callbacks each pool keeps ready: about two seconds of the no-op worker's rate. */
+const POOL_SIZE = 10_000;
+/** Made in parallel: Web Crypto's calls go through a thread pool. */
+const POOL_BATCH = 250;
+/** Older than this, a ready callback is thrown away: Tencent refuses a RequestTime over 60 s away. */
+const MAX_READY_AGE_MS = 30_000;
+
+/**
+ * Signed callbacks made ahead of the load: autocannon asks for each request synchronously, and a
+ * provider signs with Web Crypto, asynchronously. Refilled in the background as it is drawn; when
+ * it runs dry (a warm-up against the no-op worker, mostly), the last callback goes again.
+ */
+function pool(make) {
+  const ready = [];
+  let filling;
+  let last;
+  let starved = 0;
+  const fill = async () => {
+    while (ready.length < POOL_SIZE) {
+      const madeAt = Date.now();
+      const made = await Promise.all(Array.from({ length: POOL_BATCH }, make));
+      ready.push(...made.map((request) => ({ madeAt, request })));
+    }
+  };
+  return () => {
+    const now = Date.now();
+    const fresh = ready.findIndex((item) => now - item.madeAt <= MAX_READY_AGE_MS);
+    ready.splice(0, fresh === -1 ? ready.length : fresh);
+    if (!filling && ready.length < POOL_SIZE / 2) filling = fill().finally(() => (filling = undefined));
+    const item = ready.shift();
+    if (item) return (last = item.request);
+    if (last && ++starved % 1000 === 1) console.warn(`bench: the callback pool ran dry (${starved} callbacks resent)`);
+    // Before the first batch: a stand-in the relay refuses (only warm-ups start this early).
+    return last ?? STAND_IN;
+  };
 }
+/** What a load run sends before its first callback is made: refused 404 by the relay, answered by the no-op worker. */
+const STAND_IN = Object.freeze({ path: "/v1/hooks/none", headers: Object.freeze({ "content-type": "application/json" }), body: "{}" });
+/** Pools by kind of callback, each made on first use; one not drawn from for a minute is dropped (its callbacks are stale). */
+const pools = new Map();
+const drawFrom = (key, make) => {
+  const now = Date.now();
+  if (!pools.has(key)) {
+    for (const [other, { drawnAt }] of pools) if (now - drawnAt > 60_000) pools.delete(other);
+    pools.set(key, { draw: pool(make), drawnAt: now });
+  }
+  const entry = pools.get(key);
+  entry.drawnAt = now;
+  return entry.draw();
+};
+/** One callback, made once and sent every time (the duplicate case); the stand-in until it is made. */
+const fixedCallbacks = new Map();
+const fixed = (key, make) => {
+  if (!fixedCallbacks.has(key)) {
+    const entry = { request: undefined };
+    fixedCallbacks.set(key, entry);
+    make().then((request) => (entry.request = request));
+  }
+  return fixedCallbacks.get(key).request ?? STAND_IN;
+};
+
+let sequence = 0;
+/** Seeds spread over `conversations` conversations: callback n goes to conversation n mod conversations. */
+const spread = (conversations) => {
+  const n = ++sequence % conversations;
+  return { conversation: `c${RUN}${n}`, reader: `u${RUN}${n}` };
+};
+
+/** The burst's sample (docs/design.md, "A burst into one conversation"): Tencent's group read receipt. */
+const TENCENT_GROUP_SAMPLE = registry
+  .find((provider) => provider.name === "tencent")
+  .samples.findIndex((sample) => sample.fixture === "tencent-Group.CallbackAfterReadReceipt");
 
 /** `conversations` bounds how many conversations the callbacks spread over. */
 export const generators = {
   easemob({ conversations, sign = true, fixedAt } = {}) {
-    const n = fixedAt === undefined ? ++sequence : 0;
-    const body = structuredClone(FIXTURES.easemob);
-    body.appkey = "bench#app";
-    body.callId = `bench#app_${RUN}${fixedAt === undefined ? n : "fixed"}`;
-    body.timestamp = fixedAt ?? Date.now();
-    body.security = sign ? md5(`${body.callId}${SECRETS.EASEMOB_SECRET}${body.timestamp}`) : "0".repeat(32);
-    body.payload.ack_message_id = `${RUN}${n}`;
-    body.msg_id = `${n}`;
-    Object.assign(body, { from: `u${RUN}${n % conversations}`, to: "peer" });
-    return { path: "/v1/hooks/easemob", headers: JSON_HEADERS, body: JSON.stringify(body) };
+    if (fixedAt !== undefined) {
+      return fixed(fixedAt, () => makeCallback("easemob", 0, { conversation: `c${RUN}fixed`, reader: `u${RUN}fixed`, message: freshMessage(), now: fixedAt }));
+    }
+    const make = sign ? makeCallback : makeForged;
+    return drawFrom(`easemob:${conversations}:${sign}`, () => make("easemob", 0, spread(conversations)));
   },
-  tencent({ conversations }) {
-    const n = ++sequence;
-    const body = structuredClone(FIXTURES.tencent);
-    Object.assign(body, { Operator_Account: `u${RUN}${n % conversations}`, Peer_Account: "peer", EventTime: Date.now() });
-    body.C2CMsgInfo = [{ From_Account: "peer", To_Account: body.Operator_Account, MsgKey: `${RUN}_${n}`, MsgId: `${RUN}-${n}` }];
-    return tencentCallback(body);
-  },
-  /** A group read burst: every callback one more member of one group reading message 1 (Tencent never retries). */
+  /** A group read burst: every callback one more member of one group reading (Tencent never retries). */
   tencentGroup({ group }) {
-    const n = ++sequence;
-    const body = structuredClone(FIXTURES.tencentGroup);
-    body.GroupId = group;
-    body.EventTime = String(Date.now());
-    body.GroupMsgReceiptList = [{ MsgSeq: 1, ReadNum: n, UnreadNum: 0, ReadReceiptMembers: [{ Member_Account: `m${RUN}-${n}` }] }];
-    return tencentCallback(body);
+    return drawFrom(`tencentGroup:${group}`, () => makeCallback("tencent", TENCENT_GROUP_SAMPLE, { conversation: group, reader: `m${RUN}-${++sequence}` }));
   },
-  openim({ conversations }) {
-    const n = ++sequence;
-    const body = structuredClone(FIXTURES.openim);
-    const user = `u${RUN}${n % conversations}`;
-    Object.assign(body, { conversationID: `si_${user}_peer`, userID: user, Seqs: [n] });
-    return {
-      path: `/v1/hooks/openim/${SECRETS.OPENIM_TOKEN}/${body.callbackCommand}`,
-      headers: { ...JSON_HEADERS, operationID: `bench-${RUN}-${n}` },
-      body: JSON.stringify(body),
-    };
-  },
-  stream({ conversations }) {
-    const n = ++sequence;
-    const body = structuredClone(FIXTURES.stream);
-    const channel = `c${RUN}${n % conversations}`;
-    Object.assign(body, { cid: `messaging:${channel}`, channel_id: channel, created_at: new Date().toISOString() });
-    body.user.channel_last_read_at = body.created_at;
-    const text = JSON.stringify(body);
-    const headers = { ...JSON_HEADERS, "x-signature": hmac(SECRETS.STREAM_API_SECRET, text), "x-webhook-id": randomUUID(), "x-webhook-attempt": "1" };
-    return { path: "/v1/hooks/stream", headers, body: text };
-  },
-  sendbird({ conversations }) {
-    const n = ++sequence;
-    const body = structuredClone(FIXTURES.sendbird);
-    delete body.app_id;
-    body.channel.channel_url = `sendbird_group_channel_${RUN}_${n % conversations}`;
-    body.read_updates[0].user_id = `u${RUN}${n}`;
-    body.read_updates[0].read_ts = Date.now();
-    // Sendbird writes "/" as "\/" and signs the bytes it sends.
-    const text = JSON.stringify(body).replaceAll("/", "\\/");
-    return {
-      path: "/v1/hooks/sendbird",
-      headers: { ...JSON_HEADERS, "user-agent": "SendBird", "x-sendbird-signature": hmac(SECRETS.SENDBIRD_API_TOKEN, text) },
-      body: text,
-    };
-  },
+  // Every other registered provider: its plainest sample over `conversations` conversations.
+  ...Object.fromEntries(
+    registry
+      .filter((provider) => provider.name !== "easemob")
+      .map((provider) => [
+        provider.name,
+        ({ conversations }) => drawFrom(`${provider.name}:${conversations}`, () => makeCallback(provider.name, 0, spread(conversations))),
+      ]),
+  ),
 };
 
 /** A different client address per request, so that a refusal is a 401 and not the limiter's 429. */

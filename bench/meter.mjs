@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { root } from "../scripts/dev-vars.mjs";
-import { round, sleep } from "./util.mjs";
+import { WaitTimeout, waitFor } from "../scripts/lib/wait.mjs";
+import { round } from "./util.mjs";
 
 export async function meter(instance) {
   const response = await fetch(`${instance.url}/__meter`, { signal: AbortSignal.timeout(10_000) });
@@ -26,20 +27,24 @@ export async function settle(instance, origin, maxMs) {
   const startedAt = Date.now();
   let last = "";
   let stableSince = 0;
-  let m = await meter(instance);
-  while (Date.now() - startedAt < maxMs) {
+  let m;
+  /** One reading: settled once the counters have not moved (and everything is delivered) for 1 s. */
+  const isSettled = async () => {
+    m = await meter(instance);
     const signature = meterSignature(m);
     const delivered = !origin || origin.receipts >= acceptedOf(m);
-    if (signature === last && delivered) {
-      if (Date.now() - stableSince >= 1000) return { settled: true, ms: Date.now() - startedAt, meter: m };
-    } else {
-      last = signature;
-      stableSince = Date.now();
-    }
-    await sleep(250);
-    m = await meter(instance);
+    if (signature === last && delivered) return Date.now() - stableSince >= 1000;
+    last = signature;
+    stableSince = Date.now();
+    return false;
+  };
+  try {
+    await waitFor("the meter's counters to settle", isSettled, { timeoutMs: maxMs, intervalMs: 250, retryOnError: false });
+    return { settled: true, ms: Date.now() - startedAt, meter: m };
+  } catch (error) {
+    if (!(error instanceof WaitTimeout)) throw error;
+    return { settled: false, ms: Date.now() - startedAt, meter: m };
   }
-  return { settled: false, ms: Date.now() - startedAt, meter: m };
 }
 
 /** Per accepted receipt (or per callback when nothing was accepted), from a meter reading; `logLines`: the relay's lines over the same window. */

@@ -1,12 +1,28 @@
 // The phases: each starts its relay, loads it (beside the no-op worker where there is a ratio),
 // waits for alarms and deliveries to settle and returns its figures.
+import { WaitTimeout, waitFor } from "../scripts/lib/wait.mjs";
 import { startWorker } from "./build.mjs";
-import { forwardingTo, generators, held, RUN, SECRETS } from "./callbacks.mjs";
+import { callback, forwardingTo, generators, held, RUN, SECRETS } from "./callbacks.mjs";
 import { load, measuredRun } from "./load.mjs";
 import { acceptedOf, meter, perReceipt, resetMeter, settle, storedIn } from "./meter.mjs";
 import { options } from "./options.mjs";
 import { usdPerMillion } from "./prices.mjs";
 import { median, round, sleep, sumStatus, withDeadline } from "./util.mjs";
+
+/**
+ * Polls `check` (scripts/lib/wait.mjs) until it holds or `timeoutMs` passes: whether it held (an
+ * error in `check` is thrown at once). The phases report a backlog that did not drain in time
+ * rather than failing.
+ * @param {string} what @param {() => unknown} check @param {number} timeoutMs @param {number} intervalMs
+ */
+const heldWithin = (what, check, timeoutMs, intervalMs) =>
+  waitFor(what, check, { timeoutMs, intervalMs, retryOnError: false }).then(
+    () => true,
+    (error) => {
+      if (error instanceof WaitTimeout) return false;
+      throw error;
+    },
+  );
 
 export async function runScenario(scenario, noop, relayScript, origin) {
   const settings = scenario.settings({ origin });
@@ -97,8 +113,7 @@ export async function runHot(relayScript, slowOrigin, batchMax) {
     const mid = samples[Math.floor(samples.length / 2)];
     // Then a bounded drain: how long the backlog takes to go, if it goes within 30 s.
     const drainStartedAt = Date.now();
-    while (Date.now() - drainStartedAt < 30_000 && slowOrigin.receipts < end.accepted) await sleep(250);
-    const drained = slowOrigin.receipts >= end.accepted;
+    const drained = await heldWithin("the hot backlog forwarded", () => slowOrigin.receipts >= end.accepted, 30_000, 250);
     const drainedIn = drained ? round((Date.now() - drainStartedAt) / 1000, 1) : null;
     const capacity = await forwardingCapacity(relay, slowOrigin, makeRequest, seconds);
     return {
@@ -130,15 +145,14 @@ export async function runHot(relayScript, slowOrigin, batchMax) {
  * the backlog over the time from the first 2xx to the last receipt delivered (bounded to 60 s).
  */
 async function forwardingCapacity(relay, origin, makeRequest, seconds) {
-  origin.failing = true;
+  origin.fail();
   await load(relay, makeRequest, seconds);
   const accepted = acceptedOf(await meter(relay));
   const backlog = accepted - origin.receipts;
   const delivered = origin.receipts;
   origin.reset();
-  origin.failing = false;
-  const startedAt = Date.now();
-  while (Date.now() - startedAt < 60_000 && origin.receipts < backlog) await sleep(50);
+  origin.recover();
+  await heldWithin("the backlog forwarded after the outage", () => origin.receipts >= backlog, 60_000, 50);
   const doneAt = Date.now();
   const rps = origin.receipts >= backlog && origin.firstOkAt ? round(backlog / Math.max((doneAt - origin.firstOkAt) / 1000, 0.001), 0) : null;
   origin.receipts += delivered;
@@ -158,17 +172,15 @@ export async function runQuiet(relay, origin, label) {
     let networkErrors = 0;
     const send = async () => {
       const n = slot++;
-      const body = generators.easemob({ conversations: 1 });
-      // One conversation per slot: rewrite the sender (the conversation key) to the slot's.
-      const json = JSON.parse(body.body);
-      json.from = `q${RUN}${n % conversations}`;
+      // One conversation per slot.
+      const body = await callback("easemob", 0, { conversation: `q${RUN}${n % conversations}`, reader: `u${RUN}q` });
       for (let attempt = 1; ; attempt++) {
         try {
           const headers = { ...body.headers };
           const response = await fetch(`${relay.url}${body.path}`, {
             method: "POST",
             headers,
-            body: JSON.stringify(json),
+            body: body.body,
             signal: AbortSignal.timeout(20_000),
           });
           await response.arrayBuffer();
@@ -243,11 +255,16 @@ export async function runBurst(relayScript, noop) {
     const answered200 = runs.relay.reduce((sum, run) => sum + (run.status["200"] ?? 0), 0);
     // Receipts that went through the accept queue are stored when it drains: wait for them (bounded).
     const drainStartedAt = Date.now();
-    let after = await storedIn(relay, conversation);
-    while (Date.now() - drainStartedAt < 30_000 && after.count - before.count < answered200) {
-      await sleep(250);
-      after = await storedIn(relay, conversation);
-    }
+    let after = before;
+    await heldWithin(
+      "the burst's receipts stored",
+      async () => {
+        after = await storedIn(relay, conversation);
+        return after.count - before.count >= answered200;
+      },
+      30_000,
+      250,
+    );
     const drainedInMs = Date.now() - drainStartedAt;
     const settled = await settle(relay, undefined, 20_000);
     const m = settled.meter;
@@ -314,7 +331,7 @@ export async function runDestinations(relayScript, { startOrigin }) {
   const results = [];
   for (const { id, names } of cases) {
     const origins = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await startOrigin(0)])));
-    if (origins.failing) origins.failing.failing = true;
+    origins.failing?.fail();
     const destinations = names.map((name) => ({
       name,
       url: origins[name].url,
@@ -325,13 +342,11 @@ export async function runDestinations(relayScript, { startOrigin }) {
     const relay = await startWorker(relayScript, { relay: true, settings: { ...base, ORIGIN_URL: "", DESTINATIONS: JSON.stringify(destinations) } });
     try {
       const send = async (n) => {
-        const body = generators.easemob({ conversations: 1 });
-        const json = JSON.parse(body.body);
-        json.from = `d${RUN}${id}${n % conversations}`;
+        const body = await callback("easemob", 0, { conversation: `d${RUN}${id}${n % conversations}`, reader: `u${RUN}d` });
         const response = await fetch(`${relay.url}${body.path}`, {
           method: "POST",
           headers: body.headers,
-          body: JSON.stringify(json),
+          body: body.body,
           signal: AbortSignal.timeout(20_000),
         });
         await response.arrayBuffer();

@@ -1,6 +1,6 @@
 // The scenarios (one load shape each, run ABBA against the no-op worker) and the goals the results
 // are checked against.
-import { forwardingTo, generators, held, randomAddress, without } from "./callbacks.mjs";
+import { forwardingTo, generators, held, PROVIDERS, randomAddress, without } from "./callbacks.mjs";
 import { round } from "./util.mjs";
 
 export const SCENARIOS = [
@@ -49,7 +49,8 @@ export const SCENARIOS = [
     settings: ({ origin }) => forwardingTo(origin),
     request: () => generators.easemob({ conversations: 1000 }),
   },
-  ...["tencent", "openim", "stream", "sendbird"].map((provider) => ({
+  // Every other registered provider (src/providers/index.ts): its plainest sample.
+  ...PROVIDERS.filter((provider) => provider !== "easemob").map((provider) => ({
     id: `${provider}_1000`,
     name: `${provider}: accepted, 1,000 conversations (held)`,
     prime: 1000,

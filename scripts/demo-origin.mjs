@@ -3,9 +3,9 @@
 // (exactly what a real origin should do) and prints it. Listens on ORIGIN_URL's port from .dev.vars.
 //   node scripts/demo-origin.mjs              answer 200
 //   node scripts/demo-origin.mjs --fail 120   answer 503 for the first 120 seconds (an outage)
-import { createServer } from "node:http";
 import { Webhook } from "standardwebhooks";
 import { loadDevVars } from "./dev-vars.mjs";
+import { startOrigin } from "./lib/origin.mjs";
 
 const vars = loadDevVars();
 /** Unset and empty mean the same, as in the relay. */
@@ -36,10 +36,9 @@ if (!secret) {
   process.exit(0);
 }
 const failIndex = process.argv.indexOf("--fail");
-const failUntil = failIndex > 0 ? Date.now() + Number(process.argv[failIndex + 1] ?? 60) * 1000 : 0;
-let webhook;
+const failSeconds = failIndex > 0 ? Number(process.argv[failIndex + 1] ?? 60) : 0;
 try {
-  webhook = new Webhook(secret);
+  new Webhook(secret);
 } catch {
   console.error("[origin] setting FORWARD_SECRET is not valid base64 after whsec_; the demo origin is not started");
   process.exit(0);
@@ -47,35 +46,29 @@ try {
 /** Receipt ids seen: a real origin dedupes by webhook-id, since delivery is at least once. */
 const seen = new Set();
 
-const server = createServer((request, response) => {
-  const chunks = [];
-  request.on("data", (chunk) => chunks.push(chunk));
-  request.on("end", () => {
-    const body = Buffer.concat(chunks).toString("utf8");
-    const headers = Object.fromEntries(["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => [name, String(request.headers[name] ?? "")]));
-    let event;
-    try {
-      event = webhook.verify(body, headers);
-    } catch (error) {
-      console.log(`[origin] REFUSED ${headers["webhook-id"]}: ${error instanceof Error ? error.message : error}`);
-      response.writeHead(401).end();
-      return;
-    }
-    if (Date.now() < failUntil) {
-      console.log(`[origin] 503 (simulated outage) ${headers["webhook-id"]}`);
-      response.writeHead(503, { "content-type": "text/plain" }).end("down for maintenance");
-      return;
-    }
-    const receipt = event.data;
-    const again = seen.has(headers["webhook-id"]) ? " (again)" : "";
-    seen.add(headers["webhook-id"]);
-    console.log(`[origin] ${receipt.provider} ${receipt.event} ${receipt.conversation} readers=${receipt.readers.join(",")} id=${receipt.id}${again}`);
-    response.writeHead(204).end();
-  });
-});
+/** One line per attempt: refused, failed in the outage, or each receipt it carried. @param {import("./lib/origin.mjs").Attempt} attempt */
+function describe(attempt) {
+  if (!attempt.verified) return `[origin] REFUSED ${attempt.id}: not a receipt event signed with FORWARD_SECRET`;
+  if (attempt.status === 503) return `[origin] 503 (simulated outage) ${attempt.id}`;
+  const again = seen.has(attempt.id) ? " (again)" : "";
+  seen.add(attempt.id);
+  const receipts = /** @type {any[]} */ (attempt.batch ? attempt.data : [attempt.data]);
+  return receipts
+    .map((receipt) => `[origin] ${receipt.provider} ${receipt.event} ${receipt.conversation} readers=${receipt.readers.join(",")} id=${receipt.id}${again}`)
+    .join("\n");
+}
 
-server.listen(Number(originUrl.port || 80), originUrl.hostname, () => {
-  console.log(
-    `[origin] listening on ${originUrl.origin}${originUrl.pathname}, verifying with FORWARD_SECRET${failUntil ? `, answering 503 until ${new Date(failUntil).toISOString()}` : ""}`,
-  );
+const demoOrigin = await startOrigin({
+  secrets: [secret],
+  host: originUrl.hostname.replace(/^\[|\]$/g, ""),
+  port: Number(originUrl.port || 80),
+  path: originUrl.pathname,
+  keepAttempts: false,
+  onAttempt: (attempt) => console.log(describe(attempt)),
+  // ALERT_URL may point here too (.dev.vars.example suggests /alerts).
+  onAlert: (alert) => console.log(`[origin] alert ${alert.type} ${alert.webhookId} ${JSON.stringify(alert.data).slice(0, 200)}`),
 });
+if (failSeconds > 0) demoOrigin.fail({ forMs: failSeconds * 1000 });
+console.log(
+  `[origin] listening on ${originUrl.origin}${originUrl.pathname}, verifying with FORWARD_SECRET${failSeconds > 0 ? `, answering 503 until ${new Date(Date.now() + failSeconds * 1000).toISOString()}` : ""}`,
+);

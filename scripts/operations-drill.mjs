@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Operations drill on 127.0.0.1 only, under `wrangler dev --test-scheduled`: signed callbacks of all
-// five providers, an origin that fails for a while, and everything an operator sees of it (issue 8):
+// Operations drill on 127.0.0.1 only, under `wrangler dev --test-scheduled`: signed callbacks of every
+// registered provider (src/providers/index.ts), an origin that fails for a while, and everything an operator sees of it (issue 8):
 // the conversation list and stats show the failures, a dead letter raises one alert digest and
 // recovery one more, one `POST /v1/replays` redelivers every dead letter across conversations with
 // visible progress, and each receipt's attempts are listed. One line per step, then
@@ -10,10 +10,11 @@
 //   node scripts/operations-drill.mjs [--deadline 300]
 //
 // The timeline (t = when the callbacks are sent; the alert cron is run on demand by the drill):
-//   - the origin is down (503): every sample (samples.mjs) of each provider's first conversation, 8
-//     callbacks in 5 conversations, become dead letters within seconds (FORWARD_RETRY_SCHEDULE=1,2);
-//   - the origin goes into maintenance (503 with Retry-After up to its planned end): 3 callbacks in 3
-//     other conversations stay pending, so after ALERT_AFTER_SECONDS (60, the least allowed) the cron
+//   - the origin is down (503): every sample (samples.mjs) of each provider's first conversation
+//     (a batch's receipts count each, in every conversation it reaches) become dead letters within
+//     seconds (FORWARD_RETRY_SCHEDULE=1,2);
+//   - the origin goes into maintenance (503 with Retry-After up to its planned end): a callback in
+//     each conversation the samples reach besides those stays pending, so after ALERT_AFTER_SECONDS (60, the least allowed) the cron
 //     raises `alert.origin_failing` (dead letters are not pending: they never make a conversation stuck);
 //   - the dead-letter digest can only cover dead letters older than the index lag,
 //     max(SNAPSHOT_INTERVAL_SECONDS, 60) + 60 = 120 s, so the drill runs that cron 2 minutes after
@@ -21,11 +22,11 @@
 //   - the origin recovers; one bulk replay; the held receipts go out at the end of their Retry-After;
 //     one more cron run raises `alert.recovered`.
 import { readFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { Webhook } from "standardwebhooks";
-import { loadDevVars } from "./dev-vars.mjs";
-import { freePort, startLocalRelay } from "./local-relay.mjs";
-import { buildSamples, expectedReceipt, first } from "./samples.mjs";
+import { loadDevVars, root } from "./dev-vars.mjs";
+import { startOrigin } from "./lib/origin.mjs";
+import { startRelay } from "./lib/relay.mjs";
+import { sleep, sleepUntil, WaitTimeout, waitFor as waitUntil } from "./lib/wait.mjs";
+import { buildSamples, configuredProviders, expectedReceipts, first, loadRelay, readVarsFile } from "./samples.mjs";
 
 // ---------------------------------------------------------------------------------------------
 // Options and settings
@@ -44,45 +45,44 @@ const SNAPSHOT_INTERVAL_SECONDS = 1;
 const INDEX_LAG_MS = (Math.max(SNAPSHOT_INTERVAL_SECONDS, 60) + 60) * 1000;
 const STARTUP_TIMEOUT_MS = 90_000;
 const REQUEST_TIMEOUT_MS = 15_000;
-const PROVIDERS = ["easemob", "tencent", "openim", "stream", "sendbird"];
+const { registry } = await loadRelay();
+/** Every registered provider: the drill sends all their samples. */
+const PROVIDERS = registry.map((provider) => provider.name);
 
-/** The demo settings (.dev.vars, created from .dev.vars.example by dev-vars.mjs), plus the drill's own. */
-const vars = loadDevVars();
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The demo settings (.dev.vars, created from .dev.vars.example by dev-vars.mjs), plus the drill's
+ * own. A provider setting .dev.vars lacks (a .dev.vars made before the provider was added) is
+ * .dev.vars.example's, so that every registered provider is on.
+ * @type {Record<string, string>}
+ */
+const example = readVarsFile(`${root}.dev.vars.example`) ?? {};
+const vars = {
+  ...Object.fromEntries(registry.flatMap((provider) => Object.keys(provider.settings.shape)).flatMap((name) => (example[name] ? [[name, example[name]]] : []))),
+  ...Object.fromEntries(Object.entries(loadDevVars()).filter(([, value]) => value.trim() !== "")),
+};
 const startedAt = Date.now();
 const since = (at) => `${((Date.now() - at) / 1000).toFixed(1)} s`;
 const clock = (iso) => (iso ? String(iso).slice(11, 23) : "?");
 
-/** Every secret value, to be masked in anything printed from wrangler's log. */
-const secretValues = [
-  "EASEMOB_SECRET",
-  "TENCENT_TOKEN",
-  "OPENIM_TOKEN",
-  "STREAM_API_SECRET",
-  "SENDBIRD_API_TOKEN",
-  "FORWARD_SECRET",
-  "ADMIN_TOKEN",
-  "ALERT_SECRET",
-]
+/** Every secret value (the naming rule of scripts/check-config.mjs), to be masked in anything printed from wrangler's log. */
+const secretValues = Object.keys(vars)
+  .filter((name) => /SECRET|TOKEN/.test(name))
   .flatMap((name) => (vars[name] ?? "").split(","))
   .map((value) => value.trim())
   .filter((value) => value.length >= 4)
   .sort((a, b) => b.length - a.length);
 const redact = (text) => secretValues.reduce((out, secret) => out.split(secret).join("***"), text);
 
-for (const name of [
-  "ADMIN_TOKEN",
-  "FORWARD_SECRET",
-  ...Object.values({
-    easemob: "EASEMOB_SECRET",
-    tencent: "TENCENT_SDKAPPID",
-    openim: "OPENIM_TOKEN",
-    stream: "STREAM_API_SECRET",
-    sendbird: "SENDBIRD_API_TOKEN",
-  }),
-]) {
+for (const name of ["ADMIN_TOKEN", "FORWARD_SECRET"]) {
   if (!first(vars[name])) {
     console.error(`drill: setting ${name} is empty in .dev.vars; the drill needs the demo settings (delete .dev.vars to recreate it from .dev.vars.example)`);
+    process.exit(2);
+  }
+}
+for (const { provider, state } of await configuredProviders(vars)) {
+  if (state.state !== "enabled") {
+    const why = state.missing ? `set ${state.missing}` : JSON.stringify(state.problems ?? state);
+    console.error(`drill: ${provider.name} is ${state.state} by .dev.vars and .dev.vars.example (${why}); the drill needs every registered provider on`);
     process.exit(2);
   }
 }
@@ -93,17 +93,17 @@ const alertSecret = first(vars.ALERT_SECRET) || first(vars.FORWARD_SECRET);
 // ---------------------------------------------------------------------------------------------
 // Children and cleanup
 
-/** The relay under `wrangler dev` (scripts/local-relay.mjs), once started. */
+/** The relay under `wrangler dev` (scripts/lib/relay.mjs), once started. */
 let relay;
-let server;
+/** The origin and alert receiver (scripts/lib/origin.mjs), once started. */
+let origin;
 
 let cleanedUp = false;
 function cleanupNow() {
   if (cleanedUp) return;
   cleanedUp = true;
-  server?.close();
-  server?.closeAllConnections?.();
-  // wrangler's process group and the temporary directory go with this process (local-relay.mjs).
+  origin?.server.closeAllConnections();
+  // wrangler's process group and the temporary directory go with this process (lib/relay.mjs).
 }
 process.on("exit", cleanupNow);
 for (const signal of ["SIGINT", "SIGTERM"]) {
@@ -153,93 +153,41 @@ async function step(name, run) {
   console.log(`drill: [${String(stepCount).padStart(2)}] ${name}: ${observed} (${since(at)}, at ${since(startedAt)})`);
 }
 
-/** Polls `probe` until it returns something truthy; fails the step with `describe(last)` after `timeoutMs`. */
+/**
+ * Polls `probe` until it returns something truthy other than `{ ok: false, … }`; fails the step
+ * with `describe(last)` after `timeoutMs`. A step failure inside `probe` fails the step at once.
+ */
 async function waitFor(probe, timeoutMs, describe, intervalMs = 500) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await probe();
-    if (last && last.ok !== false) return last;
-    if (Date.now() > until) throw new StepFailure(`${describe(last)} after waiting ${timeoutMs / 1000} s`);
-    await sleep(intervalMs);
+  try {
+    return await waitUntil("the step's condition", probe, {
+      timeoutMs,
+      intervalMs,
+      describe,
+      retryOnError: false,
+      ready: (last) => Boolean(last) && last.ok !== false,
+    });
+  } catch (error) {
+    throw error instanceof WaitTimeout ? new StepFailure(error.message) : error;
   }
 }
 
-async function sleepUntil(at) {
-  const wait = at - Date.now();
-  if (wait > 0) await sleep(wait);
-}
-
 // ---------------------------------------------------------------------------------------------
-// The origin and the alert receiver (one server, in this process)
+// The origin and the alert receiver (one server, in this process: lib/origin.mjs)
 
-const deliveryWebhook = new Webhook(first(vars.FORWARD_SECRET));
-const alertWebhook = new Webhook(alertSecret);
-/** "down": 503; "maintenance": 503 with Retry-After until `maintenanceEnd`; "up": 204. */
-let originMode = "down";
+/** The origin down: 503 to every delivery. */
+const ORIGIN_DOWN = { status: 503 };
+/** The origin up: 204. */
+const ORIGIN_UP = { status: 204 };
+/** The end of the announced maintenance (epoch ms). */
 let maintenanceEnd = 0;
-/** webhook-id → { receiptId, conversation, answers: [{ at, status }] }. */
-const deliveries = new Map();
-const originStats = { badSignatures: 0, refused: 0, delivered: 0 };
-/** Every alert received, in order. */
-const alerts = [];
-let badAlertSignatures = 0;
-
-function handle(request, response) {
-  const chunks = [];
-  request.on("data", (chunk) => chunks.push(chunk));
-  request.on("end", () => {
-    const body = Buffer.concat(chunks).toString("utf8");
-    const headers = Object.fromEntries(["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => [name, String(request.headers[name] ?? "")]));
-    const path = new URL(request.url ?? "/", "http://origin.invalid").pathname;
-    if (request.method === "POST" && path === "/alerts") {
-      let payload;
-      try {
-        payload = alertWebhook.verify(body, headers);
-      } catch {
-        badAlertSignatures++;
-        response.writeHead(401).end();
-        return;
-      }
-      alerts.push({ type: payload?.type, webhookId: headers["webhook-id"], data: payload?.data ?? {}, at: Date.now() });
-      response.writeHead(204).end();
-      return;
-    }
-    if (request.method !== "POST" || path !== "/receipts") {
-      response.writeHead(404).end();
-      return;
-    }
-    let event;
-    try {
-      event = deliveryWebhook.verify(body, headers);
-    } catch {
-      originStats.badSignatures++;
-      response.writeHead(401).end();
-      return;
-    }
-    const id = headers["webhook-id"];
-    const record = deliveries.get(id) ?? { receiptId: event?.data?.id, conversation: event?.data?.conversation, answers: [] };
-    deliveries.set(id, record);
-    const now = Date.now();
-    if (originMode === "down") {
-      record.answers.push({ at: now, status: 503 });
-      originStats.refused++;
-      response.writeHead(503, { "content-type": "text/plain" }).end("origin down (drill)");
-      return;
-    }
-    if (originMode === "maintenance") {
-      // The end of the announced maintenance; past it (the drill late), another 45 s.
-      const retryAfter = now < maintenanceEnd ? Math.ceil((maintenanceEnd - now) / 1000) : 45;
-      record.answers.push({ at: now, status: 503, retryAfter });
-      originStats.refused++;
-      response.writeHead(503, { "content-type": "text/plain", "retry-after": String(retryAfter) }).end("down for maintenance (drill)");
-      return;
-    }
-    record.answers.push({ at: now, status: 204 });
-    originStats.delivered++;
-    response.writeHead(204).end();
-  });
-}
+/** The origin in maintenance: 503 with Retry-After up to its end; past it (the drill late), another 45 s. */
+const inMaintenance = () => {
+  const now = Date.now();
+  return { status: 503, retryAfter: String(now < maintenanceEnd ? Math.ceil((maintenanceEnd - now) / 1000) : 45) };
+};
+/** The origin's attempts of one webhook-id (one receipt: FORWARD_BATCH_MAX=1), in arrival order. */
+const attemptsOfReceipt = (webhookId) => origin.attemptsWithId(webhookId);
+const isDelivered = (attempt) => attempt.status === 204;
 
 // ---------------------------------------------------------------------------------------------
 // The relay and its API
@@ -279,13 +227,13 @@ async function listAll(path) {
 
 /** Runs the every-minute cron once; returns the alerts that arrived meanwhile. */
 async function runCron() {
-  const before = alerts.length;
+  const before = origin.alerts.length;
   const response = await fetch(`${relayUrl}/__scheduled?cron=*+*+*+*+*`, { signal: AbortSignal.timeout(30_000) });
   const text = await response.text();
   check(response.status === 200, `GET /__scheduled?cron=*+*+*+*+* answered ${response.status}: ${text.slice(0, 200)}`);
   // The handler awaits each alert's POST; a moment for anything still on the wire.
   await sleep(300);
-  return alerts.slice(before);
+  return origin.alerts.slice(before);
 }
 
 const describeAlerts = (list) =>
@@ -298,9 +246,12 @@ const describeAlerts = (list) =>
         )
         .join("; ");
 
-/** A callback of the samples, posted; its expected receipt (id, conversation) computed by the relay's own provider code. */
+/**
+ * A callback of the samples, posted; every receipt it makes (id, conversation: a batch makes
+ * several), computed by the relay's own provider code.
+ */
 async function sendSample(sample) {
-  const expected = await expectedReceipt(sample);
+  const expected = await expectedReceipts(sample);
   check(!("error" in expected), `the ${sample.label} sample is not a receipt for the relay's own code: ${expected.error}`);
   const response = await fetch(new URL(sample.path, relayUrl), {
     method: "POST",
@@ -311,7 +262,7 @@ async function sendSample(sample) {
   });
   const text = await response.text();
   check(response.status === 200, `${sample.label} answered ${response.status}: ${text.slice(0, 200)}`);
-  return { provider: sample.provider, label: sample.label, ...expected };
+  return expected.receipts.map((receipt) => ({ provider: sample.provider, label: sample.label, ...receipt }));
 }
 
 const count = (list, key) => list.reduce((map, item) => map.set(item[key], (map.get(item[key]) ?? 0) + 1), new Map());
@@ -334,14 +285,9 @@ deadline.unref();
 const figures = {};
 try {
   // ---- Setup.
-  const originPort = await freePort();
-  const originUrl = `http://127.0.0.1:${originPort}/receipts`;
-  const alertUrl = `http://127.0.0.1:${originPort}/alerts`;
-  server = createServer(handle);
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(originPort, "127.0.0.1", resolve);
-  });
+  origin = await startOrigin({ secrets: [first(vars.FORWARD_SECRET)], alertSecrets: [alertSecret], answer: ORIGIN_DOWN });
+  const originUrl = origin.url;
+  const alertUrl = origin.alertUrl;
 
   // The demo settings, then the drill's, in the relay's own env file (over whatever .dev.vars says).
   const settings = {
@@ -359,7 +305,7 @@ try {
   };
 
   await step("start", async () => {
-    relay = await startLocalRelay({
+    relay = await startRelay({
       settings,
       args: ["--test-scheduled"],
       prefix: "receipt-relay-ops-drill-",
@@ -372,7 +318,7 @@ try {
     });
     relayUrl = relay.url;
     const health = relay.health;
-    return `relay ${relayUrl} (wrangler dev --test-scheduled, D1 migrated, state in ${relay.dir}), /healthz ${health.status}: ${PROVIDERS.join(", ")} enabled, forwarding on, alerts ${health.alerts.format}; origin and alert receiver on 127.0.0.1:${originPort}; FORWARD_RETRY_SCHEDULE=${RETRY_SCHEDULE} SNAPSHOT_INTERVAL_SECONDS=${SNAPSHOT_INTERVAL_SECONDS} ALERT_AFTER_SECONDS=${ALERT_AFTER_SECONDS}`;
+    return `relay ${relayUrl} (wrangler dev --test-scheduled, D1 migrated, state in ${relay.dir}), /healthz ${health.status}: ${PROVIDERS.join(", ")} enabled, forwarding on, alerts ${health.alerts.format}; origin and alert receiver on 127.0.0.1:${origin.port}; FORWARD_RETRY_SCHEDULE=${RETRY_SCHEDULE} SNAPSHOT_INTERVAL_SECONDS=${SNAPSHOT_INTERVAL_SECONDS} ALERT_AFTER_SECONDS=${ALERT_AFTER_SECONDS}`;
   });
 
   await step("baseline cron", async () => {
@@ -382,28 +328,33 @@ try {
   });
 
   // ---- Phase 1: the origin is down; one callback per sample.
-  const samples = buildSamples(vars);
+  const samples = await buildSamples(vars);
   const sentAt = Date.now();
   let phase1 = [];
-  /** Conversations of the first sample of each provider: their samples are sent now; the others' later. */
+  /**
+   * Conversations of each provider's samples that reach its first sample's conversation (all that a
+   * batch reaches too): their samples are sent now; the others' later.
+   */
   const firstKeys = new Set();
   await step("callbacks while the origin is down", async () => {
     const plan = [];
     for (const provider of PROVIDERS) {
       const own = samples.filter((sample) => sample.provider === provider);
       check(own.length > 0, `no ${provider} sample (is its setting in .dev.vars?)`);
-      const head = await expectedReceipt(own[0]);
+      const head = await expectedReceipts(own[0]);
       check(!("error" in head), `the first ${provider} sample is not a receipt: ${head.error}`);
-      firstKeys.add(head.conversation);
+      const headKeys = new Set(head.receipts.map((receipt) => receipt.conversation));
       for (const sample of own) {
-        const expected = await expectedReceipt(sample);
-        if (!("error" in expected) && expected.conversation === head.conversation) plan.push(sample);
+        const expected = await expectedReceipts(sample);
+        if ("error" in expected || !expected.receipts.some((receipt) => headKeys.has(receipt.conversation))) continue;
+        plan.push(sample);
+        for (const receipt of expected.receipts) firstKeys.add(receipt.conversation);
       }
     }
-    for (const sample of plan) phase1.push(await sendSample(sample));
+    for (const sample of plan) phase1.push(...(await sendSample(sample)));
     const byProvider = count(phase1, "provider");
-    figures.phase1 = phase1.length;
-    return `${phase1.length} signed callbacks answered 200 (${[...byProvider].map(([name, n]) => `${name} ${n}`).join(", ")}) in ${firstKeys.size} conversations; the origin answers 503`;
+    figures.callbacks = plan.length;
+    return `${plan.length} signed callbacks answered 200, making ${phase1.length} receipts (${[...byProvider].map(([name, n]) => `${name} ${n}`).join(", ")}) in ${firstKeys.size} conversations; the origin answers 503`;
   });
 
   const expectedFailed = count(phase1, "conversation");
@@ -427,7 +378,7 @@ try {
       ),
       `GET /v1/dead-letters lists ${JSON.stringify(deadLetters.map((row) => row.conversation))}, not the ${expectedFailed.size} failing conversations`,
     );
-    const refused = phase1.map((receipt) => (deliveries.get(receipt.id)?.answers ?? []).filter((answer) => answer.status === 503).length);
+    const refused = phase1.map((receipt) => attemptsOfReceipt(receipt.id).filter((attempt) => attempt.status === 503).length);
     check(
       refused.every((n) => n === RETRY_SCHEDULE.split(",").length + 1),
       `the origin saw ${JSON.stringify(refused)} refused attempts per receipt, expected ${RETRY_SCHEDULE.split(",").length + 1} each`,
@@ -496,37 +447,46 @@ try {
   // ---- Phase 2: the origin in maintenance; receipts held by its Retry-After stay pending (stuck).
   // The maintenance is announced to end after the dead-letter digest can be raised (maxOldest + 120 s).
   maintenanceEnd = maxOldest + INDEX_LAG_MS + 12_000;
-  originMode = "maintenance";
+  origin.answer(inMaintenance);
   let phase2 = [];
   await step("callbacks during maintenance", async () => {
-    const fresh = buildSamples(vars);
+    const fresh = await buildSamples(vars);
+    // Samples whose every receipt goes to a conversation of its own: neither a dead letter's nor another held one's.
     const planned = [];
+    const plannedKeys = new Set();
     for (const sample of fresh) {
-      const expected = await expectedReceipt(sample);
-      if ("error" in expected || firstKeys.has(expected.conversation) || planned.some((item) => item.conversation === expected.conversation)) continue;
-      planned.push({ sample, conversation: expected.conversation });
+      const expected = await expectedReceipts(sample);
+      if ("error" in expected) continue;
+      const keys = expected.receipts.map((receipt) => receipt.conversation);
+      if (keys.some((key) => firstKeys.has(key) || plannedKeys.has(key))) continue;
+      planned.push(sample);
+      for (const key of keys) plannedKeys.add(key);
     }
     check(planned.length > 0, "no sample of a conversation other than the dead letters'");
-    for (const { sample } of planned) phase2.push(await sendSample(sample));
+    for (const sample of planned) phase2.push(...(await sendSample(sample)));
+    const keys = [...plannedKeys];
     const rows = await waitFor(
       async () => {
         const pending = await listAll("/v1/conversations?status=pending");
-        const refusedOnce = phase2.every((receipt) => (deliveries.get(receipt.id)?.answers.length ?? 0) >= 1);
+        // Each conversation's head is refused once; the receipts behind it wait (FORWARD_BATCH_MAX=1).
+        const refusedOnce = keys.every((key) => origin.attemptsOf(key).length >= 1);
+        const pendingByKey = count(phase2, "conversation");
         const ok =
           refusedOnce &&
           sameSet(
             pending.map((row) => row.conversation),
-            phase2.map((receipt) => receipt.conversation),
-          );
+            keys,
+          ) &&
+          pending.every((row) => row.pending === pendingByKey.get(row.conversation));
         return ok ? pending : { ok: false, pending };
       },
       20_000,
       (last) =>
-        `GET /v1/conversations?status=pending shows ${JSON.stringify((last?.pending ?? []).map((row) => [row.conversation, row.pending]))}, expected the ${phase2.length} maintenance conversations (each refused once)`,
+        `GET /v1/conversations?status=pending shows ${JSON.stringify((last?.pending ?? []).map((row) => [row.conversation, row.pending]))}, expected the ${keys.length} maintenance conversations (each refused once) with ${phase2.length} receipts pending`,
     );
-    figures.phase2 = phase2.length;
+    figures.callbacks += planned.length;
     figures.lastHeldAt = Math.max(...rows.map((row) => Date.parse(row.lastReceiptAt)));
-    return `${phase2.length} more callbacks answered 200 (${phase2.map((receipt) => receipt.provider).join(", ")}) in ${phase2.length} other conversations; the origin answers 503 with Retry-After ${Math.ceil((maintenanceEnd - Date.now()) / 1000)} s; GET /v1/conversations?status=pending lists ${rows
+    return `${planned.length} more callbacks answered 200, making ${phase2.length} receipts (${phase2.map((receipt) => receipt.provider).join(", ")}) in ${keys.length} other conversations; the origin answers 503 with Retry-After ${Math.ceil((maintenanceEnd - Date.now()) / 1000)} s; GET /v1/conversations?status=pending lists ${rows
       .map((row) => `${short(row.conversation)} pending ${row.pending}`)
       .join(", ")}`;
   });
@@ -536,12 +496,13 @@ try {
   // A cron run whose dead-letter cutoff (now - 120 s) fell among the dead letters would raise a partial digest.
   const separateFailingRun = failingDueAt < minOldest + INDEX_LAG_MS - 3000;
   const expectedKeys = [...expectedFailed.keys()];
-  const heldKeys = phase2.map((receipt) => receipt.conversation);
+  const heldKeys = [...new Set(phase2.map((receipt) => receipt.conversation))];
   const checkFailing = (alert) => {
     check(alert.webhookId.startsWith("alert:origin_failing:"), `origin_failing webhook-id is ${alert.webhookId}`);
+    // Its total is the pending receipts: every held one.
     check(
-      alert.data.conversations === heldKeys.length && alert.data.total === heldKeys.length,
-      `origin_failing counts ${alert.data.conversations}/${alert.data.total}, expected ${heldKeys.length}`,
+      alert.data.conversations === heldKeys.length && alert.data.total === phase2.length,
+      `origin_failing counts ${alert.data.conversations}/${alert.data.total}, expected ${heldKeys.length}/${phase2.length}`,
     );
     check(sameSet(alert.data.keys ?? [], heldKeys), `origin_failing names ${JSON.stringify(alert.data.keys)}, expected ${JSON.stringify(heldKeys)}`);
     check(alert.data.afterSeconds === ALERT_AFTER_SECONDS, `origin_failing afterSeconds ${alert.data.afterSeconds}`);
@@ -592,7 +553,7 @@ try {
   });
 
   // ---- Recovery and the bulk replay.
-  originMode = "up";
+  origin.answer(ORIGIN_UP);
   const recoveredAt = Date.now();
   let job;
   await step("bulk replay", async () => {
@@ -636,26 +597,29 @@ try {
   const allReceipts = [...phase1, ...phase2];
   await step("redelivered", async () => {
     await waitFor(
-      () => allReceipts.every((receipt) => deliveries.get(receipt.id)?.answers.some((answer) => answer.status === 204)),
+      () => allReceipts.every((receipt) => attemptsOfReceipt(receipt.id).some(isDelivered)),
       Math.max(30_000, maintenanceEnd - Date.now() + 30_000),
       () =>
-        `not every receipt reached the origin: missing ${JSON.stringify(allReceipts.filter((receipt) => !deliveries.get(receipt.id)?.answers.some((answer) => answer.status === 204)).map((receipt) => receipt.id))}`,
+        `not every receipt reached the origin: missing ${JSON.stringify(allReceipts.filter((receipt) => !attemptsOfReceipt(receipt.id).some(isDelivered)).map((receipt) => receipt.id))}`,
     );
+    // Refused first: every dead letter, and the head of each held conversation (the receipts behind it waited).
+    const heads = new Set(heldKeys.map((key) => phase2.find((receipt) => receipt.conversation === key)?.id));
     const lines = [];
     for (const receipt of allReceipts) {
-      const record = deliveries.get(receipt.id);
+      const attempts = attemptsOfReceipt(receipt.id);
       check(
-        record.receiptId === receipt.id && record.conversation === receipt.conversation,
-        `webhook-id ${receipt.id} carried receipt ${record.receiptId} of ${record.conversation}`,
+        attempts.every((attempt) => attempt.receiptIds.join() === receipt.id && attempt.conversation === receipt.conversation),
+        `webhook-id ${receipt.id} carried receipts ${JSON.stringify(attempts.map((attempt) => [attempt.receiptIds, attempt.conversation]))}`,
       );
-      const refused = record.answers.findIndex((answer) => answer.status === 204);
-      check(refused >= 1, `receipt ${receipt.id} was delivered without a refused attempt first`);
-      lines.push(refused);
+      const refused = attempts.findIndex(isDelivered);
+      const held = phase2.includes(receipt);
+      check(refused >= 1 || (held && !heads.has(receipt.id)), `receipt ${receipt.id} was delivered without a refused attempt first`);
+      if (!held) lines.push(refused);
     }
-    const repeated = allReceipts.reduce((sum, receipt) => sum + deliveries.get(receipt.id).answers.filter((answer) => answer.status === 204).length - 1, 0);
+    const repeated = allReceipts.reduce((sum, receipt) => sum + attemptsOfReceipt(receipt.id).filter(isDelivered).length - 1, 0);
     figures.repeated = repeated;
-    const lateHeld = phase2.map((receipt) => deliveries.get(receipt.id).answers.find((answer) => answer.status === 204).at);
-    return `all ${allReceipts.length} receipts reached the origin under the webhook-id of their refused attempts: ${phase1.length} replayed dead letters (each after ${lines[0]} refusals), ${phase2.length} held ones at the end of their Retry-After (${since(Math.max(...lateHeld))} ago); ${repeated} delivered twice; ${originStats.badSignatures} bad signatures`;
+    const lateHeld = phase2.map((receipt) => attemptsOfReceipt(receipt.id).find(isDelivered).at);
+    return `all ${allReceipts.length} receipts reached the origin under the webhook-id of their refused attempts: ${phase1.length} replayed dead letters (each after ${lines[0]} refusals), ${phase2.length} held ones at the end of their Retry-After (${since(Math.max(...lateHeld))} ago); ${repeated} delivered twice; ${origin.counts.badSignatures} bad signatures`;
   });
 
   await step("index clear", async () => {
@@ -663,7 +627,7 @@ try {
       async () => {
         const answer = await api("GET", "/v1/stats?window=1h");
         const json = answer.json;
-        return json && json.backlog === 0 && json.deadLetters === 0 && json.conversations?.total === expectedKeys.length + phase2.length
+        return json && json.backlog === 0 && json.deadLetters === 0 && json.conversations?.total === expectedKeys.length + heldKeys.length
           ? json
           : { ok: false, json };
       },
@@ -706,7 +670,7 @@ try {
         const delivery = shown.delivery;
         check(delivery?.status === "delivered", `${receipt.id}: delivery ${JSON.stringify(delivery)}`);
         const log = logs.get(receipt.id);
-        const refused = deliveries.get(receipt.id).answers.length;
+        const refused = attemptsOfReceipt(receipt.id).length;
         check(log, `no attempt log for ${receipt.id} (neither in GET ${path} nor in its deliveries)`);
         check(log.length === refused, `${receipt.id}: the attempt log lists ${log.length} attempts, the origin saw ${refused}`);
         const attempts = log.map((attempt) => `${clock(attempt.at)} ${attempt.status ?? attempt.error} ${attempt.ms} ms`).join(" | ");
@@ -732,23 +696,27 @@ try {
     return `cron run: ${describeAlerts(got)}, signed; a further run: no alert`;
   });
 
-  check(badAlertSignatures === 0 && originStats.badSignatures === 0, `bad signatures: ${badAlertSignatures} alerts, ${originStats.badSignatures} deliveries`);
+  check(
+    origin.counts.badAlertSignatures === 0 && origin.counts.badSignatures === 0,
+    `bad signatures: ${origin.counts.badAlertSignatures} alerts, ${origin.counts.badSignatures} deliveries`,
+  );
   // Info lines only: wrangler wraps warn and error lines (its own formatting), so they do not parse back.
   const logged = ["alert_sent", "delivered", "replay_started", "replay_done"].map((msg) => `${msg} ×${logLines(msg).length}`).join(", ");
   console.log(
-    `drill passed: ${allReceipts.length} callbacks from ${new Set(allReceipts.map((receipt) => receipt.provider)).size} providers in ${new Set(allReceipts.map((receipt) => receipt.conversation)).size} conversations; ` +
-      `${figures.deadLetters} dead letters in ${expectedKeys.length} conversations and ${phase2.length} held receipts; ${alerts.length} alerts (${alerts.map((alert) => alert.type.replace("alert.", "")).join(", ")}), all signed; relay log: ${logged}; ` +
-      `1 replay job requeued ${figures.deadLetters} in ${figures.replayMs} ms; origin refused ${originStats.refused} attempts and took ${originStats.delivered} deliveries (${figures.repeated} twice); ` +
+    `drill passed: ${figures.callbacks} callbacks making ${allReceipts.length} receipts from ${new Set(allReceipts.map((receipt) => receipt.provider)).size} providers in ${new Set(allReceipts.map((receipt) => receipt.conversation)).size} conversations; ` +
+      `${figures.deadLetters} dead letters in ${expectedKeys.length} conversations and ${phase2.length} held receipts; ${origin.alerts.length} alerts (${origin.alerts.map((alert) => alert.type.replace("alert.", "")).join(", ")}), all signed; relay log: ${logged}; ` +
+      `1 replay job requeued ${figures.deadLetters} in ${figures.replayMs} ms; origin refused ${origin.counts.refused} attempts and took ${origin.deliveries} deliveries (${figures.repeated} twice); ` +
       `${stepCount} steps in ${since(startedAt)}`,
   );
   exitCode = 0;
 } catch (error) {
   exitCode = error instanceof StepFailure ? 1 : 2;
   console.error(`drill FAILED at step "${currentStep}": ${redact(error instanceof Error ? error.message : String(error))}`);
-  console.error(`drill: ${alerts.length} alerts received so far: ${describeAlerts(alerts)}`);
+  console.error(`drill: ${origin?.alerts.length ?? 0} alerts received so far: ${describeAlerts(origin?.alerts ?? [])}`);
   console.error(`drill: the end of wrangler's log:\n${tailOfLog(25)}`);
 } finally {
   await relay?.stop();
+  await origin?.close();
   cleanupNow();
   process.exit(exitCode);
 }

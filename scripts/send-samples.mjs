@@ -5,19 +5,19 @@
 // "Try it locally"): the keys are the same on every run, so that page, opened once, shows the
 // next run's receipts arrive and reach the origin.
 import { loadDevVars } from "./dev-vars.mjs";
-import { buildSamples, enablingSettings, expectedReceipt, first, postSample } from "./samples.mjs";
+import { buildSamples, configuredProviders, expectedReceipts, postSample } from "./samples.mjs";
 
 const vars = loadDevVars();
 const relay = process.argv[2] ?? process.env.RELAY_URL ?? "http://127.0.0.1:8787";
 /** What one live page watches at most (MAX_LIVE_CONVERSATIONS in src/dashboard/inputs.ts). */
 const MAX_LIVE_CONVERSATIONS = 20;
 
-const samples = buildSamples(vars);
+const samples = await buildSamples(vars);
 /** Each conversation the samples go to, computed by the relay's own provider code. */
 const conversations = new Set();
 for (const sample of samples) {
-  const expected = await expectedReceipt(sample).catch(() => ({ error: "unknown" }));
-  if (expected.conversation) conversations.add(expected.conversation);
+  const expected = await expectedReceipts(sample).catch(() => ({ error: "unknown" }));
+  for (const receipt of expected.receipts ?? []) conversations.add(receipt.conversation);
 }
 
 if (conversations.size > 0) {
@@ -41,8 +41,10 @@ for (const sample of samples) {
   console.log(`${answer.status} ${sample.label.padEnd(48)} ${answer.text}`);
 }
 
-for (const [provider, setting] of Object.entries(enablingSettings).filter(([, setting]) => !first(vars[setting]))) {
-  console.log(`skipped ${provider}: set ${setting} in .dev.vars`);
+for (const { provider, state } of await configuredProviders(vars)) {
+  if (state.state === "disabled") console.log(`skipped ${provider.name}: set ${state.missing} in .dev.vars`);
+  if (state.state === "misconfigured")
+    console.log(`skipped ${provider.name}: ${state.problems.map((problem) => `${problem.setting} ${problem.problem}`).join("; ")}`);
 }
 
 if (conversations.size > 0) {

@@ -5,23 +5,10 @@
 // refused or its receipt does not show up. Settings come from the environment, then from
 // .dev.vars when it exists; never from flags (they would stay in shell history).
 import { parseArgs } from "node:util";
-import { buildSamples, enablingSettings, expectedReceipt, postSample, readVarsFile, root } from "./samples.mjs";
+import { WaitTimeout, waitFor } from "./lib/wait.mjs";
+import { configuredProviders, expectedReceipts, loadRelay, postSample, readVarsFile, root, signedSample } from "./samples.mjs";
 
 const usage = "usage: npm run smoke -- --url https://<host> [--wait SECONDS]   (settings: environment, then .dev.vars)";
-// What the samples read besides the enabling settings (scripts/samples.mjs): each name once.
-const SETTINGS = [
-  ...new Set([
-    ...Object.values(enablingSettings),
-    "TENCENT_TOKEN",
-    "STREAM_API_KEY",
-    "SENDBIRD_APP_ID",
-    "TALKJS_APP_ID",
-    "WHATSAPP_PHONE_NUMBER_IDS",
-    "MESSENGER_PAGE_IDS",
-    "INSTAGRAM_ACCOUNT_IDS",
-    "ADMIN_TOKEN",
-  ]),
-];
 
 const argv = process.argv.slice(2);
 const secretFlag = argv.find((arg) => /^--?[^=]*(secret|token|password|api[-_]?key|sdkappid|app[-_]?id)/i.test(arg));
@@ -59,7 +46,10 @@ if (!Number.isFinite(waitSeconds) || waitSeconds < 0 || waitSeconds > 300) {
 }
 const local = ["127.0.0.1", "localhost", "[::1]"].includes(relay.hostname);
 
-// Settings: each from the environment if set there, else from .dev.vars (read, never created).
+// Settings: every registered provider's (scripts/samples.mjs signs with them), and the API's token;
+// each from the environment if set there, else from .dev.vars (read, never created).
+const { registry } = await loadRelay();
+const SETTINGS = [...new Set([...registry.flatMap((provider) => Object.keys(provider.settings.shape)), "ADMIN_TOKEN"])];
 const devVars = readVarsFile(`${root}.dev.vars`) ?? {};
 /** @type {Record<string, string>} */
 const vars = {};
@@ -105,11 +95,18 @@ try {
 }
 
 // One sample per provider whose settings are at hand: the first, its plainest read receipt.
-const samples = buildSamples(vars).filter((sample, i, all) => all.findIndex((other) => other.provider === sample.provider) === i);
-for (const [provider, setting] of Object.entries(enablingSettings)) {
-  if (samples.some((sample) => sample.provider === provider)) continue;
-  const remote = health?.providers?.[provider]?.state;
-  console.log(`  skipped ${provider}: ${setting} is not set here${remote === "enabled" ? " (the relay has it enabled: set it to check it)" : ""}`);
+const samples = [];
+for (const { provider, state } of await configuredProviders(vars)) {
+  if (state.state === "enabled") {
+    samples.push(await signedSample(provider, state.config, 0));
+    continue;
+  }
+  const remote = health?.providers?.[provider.name]?.state;
+  const why =
+    state.state === "disabled"
+      ? `${state.missing} is not set here`
+      : `its settings here are wrong (${state.problems.map((problem) => problem.setting).join(", ")})`;
+  console.log(`  skipped ${provider.name}: ${why}${remote === "enabled" ? " (the relay has it enabled: set it to check it)" : ""}`);
 }
 if (samples.length === 0) {
   console.error('✗ nothing to send: set at least one provider\'s settings (README, "Settings") in the environment or .dev.vars');
@@ -134,6 +131,36 @@ for (const sample of samples) {
   results.push({ sample, ok, line });
 }
 
+/**
+ * Asks the API for a receipt until it is stored or `deadline` passes; the API's own refusals end
+ * the wait at once (they will not change by waiting).
+ * @param {{ id: string, conversation: string }} receipt
+ */
+async function awaitStored(receipt, deadline) {
+  const url = new URL(`/v1/conversations/${encodeURIComponent(receipt.conversation)}/receipts?consistent=true`, origin);
+  const started = Date.now();
+  let last = "";
+  /** One look: the outcome once it is known (stored, or refused for good), else undefined (look again). */
+  const look = async () => {
+    try {
+      const response = await fetch(url, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` }, signal: timeout(10_000), redirect: "manual" });
+      const text = await response.text();
+      if (response.status === 200) {
+        if (JSON.parse(text).receipts?.some((stored) => stored.id === receipt.id)) return { found: true, line: `stored (${ms(started)})` };
+        last = "not among the conversation's recent receipts";
+      } else last = `${response.status} ${clip(text, 120)}`;
+      if (response.status === 401 || response.status === 403 || response.status === 429 || response.status === 503) return { found: false, line: last };
+    } catch (error) {
+      last = `no answer: ${error.cause?.code ?? error.name}`;
+    }
+    return undefined;
+  };
+  return waitFor(`receipt ${receipt.id}`, look, { until: deadline, intervalMs: 500 }).catch((error) => {
+    if (error instanceof WaitTimeout) return { found: false, line: last };
+    throw error;
+  });
+}
+
 // Each accepted receipt, read back from the conversation's object (the truth, not the read model).
 const accepted = results.filter((result) => result.ok);
 /** @type {Map<string, string>} */
@@ -146,36 +173,20 @@ if (accepted.length > 0) {
   } else {
     const deadline = Date.now() + waitSeconds * 1000;
     for (const { sample } of accepted) {
-      const expected = await expectedReceipt(sample);
+      const expected = await expectedReceipts(sample);
       if ("error" in expected) {
         console.log(`  ✗ ${sample.provider.padEnd(10)} cannot tell which receipt to look for: ${expected.error}`);
         arrival.set(sample.provider, expected.error);
         continue;
       }
-      const url = new URL(`/v1/conversations/${encodeURIComponent(expected.conversation)}/receipts?consistent=true`, origin);
-      const started = Date.now();
-      let found = false;
-      let last = "";
-      for (;;) {
-        try {
-          const response = await fetch(url, { headers: { authorization: `Bearer ${vars.ADMIN_TOKEN}` }, signal: timeout(10_000), redirect: "manual" });
-          const text = await response.text();
-          if (response.status === 200) {
-            found = JSON.parse(text).receipts?.some((receipt) => receipt.id === expected.id) ?? false;
-            last = found ? "" : "not among the conversation's recent receipts";
-          } else last = `${response.status} ${clip(text, 120)}`;
-          // The API's own refusals will not change by waiting.
-          if (response.status === 401 || response.status === 403 || response.status === 429 || (response.status === 503 && !found)) break;
-        } catch (error) {
-          last = `no answer: ${error.cause?.code ?? error.name}`;
-        }
-        if (found || Date.now() >= deadline) break;
-        await new Promise((resolve) => setTimeout(resolve, 500));
+      // Every receipt the callback makes (a WhatsApp batch makes several) must be stored.
+      let missing = "";
+      for (const receipt of expected.receipts) {
+        const outcome = await awaitStored(receipt, deadline);
+        console.log(`  ${outcome.found ? "✓" : "✗"} ${sample.provider.padEnd(10)} ${receipt.id} in ${receipt.conversation}: ${outcome.line}`);
+        if (!outcome.found) missing ||= outcome.line;
       }
-      console.log(
-        `  ${found ? "✓" : "✗"} ${sample.provider.padEnd(10)} ${expected.id} in ${expected.conversation}: ${found ? `stored (${ms(started)})` : last}`,
-      );
-      arrival.set(sample.provider, found ? "stored" : last);
+      arrival.set(sample.provider, missing || "stored");
     }
   }
 }

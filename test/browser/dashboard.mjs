@@ -278,7 +278,7 @@ step(LIVE_TAIL, [SIGN_IN], async () => {
   await waitForText(page.locator("[data-testid=live-status]"), "live", "the live tail's status [data-testid=live-status]");
   assert.equal(await page.locator("[data-testid=live-event][data-event-type=receipt]").count(), 0, "the live tail shows a receipt before any was sent");
 
-  origin.answerWith(200);
+  origin.answer({ status: 200 });
   await sendCallback(relay.url, live);
   const receiptEvent = page.locator(`[data-testid=live-event][data-event-type=receipt][data-receipt-id=${css(live.receiptId)}]`);
   await receiptEvent.waitFor().catch(() => {
@@ -299,7 +299,7 @@ step(LIVE_TAIL, [SIGN_IN], async () => {
   assert.ok(outcome === null || outcome === "delivered", `the delivery event's data-outcome is "${outcome}", not "delivered"`);
   const delivered = origin.deliveriesOf(live.receiptId);
   assert.ok(
-    delivered.some((delivery) => delivery.answered === 200),
+    delivered.some((attempt) => attempt.status === 200),
     `the origin should have accepted ${live.receiptId}; it saw ${JSON.stringify(delivered)}`,
   );
   await shot(page, "conversation-live-desktop");
@@ -307,11 +307,11 @@ step(LIVE_TAIL, [SIGN_IN], async () => {
 
 const DEAD_LETTER = "dead letter: a refused delivery is listed, replayed from the dashboard and delivered";
 step(DEAD_LETTER, [SIGN_IN], async () => {
-  origin.answerWith(400);
+  origin.answer({ status: 400 });
   dead = await signedCallback(settings, "tencent C2C.CallbackAfterMsgReport");
   assert.notEqual(dead.conversation, live?.conversation, "the dead letter needs a conversation of its own");
   await sendCallback(relay.url, dead);
-  await waitFor(`the origin to refuse ${dead.receiptId} (answer 400)`, () => origin.deliveriesOf(dead.receiptId).some((delivery) => delivery.answered === 400));
+  await waitFor(`the origin to refuse ${dead.receiptId} (answer 400)`, () => origin.deliveriesOf(dead.receiptId).some((attempt) => attempt.status === 400));
 
   const rows = page.locator("[data-testid=dead-letter-row]");
   // The list is the index, which follows the conversation within the snapshot interval (1 s).
@@ -329,7 +329,7 @@ step(DEAD_LETTER, [SIGN_IN], async () => {
   });
   await shot(page, "dead-letters-desktop");
 
-  origin.answerWith(200);
+  origin.answer({ status: 200 });
   await page.locator("form[data-testid=replay-all] button").click();
   await page
     .waitForURL((url) => /^\/dashboard\/replays\/[^/]+$/.test(url.pathname))
@@ -346,17 +346,15 @@ step(DEAD_LETTER, [SIGN_IN], async () => {
   });
   await shot(page, "replay-desktop");
 
-  await waitFor(`the origin to accept ${dead.receiptId} once replayed`, () =>
-    origin.deliveriesOf(dead.receiptId).some((delivery) => delivery.answered === 200),
-  );
+  await waitFor(`the origin to accept ${dead.receiptId} once replayed`, () => origin.deliveriesOf(dead.receiptId).some((attempt) => attempt.status === 200));
   const attempts = origin.deliveriesOf(dead.receiptId);
-  const refused = attempts.filter((delivery) => delivery.answered === 400);
-  const accepted = attempts.filter((delivery) => delivery.answered === 200);
+  const refused = attempts.filter((attempt) => attempt.status === 400);
+  const accepted = attempts.filter((attempt) => attempt.status === 200);
   assert.equal(refused.length, 1, `one refused delivery of ${dead.receiptId} expected: ${JSON.stringify(attempts)}`);
   assert.equal(accepted.length, 1, `one accepted delivery of ${dead.receiptId} expected: ${JSON.stringify(attempts)}`);
-  assert.equal(accepted[0].webhookId, refused[0].webhookId, "the replay must resend under the same webhook-id, so that the origin can dedupe");
+  assert.equal(accepted[0].id, refused[0].id, "the replay must resend under the same webhook-id, so that the origin can dedupe");
   assert.ok(
-    attempts.every((delivery) => delivery.verified),
+    attempts.every((attempt) => attempt.verified),
     "every delivery must carry a valid signature",
   );
 
@@ -418,7 +416,7 @@ step(LIVE_PAGE, [SIGN_IN], async () => {
   for (const callback of watched) await waitForText(statusOf(callback), "live", `the live page's status of ${callback.conversation}`);
   assert.equal(await page.locator("[data-testid=live-event]").count(), 0, "the live page shows an event before any was sent");
 
-  origin.answerWith(200);
+  origin.answer({ status: 200 });
   for (const callback of watched) await sendCallback(relay.url, callback);
   const eventOf = (callback, type) =>
     page.locator(
@@ -462,7 +460,7 @@ step(LIVE_PAGE, [SIGN_IN], async () => {
       );
     assert.deepEqual(order.slice(-2), ["delivery", "receipt"], `the feed is not newest first for ${callback.receiptId}: ${JSON.stringify(order)}`);
     assert.ok(
-      origin.deliveriesOf(callback.receiptId).some((delivery) => delivery.answered === 200),
+      origin.deliveriesOf(callback.receiptId).some((attempt) => attempt.status === 200),
       `the origin should have accepted ${callback.receiptId}`,
     );
   }

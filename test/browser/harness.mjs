@@ -1,47 +1,16 @@
 // The browser test's world, on 127.0.0.1 only: the relay under `wrangler dev` with its own settings
 // and persistence in a temporary directory, a scriptable local origin, and signed callbacks built
 // by scripts/samples.mjs. Everything started here is stopped by `stopAll()`, on exit and on signals.
-// (The approach of scripts/soak.mjs: a process group per wrangler, so that workerd goes with it.)
+// The relay, the origin and the waiting are scripts/lib/relay.mjs, origin.mjs and wait.mjs.
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { Webhook } from "standardwebhooks";
 import { root } from "../../scripts/dev-vars.mjs";
-import { freePort, startLocalRelay } from "../../scripts/local-relay.mjs";
-import { buildSamples, expectedReceipt, postSample, readVarsFile } from "../../scripts/samples.mjs";
+import { startOrigin as startLibOrigin } from "../../scripts/lib/origin.mjs";
+import { startRelay as startLibRelay } from "../../scripts/lib/relay.mjs";
+import { waitFor } from "../../scripts/lib/wait.mjs";
+import { configuredProviders, expectedReceipts, postSample, readVarsFile, signedSample } from "../../scripts/samples.mjs";
 
-export { freePort, root };
-
-// ---------------------------------------------------------------------------------------------
-// Waiting: conditions with deadlines, never bare sleeps
-
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * Polls `check` until it returns something other than undefined/false, or throws naming `what`
- * (and the last value or error seen) once `timeoutMs` has passed.
- * @template T
- * @param {string} what what is awaited, for the failure message
- * @param {() => Promise<T | undefined | false> | T | undefined | false} check
- */
-export async function waitFor(what, check, { timeoutMs = 15_000, intervalMs = 200 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-      last = undefined;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() >= deadline) {
-      const why = last ? ` (last error: ${last instanceof Error ? last.message : last})` : "";
-      throw new Error(`timed out after ${(timeoutMs / 1000).toFixed(0)} s waiting for ${what}${why}`);
-    }
-    await sleep(intervalMs);
-  }
-}
+export { root, waitFor };
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: everything started here, stopped once, whatever way the process ends
@@ -85,69 +54,20 @@ function registerGroup(pid) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The origin: records every delivery; answers what the test tells it to
+// The origin: verifies and records every delivery; answers what the test tells it to
 
 /**
- * @typedef {{ webhookId: string, receiptId?: string, conversation?: string, answered: number, verified: boolean, at: number }} OriginDelivery
- */
-
-/**
- * A local origin on 127.0.0.1 at a free port, path /receipts. Every delivery is verified with
- * `standardwebhooks` (an unverifiable one is answered 401 and recorded as such), then answered
- * `answer` (200 unless told otherwise: 400 turns a delivery into a dead letter at once).
+ * A local origin on 127.0.0.1 at a free port, path /receipts (scripts/lib/origin.mjs). Every
+ * delivery is verified with `standardwebhooks` (an unverifiable one is answered 401 and recorded
+ * as such), then answered as told by `origin.answer({ status })` (200 until then: 400 turns a
+ * delivery into a dead letter at once); `origin.deliveriesOf(receiptId)` lists its attempts.
+ * Stopped by `stopAll()`.
  * @param {string} secret the FORWARD_SECRET the relay signs with
  */
 export async function startOrigin(secret) {
-  const webhook = new Webhook(secret);
-  /** @type {OriginDelivery[]} */
-  const deliveries = [];
-  let answer = 200;
-  const server = createServer((request, response) => {
-    const chunks = [];
-    request.on("data", (chunk) => chunks.push(chunk));
-    request.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      const headers = Object.fromEntries(["webhook-id", "webhook-timestamp", "webhook-signature"].map((name) => [name, String(request.headers[name] ?? "")]));
-      if (request.method !== "POST" || new URL(request.url ?? "/", "http://origin.invalid").pathname !== "/receipts") {
-        response.writeHead(404).end();
-        return;
-      }
-      let data;
-      let verified = true;
-      try {
-        data = /** @type {any} */ (webhook.verify(body, headers))?.data;
-      } catch {
-        verified = false;
-      }
-      const status = verified ? answer : 401;
-      deliveries.push({ webhookId: headers["webhook-id"], receiptId: data?.id, conversation: data?.conversation, answered: status, verified, at: Date.now() });
-      response.writeHead(status, { "content-type": "text/plain" }).end(status >= 400 ? `test origin answers ${status}` : "ok");
-    });
-  });
-  const port = await freePort();
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", resolve);
-  });
-  const close = () =>
-    new Promise((resolve) => {
-      server.closeAllConnections?.();
-      server.close(() => resolve(undefined));
-    });
-  stoppers.push(close);
-  return {
-    url: `http://127.0.0.1:${port}/receipts`,
-    deliveries,
-    /** @param {number} status what every verified delivery is answered from now on */
-    answerWith(status) {
-      answer = status;
-    },
-    /** The deliveries of one receipt, in arrival order. */
-    deliveriesOf(receiptId) {
-      return deliveries.filter((delivery) => delivery.receiptId === receiptId);
-    },
-    close,
-  };
+  const origin = await startLibOrigin({ secrets: [secret], answer: { status: 200 } });
+  stoppers.push(origin.close);
+  return origin;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,13 +96,13 @@ export function relaySettings() {
 }
 
 /**
- * Starts the relay (scripts/local-relay.mjs: D1 migrations applied to a fresh persistence
+ * Starts the relay (scripts/lib/relay.mjs: D1 migrations applied to a fresh persistence
  * directory, then `wrangler dev` on 127.0.0.1 at a free port with `settings` from an env file)
  * until /healthz says every provider, forwarding and the API are on. Stopped by `stopAll()`.
  * @param {Record<string, string>} settings
  */
 export async function startRelay(settings, { startupTimeoutMs = 120_000 } = {}) {
-  const relay = await startLocalRelay({
+  const relay = await startLibRelay({
     settings,
     prefix: "receipt-relay-browser-",
     ready: (health) => health?.status === "ok" && health?.forwarding?.state === "on" && health?.api?.state === "on",
@@ -197,17 +117,28 @@ export async function startRelay(settings, { startupTimeoutMs = 120_000 } = {}) 
 // Callbacks, signed as the providers sign them (scripts/samples.mjs)
 
 /**
- * A freshly signed sample callback, picked by its label in scripts/samples.mjs, with the receipt
- * the relay will make of it (id and conversation key, computed by the relay's own provider code).
+ * A freshly signed sample callback, picked by its label ("<provider> <sample label>", as
+ * scripts/samples.mjs prints it), with the receipt the relay will make of it (id and conversation
+ * key, computed by the relay's own provider code). The browser test watches one receipt per
+ * callback: a sample that makes several (a batch) is refused here.
  * @param {Record<string, string>} settings
  * @param {string} label e.g. "easemob read_ack (one-to-one)"
  */
 export async function signedCallback(settings, label) {
-  const sample = buildSamples(settings).find((candidate) => candidate.label === label);
-  if (!sample) throw new Error(`scripts/samples.mjs builds no sample labelled "${label}" with these settings`);
-  const expected = await expectedReceipt(sample);
+  const configured = await configuredProviders(settings);
+  const found = configured.flatMap(({ provider, state }) =>
+    provider.samples.flatMap((/** @type {{ label: string }} */ sample, /** @type {number} */ index) =>
+      `${provider.name} ${sample.label}` === label ? [{ provider, state, index }] : [],
+    ),
+  )[0];
+  if (!found) throw new Error(`no registered provider has a sample labelled "${label}" (src/providers/index.ts)`);
+  if (found.state.state !== "enabled") throw new Error(`the sample "${label}" needs ${found.provider.name}, which these settings leave ${found.state.state}`);
+  const sample = await signedSample(found.provider, found.state.config, found.index);
+  const expected = await expectedReceipts(sample);
   if ("error" in expected) throw new Error(`the sample "${label}" is not a receipt: ${expected.error}`);
-  return { sample, receiptId: expected.id, conversation: expected.conversation };
+  const [receipt, ...more] = expected.receipts;
+  if (more.length > 0) throw new Error(`the sample "${label}" makes ${expected.receipts.length} receipts; the browser test watches one`);
+  return { sample, receiptId: receipt.id, conversation: receipt.conversation };
 }
 
 /** Posts a signed callback; throws unless the relay accepts it (2xx). */
