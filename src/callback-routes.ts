@@ -7,10 +7,11 @@ import { storeReceipt } from "./conversation/accept-queue";
 import { answerResponse, apiError, limitBody } from "./http";
 import { outcomeOf, type Ingestor } from "./ingest";
 import { recordCallback } from "./ops/metrics";
-import type { Answer } from "./providers/provider";
+import { DEFAULT_MAX_BODY_BYTES, type Answer } from "./providers/provider";
 import { providers } from "./ingestors";
 
-export const MAX_BODY_BYTES = 64 * 1024;
+/** The body limit of most providers (each may take more: `Provider.maxBodyBytes`). */
+export const MAX_BODY_BYTES = DEFAULT_MAX_BODY_BYTES;
 
 type CallbackEnv = { Bindings: Env; Variables: { ingestor: Ingestor; path: string[]; url: URL } };
 
@@ -88,10 +89,19 @@ const requirePost = createMiddleware<CallbackEnv>(async function requirePost(c, 
 });
 
 // Counts streamed bytes, and drains a slightly larger body before refusing, so that a chunked
-// upload still gets the provider's answer (src/http.ts, `limitBody`).
-const limitCallbackBody = limitBody<CallbackEnv>(MAX_BODY_BYTES, (c) =>
-  answered(c.env, c.var.ingestor.name, c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${MAX_BODY_BYTES} bytes` })),
-);
+// upload still gets the provider's answer (src/http.ts, `limitBody`). Each provider its own limit.
+const bodyLimits = new Map<number, ReturnType<typeof limitBody<CallbackEnv>>>();
+const limitCallbackBody = createMiddleware<CallbackEnv>(function limitCallbackBody(c, next) {
+  const maxBytes = c.var.ingestor.maxBodyBytes;
+  let limit = bodyLimits.get(maxBytes);
+  if (!limit) {
+    limit = limitBody<CallbackEnv>(maxBytes, (c) =>
+      answered(c.env, c.var.ingestor.name, c.var.ingestor.refuse({ status: 413, code: "body_too_large", message: `the body is over ${maxBytes} bytes` })),
+    );
+    bodyLimits.set(maxBytes, limit);
+  }
+  return limit(c, next);
+});
 
 export const callbackRoutes = new Hono<CallbackEnv>().all("/*", resolveProvider, requirePost, limitCallbackBody, async (c) => {
   const bytes = new Uint8Array(await c.req.arrayBuffer());

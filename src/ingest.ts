@@ -5,6 +5,7 @@
 import type { ClaimResult } from "./claims/claim-result";
 import { sha256BytesHex } from "./crypto/hash";
 import type { Answer, BodyClaim, EventTime, Normalized, Outcome, Provider, ProviderConfig, RawCallback, Rejection } from "./providers/provider";
+import { DEFAULT_MAX_BODY_BYTES } from "./providers/provider";
 import { MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, withinBounds, type ProviderName, type Receipt } from "./receipt";
 import { describeProblems, parseGroup } from "./settings";
 import { isoFromMillis } from "./time";
@@ -30,6 +31,8 @@ export interface Ingestor {
   name: ProviderName;
   /** The names of the provider's own settings (its file declares them). */
   settingNames: readonly string[];
+  /** The largest body the provider takes (413 past it). */
+  maxBodyBytes: number;
   /** For /healthz: enabled, or which setting would enable it, or what is wrong with its settings. */
   status(env: object): ProviderStatus;
   handle(raw: RawCallback, deps: IngestDeps): Promise<Answer>;
@@ -44,6 +47,8 @@ export interface Ingestor {
 
 /** Receipts one callback may make (a Meta batch): more is refused 413 (docs/design.md, "Bounds"). */
 export const MAX_RECEIPTS_PER_CALLBACK = 1000;
+/** Reasons named in the one log line of a batch's skipped items (the count says how many in all). */
+const MAX_LOGGED_REASONS = 5;
 
 /** Events that were authentic but not read receipts, per isolate since it started (also logged). */
 export const ignoredEvents = new Map<string, number>();
@@ -149,6 +154,36 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
     );
   }
 
+  /**
+   * Claims the callback's nonce, for a provider whose signature covers a nonce but not the body
+   * (`Provider.claim`): the answer when the claim refuses it (a reused signature, or the claims
+   * object failing), undefined to go on.
+   */
+  async function claimOf(
+    raw: RawCallback,
+    envelope: Envelope,
+    config: Config,
+    conversation: string,
+    deps: IngestDeps,
+    details: Record<string, unknown>,
+  ): Promise<Answer | undefined> {
+    try {
+      const claim = provider.claim?.(envelope, config);
+      // The digest of the bytes as received: the provider's retry sends the same bytes.
+      if (claim && (await deps.claim({ ...claim, digest: await sha256BytesHex(raw.bytes) }, conversation)) === "conflict") {
+        return refuseAuth(
+          { status: 401, code: "signature_reused", message: "this signed callback was already used with another body: a reused signature" },
+          deps,
+          details,
+        );
+      }
+    } catch (error) {
+      log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });
+      return settle(unavailable);
+    }
+    return undefined;
+  }
+
   /** 503 while the provider's settings are unset or wrong. */
   function notEnabled(configured: Exclude<ProviderConfig<Config>, { state: "enabled" }>): Answer {
     if (configured.state === "misconfigured") {
@@ -176,20 +211,8 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
       : { event: normal.kind === "ignored" ? normal.event.slice(0, 64) : "" };
     // Every authentic callback claims its nonce, events that are not receipts included: otherwise
     // a captured chat callback's signature could carry a forged read receipt.
-    try {
-      const claim = provider.claim?.(parsed.value, configured.config);
-      // The digest of the bytes as received: the provider's retry sends the same bytes.
-      if (claim && (await deps.claim({ ...claim, digest: await sha256BytesHex(raw.bytes) }, receipt?.conversation ?? NOT_A_RECEIPT)) === "conflict") {
-        return refuseAuth(
-          { status: 401, code: "signature_reused", message: "this signed callback was already used with another body: a reused signature" },
-          deps,
-          details,
-        );
-      }
-    } catch (error) {
-      log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });
-      return settle(unavailable);
-    }
+    const refusedClaim = await claimOf(raw, parsed.value, configured.config, receipt?.conversation ?? NOT_A_RECEIPT, deps, details);
+    if (refusedClaim) return refusedClaim;
     if (!receipt) {
       const event = normal.kind === "ignored" ? normal.event : "";
       countIgnored(provider.name, event);
@@ -242,22 +265,21 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
         log("warn", "receipt_skipped", { provider: provider.name, receiptId: receipt.id, code: stale.code, reason: stale.message });
       }
     }
+    if (normal.invalid.length > 0) {
+      ignored.invalid_item = (ignored.invalid_item ?? 0) + normal.invalid.length;
+      // One line per callback: a batch may hold up to 1,000 items.
+      log("warn", "items_skipped", {
+        provider: provider.name,
+        code: "invalid_item",
+        count: normal.invalid.length,
+        reasons: normal.invalid.slice(0, MAX_LOGGED_REASONS),
+      });
+    }
     const conversations = new Set(receipts.map((receipt) => receipt.conversation));
     const ignoredTotal = Object.values(ignored).reduce((sum, count) => sum + count, 0);
     const details = { receipts: receipts.length, conversations: conversations.size, ignored: ignoredTotal };
-    try {
-      const claim = provider.claim?.(envelope, config);
-      if (claim && (await deps.claim({ ...claim, digest: await sha256BytesHex(raw.bytes) }, A_BATCH)) === "conflict") {
-        return refuseAuth(
-          { status: 401, code: "signature_reused", message: "this signed callback was already used with another body: a reused signature" },
-          deps,
-          details,
-        );
-      }
-    } catch (error) {
-      log("error", "claim_failed", { provider: provider.name, ...details, error: String(error) });
-      return settle(unavailable);
-    }
+    const refusedClaim = await claimOf(raw, envelope, config, A_BATCH, deps, details);
+    if (refusedClaim) return refusedClaim;
     for (const [event, count] of Object.entries(ignored)) countIgnored(provider.name, event, count);
     const firstIgnored = Object.keys(ignored)[0] ?? "";
     if (receipts.length === 0) return settle({ ok: true, result: "ignored", event: firstIgnored.slice(0, 64) }, details);
@@ -291,6 +313,7 @@ export function ingestor<Config, Envelope, Settings extends z.ZodObject>(provide
   return {
     name: provider.name,
     settingNames: Object.keys(provider.settings.shape),
+    maxBodyBytes: provider.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     ...(handshake
       ? {
           async handshake(url: URL, deps: Pick<IngestDeps, "env" | "countAuthFailure">) {

@@ -11,6 +11,7 @@ export type LogKind =
   | "claim_failed"
   | "store_failed"
   | "receipt_skipped"
+  | "items_skipped"
   | "accept_queued"
   | "accept_queue_failed"
   | "accept_queue_drained"

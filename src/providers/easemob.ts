@@ -12,7 +12,17 @@ import { timingSafeEqualBytes } from "../crypto/timing-safe";
 import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
 import { isoFromMillis } from "../time";
 import { integer, list, optional } from "../settings";
-import { Identifier, invalidBody, parseJsonObject, reject, rejectExtraPath, type Answer, type Outcome, type Provider } from "./provider";
+import {
+  Identifier,
+  invalidBody,
+  JSON_CONTENT,
+  parseJsonObject,
+  reject,
+  rejectExtraPath,
+  type Answer,
+  type Outcome,
+  type RegisteredProvider,
+} from "./provider";
 
 /** Easemob reads at most 1,000 characters of an answer. */
 const MAX_ANSWER_CHARS = 1000;
@@ -63,9 +73,33 @@ export function signEasemob(callId: string, secret: string, timestamp: number | 
   return md5Hex(`${callId}${secret}${timestamp}`);
 }
 
-export const easemob: Provider<EasemobConfig, Envelope, typeof Settings> = {
+/** The signed fields of a sample body (its `security` is made here). */
+const SignedFields = z.looseObject({ callId: z.string(), timestamp: z.union([z.number(), z.string()]) });
+
+export const easemob: RegisteredProvider<EasemobConfig, Envelope, typeof Settings> = {
   name: "easemob",
   settings: Settings,
+  samples: [
+    { label: "read_ack (one-to-one)", fixture: "easemob-read_ack-single" },
+    { label: "read_ack (group)", fixture: "easemob-read_ack-group" },
+    { label: "channel_ack", fixture: "easemob-channel_ack" },
+  ],
+
+  fresh(body, _sample, { conversation, reader, message, now }) {
+    // "<app key>_<message id>": a fresh callId, since the relay claims each one relay-wide.
+    const callId = typeof body.callId === "string" ? body.callId : "";
+    const app = callId.includes("_") ? callId.slice(0, callId.lastIndexOf("_")) : String(body.appkey ?? "app");
+    const id = String(message);
+    // `to` is the peer of a one-to-one read and the group of a group read (without group_id).
+    return { ...body, callId: `${app}_${id}`, msg_id: id, from: reader, to: conversation, timestamp: now, payload: { ...body.payload, ack_message_id: id } };
+  },
+
+  async sign(body, _sample, config) {
+    // The signature covers callId and timestamp as the body holds them; the first secret signs.
+    const signed = SignedFields.parse(body);
+    const security = await signEasemob(signed.callId, config.secrets[0] ?? "", signed.timestamp);
+    return { path: "/v1/hooks/easemob", headers: { ...JSON_CONTENT }, body: JSON.stringify({ ...body, security }) };
+  },
 
   configure(settings) {
     if (!settings.EASEMOB_SECRET) return { state: "disabled", missing: "EASEMOB_SECRET" };

@@ -8,11 +8,11 @@ import { easemob } from "./easemob";
 import { instagram } from "./instagram";
 import { messenger } from "./messenger";
 import { openim } from "./openim";
-import type { Provider } from "./provider";
+import type { RegisteredProvider } from "./provider";
 import { sendbird } from "./sendbird";
 import { stream } from "./stream";
 import { talkjs } from "./talkjs";
 import { tencent } from "./tencent";
 import { whatsapp } from "./whatsapp";
 
-export const registry: readonly Provider<unknown, unknown>[] = [easemob, tencent, openim, stream, sendbird, talkjs, whatsapp, messenger, instagram];
+export const registry: readonly RegisteredProvider<unknown, unknown>[] = [easemob, tencent, openim, stream, sendbird, talkjs, whatsapp, messenger, instagram];

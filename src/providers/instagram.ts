@@ -16,6 +16,8 @@ export const instagram = messagingProvider({
   allowSetting: "INSTAGRAM_ACCOUNT_IDS",
   allowWhat: "Instagram account id",
   read: z.looseObject({ mid: MessageId }),
+  samples: [{ label: "messaging_seen", fixture: "instagram-messaging_seen" }],
+  freshRead: ({ message }) => ({ mid: `mid.${message}` }),
   async toReceipt({ account, reader, timestamp, read, raw }, receivedAt) {
     return {
       // One receipt per reader and message: a resend is a duplicate.

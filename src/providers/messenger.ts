@@ -17,6 +17,9 @@ export const messenger = messagingProvider({
   allowSetting: "MESSENGER_PAGE_IDS",
   allowWhat: "page id",
   read: z.looseObject({ watermark: Millis }),
+  samples: [{ label: "message_reads", fixture: "messenger-message_reads" }],
+  // Everything the page sent up to a second ago is read: the receipt's id is the reader's watermark.
+  freshRead: ({ now }) => ({ watermark: now - 1000 }),
   async toReceipt({ account: page, reader, timestamp, read, raw }, receivedAt) {
     return {
       // One receipt per reader and watermark: a resend is a duplicate.

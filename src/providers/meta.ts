@@ -9,11 +9,13 @@
 import { z } from "zod";
 import { hmacSha256Hex } from "../crypto/hash";
 import { timingSafeEqualAny } from "../crypto/timing-safe";
-import type { JsonObject, ProviderName, Receipt } from "../receipt";
+import { JsonObject as JsonObjectSchema, type JsonObject, type ProviderName, type Receipt } from "../receipt";
 import { list, optional } from "../settings";
 import {
+  describeIssue,
   Identifier,
   invalidBody,
+  JSON_CONTENT,
   parseJsonObject,
   reject,
   rejectExtraPath,
@@ -23,11 +25,15 @@ import {
   type Normalized,
   type Outcome,
   type Parsed,
-  type Provider,
+  type ProviderSample,
+  type RegisteredProvider,
+  type SampleSeed,
 } from "./provider";
 
 /** Items (WhatsApp statuses, Messenger/Instagram messaging events) one callback may carry: more is refused 413. */
 export const MAX_META_ITEMS_PER_CALLBACK = 1000;
+/** WhatsApp's documented largest webhook payload, 3 MB (docs/providers/whatsapp.md): a batch of up to 1,000 statuses. */
+export const META_MAX_BODY_BYTES = 3 * 1024 * 1024;
 /** The longest `hub.challenge` echoed back (Meta sends a short number). */
 export const MAX_CHALLENGE_LENGTH = 256;
 
@@ -52,7 +58,7 @@ export interface MetaReceipt {
 }
 
 /** What a product makes of a signed, parsed body. */
-export type MetaItems = { receipts: MetaReceipt[]; ignored: Record<string, number> };
+export type MetaItems = { receipts: MetaReceipt[]; ignored: Record<string, number>; invalid: string[] };
 
 export interface MetaProduct {
   name: ProviderName;
@@ -68,7 +74,18 @@ export interface MetaProduct {
   businessIds(json: JsonObject): string[];
   /** Strict validation of the body (its `object` already checked) and its read receipts. */
   receipts(json: JsonObject, receivedAt: string): Promise<Parsed<MetaItems>>;
+  samples: readonly [ProviderSample, ...ProviderSample[]];
+  /** A sample body made fresh (see `ProviderSamples.fresh`). */
+  fresh(json: JsonObject, sample: ProviderSample, seed: SampleSeed): JsonObject;
+  /** The body with every business id it names replaced by `id` (a sample aimed at an allow-listed one). */
+  address(json: JsonObject, id: string): JsonObject;
 }
+
+/** `entry[]` of a sample body, each entry changed by `change`. */
+export const mapEntries = (json: JsonObject, change: (entry: JsonObject) => JsonObject): JsonObject => ({
+  ...json,
+  entry: (Array.isArray(json.entry) ? json.entry : []).map(change),
+});
 
 /** Meta's signature: `sha256=` and lower-case hex HMAC-SHA256 of the body's bytes under the App Secret. Also how tests sign. */
 export async function signMeta(appSecret: string, body: Uint8Array | string): Promise<string> {
@@ -83,6 +100,11 @@ export const arrayOf = (value: unknown): unknown[] => (Array.isArray(value) ? va
 export const fieldOf = (value: unknown, field: string): unknown =>
   typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[field] : undefined;
 
+/** A JSON value as an object to spread, leniently: {} for anything that is not one. */
+export const objectOrEmpty = (value: unknown): JsonObject => {
+  const object = JsonObjectSchema.safeParse(value);
+  return object.success ? object.data : {};
+};
 /** `entry[]` leniently. */
 export const entriesOf = (json: JsonObject): unknown[] => arrayOf(json.entry);
 
@@ -121,9 +143,21 @@ export function metaProvider(product: MetaProduct) {
   });
   type Values = { META_APP_SECRET?: string[]; META_VERIFY_TOKEN?: string[] } & Record<string, string[] | undefined>;
 
-  const provider: Provider<MetaConfig, MetaEnvelope, typeof Settings> = {
+  const provider: RegisteredProvider<MetaConfig, MetaEnvelope, typeof Settings> = {
     name: product.name,
     settings: Settings,
+    samples: product.samples,
+    fresh: product.fresh,
+    maxBodyBytes: META_MAX_BODY_BYTES,
+    async sign(body, _sample, config) {
+      const allowed = config.allowed?.[0];
+      const text = JSON.stringify(allowed ? product.address(body, allowed) : body);
+      return {
+        path: `/v1/hooks/${product.name}`,
+        headers: { ...JSON_CONTENT, "user-agent": "facebookexternalua", "x-hub-signature-256": await signMeta(config.secrets[0] ?? "", text) },
+        body: text,
+      };
+    },
 
     configure(settings) {
       const values = settings as Values;
@@ -199,7 +233,7 @@ export function metaProvider(product: MetaProduct) {
       }
       const made = await product.receipts(json.value, receivedAt);
       if (!made.ok) return made;
-      return { ok: true, value: { kind: "receipts", receipts: made.value.receipts, ignored: made.value.ignored } };
+      return { ok: true, value: { kind: "receipts", ...made.value } };
     },
 
     answer(outcome: Outcome): Answer {
@@ -213,10 +247,18 @@ export function metaProvider(product: MetaProduct) {
 }
 
 type Issue = { path: readonly PropertyKey[]; message: string };
+const issuesAt = (prefix: readonly PropertyKey[], issues: readonly Issue[]) => issues.map((issue) => ({ ...issue, path: [...prefix, ...issue.path] }));
 /** 400 naming a field of the whole body: `entry.0.changes.1.value.statuses.2.id`. */
 export function invalidAt(prefix: readonly PropertyKey[], issues: readonly Issue[]): { ok: false; rejection: import("./provider").Rejection } {
-  return invalidBody(issues.map((issue) => ({ ...issue, path: [...prefix, ...issue.path] })));
+  return invalidBody(issuesAt(prefix, issues));
 }
+/**
+ * What is wrong with one item (a status, a messaging event) of an otherwise well-formed batch,
+ * naming its field. The item is skipped, not the batch: Meta would resend the whole batch for
+ * days (WhatsApp) or unsubscribe the app after an hour of failures (Messenger, Instagram), and
+ * every valid receipt in it would be lost with the bad one (docs/providers/whatsapp.md, "Batches").
+ */
+export const invalidItem = (prefix: readonly PropertyKey[], issues: readonly Issue[]): string => describeIssue(issuesAt(prefix, issues));
 
 /*
  * Messenger and Instagram: `entry[].messaging[]`, each event one object naming `sender`,
@@ -252,6 +294,9 @@ export interface MessagingProduct<Read> {
   /** The read field's schema (Messenger `{ watermark }`, Instagram `{ mid }`). */
   read: z.ZodType<Read>;
   toReceipt(read: MessagingRead<Read>, receivedAt: string): Promise<Receipt>;
+  samples: readonly [ProviderSample, ...ProviderSample[]];
+  /** A fresh read field for a sample (Messenger a watermark, Instagram a message id). */
+  freshRead(seed: SampleSeed): JsonObject;
 }
 
 /** The event's kind: its one field beside sender, recipient and timestamp (`message`, `delivery`, ...). */
@@ -268,6 +313,25 @@ export function messagingProvider<Read>(product: MessagingProduct<Read>) {
     object: product.object,
     allowSetting: product.allowSetting,
     allowWhat: product.allowWhat,
+    samples: product.samples,
+    // The user on the other side of the page or account is the conversation, and the reader.
+    fresh: (json, _sample, seed) =>
+      mapEntries(json, (entry) => ({
+        ...entry,
+        time: seed.now,
+        messaging: arrayOf(entry.messaging).map((event) => ({
+          ...objectOrEmpty(event),
+          sender: { id: seed.conversation },
+          timestamp: seed.now,
+          read: product.freshRead(seed),
+        })),
+      })),
+    address: (json, id) =>
+      mapEntries(json, (entry) => ({
+        ...entry,
+        id,
+        messaging: arrayOf(entry.messaging).map((event) => ({ ...objectOrEmpty(event), recipient: { id } })),
+      })),
     countItems: (json) => entriesOf(json).reduce<number>((sum, entry) => sum + arrayOf(fieldOf(entry, "messaging")).length, 0),
     businessIds: (json) =>
       entriesOf(json)
@@ -281,6 +345,7 @@ export function messagingProvider<Read>(product: MessagingProduct<Read>) {
     async receipts(json, receivedAt) {
       const receipts: MetaReceipt[] = [];
       const ignored: Record<string, number> = {};
+      const invalid: string[] = [];
       const entries = arrayOf(json.entry);
       for (const [e, value] of entries.entries()) {
         const entry = MessagingEntry.safeParse(value);
@@ -296,7 +361,10 @@ export function messagingProvider<Read>(product: MessagingProduct<Read>) {
             continue;
           }
           const read = ReadEvent.safeParse(event);
-          if (!read.success) return invalidAt(["entry", e, "messaging", m], read.error.issues);
+          if (!read.success) {
+            invalid.push(invalidItem(["entry", e, "messaging", m], read.error.issues));
+            continue;
+          }
           const sender = read.data.sender;
           const made: MessagingRead<Read> = {
             account: read.data.recipient.id,
@@ -315,7 +383,7 @@ export function messagingProvider<Read>(product: MessagingProduct<Read>) {
           });
         }
       }
-      return { ok: true, value: { receipts, ignored } };
+      return { ok: true, value: { receipts, ignored, invalid } };
     },
   });
 }

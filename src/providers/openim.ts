@@ -11,14 +11,16 @@ import {
   Identifier,
   identityId,
   invalidBody,
+  JSON_CONTENT,
   parseCommandBody,
+  requestIdOf,
   reject,
   wellFormed,
   type Answer,
   type Normalized,
   type Outcome,
   type Parsed,
-  type Provider,
+  type RegisteredProvider,
 } from "./provider";
 
 /** OpenIM has no app key; every OpenIM receipt carries this one. */
@@ -95,9 +97,35 @@ function peerOf(conversationID: string, reader: string): string | undefined {
   return undefined;
 }
 
-export const openim: Provider<OpenimConfig, Envelope, typeof Settings> = {
+/** The command a sample body names: the URL's last segment. */
+const SampleCommand = z.looseObject({ callbackCommand: z.string() });
+
+export const openim: RegisteredProvider<OpenimConfig, Envelope, typeof Settings> = {
   name: "openim",
   settings: Settings,
+  samples: [
+    { label: SINGLE, fixture: `openim-${SINGLE}` },
+    { label: GROUP, fixture: `openim-${GROUP}` },
+  ],
+
+  fresh(body, _sample, { conversation, reader, message }) {
+    if (body.callbackCommand === GROUP) {
+      // The group read names no group: its conversation is the reader's (see normalize).
+      return { ...body, sendID: reader, receiveID: reader, unreadMsgNum: message };
+    }
+    return { ...body, conversationID: `si_${reader}_${conversation}`, userID: reader, Seqs: [message] };
+  },
+
+  async sign(body, _sample, config) {
+    // OpenIM signs nothing: the token is the URL's secret segment. The same body keeps its operationID.
+    const text = JSON.stringify(body);
+    const command = SampleCommand.parse(body).callbackCommand;
+    return {
+      path: `/v1/hooks/openim/${encodeURIComponent(config.token)}/${encodeURIComponent(command)}`,
+      headers: { ...JSON_CONTENT, operationID: `op-${await requestIdOf(text)}` },
+      body: text,
+    };
+  },
 
   configure(settings) {
     if (!settings.OPENIM_TOKEN) return { state: "disabled", missing: "OPENIM_TOKEN" };

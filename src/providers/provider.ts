@@ -53,7 +53,17 @@ export type EventTime = { ms: number; field: string } | null;
 export type Normalized =
   | { kind: "receipt"; receipt: Receipt; eventTime: EventTime }
   | { kind: "ignored"; event: string }
-  | { kind: "receipts"; receipts: { receipt: Receipt; eventTime: EventTime }[]; ignored: Record<string, number> };
+  | {
+      kind: "receipts";
+      receipts: { receipt: Receipt; eventTime: EventTime }[];
+      ignored: Record<string, number>;
+      /**
+       * Items of a well-formed batch that are not valid (each naming its field): skipped, counted
+       * as `invalid_item` and logged, so that one bad item does not make the provider resend, and
+       * at last drop, the whole batch (docs/providers/whatsapp.md, "Batches").
+       */
+      invalid: string[];
+    };
 
 export type ProviderConfig<Config> =
   | { state: "enabled"; config: Config }
@@ -117,6 +127,80 @@ export interface Provider<Config, Envelope, Settings extends z.ZodObject = z.Zod
   handshake?(query: URLSearchParams, config: Config): Promise<Parsed<string>>;
   /** The provider's own answer shape for any outcome. */
   answer(outcome: Outcome): Answer;
+  /** The largest body taken (413 past it); DEFAULT_MAX_BODY_BYTES unless the provider documents larger ones. */
+  maxBodyBytes?: number;
+}
+
+/** The body limit of a callback: the five chat SDKs' read callbacks are a few KiB. */
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * A sample callback of a provider: `test/fixtures/<fixture>.json` holds the provider's own
+ * documented payload (test/fixtures/README.md names each one's source). Scripts read it from disk,
+ * tests import it; the Worker never bundles it.
+ */
+export interface ProviderSample {
+  /** What it is, e.g. `read_ack (one-to-one)`: scripts print `<provider> <label>`. */
+  label: string;
+  fixture: string;
+  /** `gzip`: sent compressed (Stream); `batch`: several items of the fixture's one (WhatsApp's statuses). */
+  variant?: "gzip" | "batch";
+}
+
+/**
+ * What makes a sample fresh. The same conversation (and reader) is the same conversation at the
+ * relay; a new `message` is a new callback, never a duplicate.
+ */
+export interface SampleSeed {
+  /** The group, channel, or the user on the other side of a one-to-one chat. */
+  conversation: string;
+  /** Who read, where the conversation does not already name them. */
+  reader: string;
+  /** A positive safe integer, unique per callback: message ids and sequence numbers are made of it. */
+  message: number;
+  /**
+   * ms since the epoch: the body's times, so that freshness checks pass. A read that names no
+   * message (Sendbird's read_ts, Messenger's watermark, Tencent's MsgReport) is its time: a new
+   * callback needs a new `now` too.
+   */
+  now: number;
+}
+
+/** A callback as the provider sends it. `path` may hold a secret (OpenIM's token, Tencent's Sign): never print it. */
+export interface SignedCallback {
+  path: string;
+  headers: Record<string, string>;
+  /** Text, or bytes when the sample is sent compressed. */
+  body: string | Uint8Array;
+}
+
+/**
+ * What a registered provider adds to the pipeline's interface, so that every script and test can
+ * make fresh, correctly signed callbacks of it from the registry alone (docs/adding-a-provider.md).
+ * Pure and Web Crypto only: it runs in workerd and in Node.
+ */
+export interface ProviderSamples<Config> {
+  /** At least one; the first is the plainest read receipt. */
+  samples: readonly [ProviderSample, ...ProviderSample[]];
+  /** The sample's fixture body with the seed's conversation, reader, message and times. */
+  fresh(body: JsonObject, sample: ProviderSample, seed: SampleSeed): JsonObject;
+  /**
+   * The request the provider would send with this body to a relay configured with `config`:
+   * addressed to its first allowed app (query, header, path segment or the body's own field) and
+   * signed with its first secret at `now`.
+   */
+  sign(body: JsonObject, sample: ProviderSample, config: Config, now: number): Promise<SignedCallback>;
+}
+
+export type RegisteredProvider<Config, Envelope, Settings extends z.ZodObject = z.ZodObject> = Provider<Config, Envelope, Settings> & ProviderSamples<Config>;
+
+/** Every sample callback's own header: its body is JSON. */
+export const JSON_CONTENT = { "content-type": "application/json" } as const;
+
+/** A request id made of the body: a re-sent body keeps its id, as the provider's retry would (UUID-shaped). */
+export async function requestIdOf(text: string): Promise<string> {
+  const hex = await sha256Hex(text);
+  return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20, 32)].join("-");
 }
 
 export const reject = (status: Rejection["status"], code: string, message: string): { ok: false; rejection: Rejection } => ({
@@ -150,6 +234,28 @@ export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
     } else if (char === 0x7d || char === 0x5d) depth--;
   }
   return deepest;
+}
+
+/**
+ * A JSON event body named by one field (`type`, Sendbird's `category`): the read event validated
+ * by `schema`, or the name of an event that is not the read (answered OK and counted), or a 400
+ * naming the field. The name is read first, so that another event is never judged by the read's schema.
+ */
+export function parseEvent<T extends z.ZodType>(
+  text: string,
+  nameField: string,
+  readEvent: string,
+  schema: T,
+): Parsed<{ read: z.infer<T>; json: JsonObject } | { ignored: string }> {
+  const json = parseJsonObject(text);
+  if (!json.ok) return json;
+  const named = z.looseObject({ [nameField]: z.string().min(1, "must not be empty").max(128) }).safeParse(json.value);
+  if (!named.success) return invalidBody(named.error.issues);
+  const name = named.data[nameField];
+  if (name !== readEvent) return { ok: true, value: { ignored: typeof name === "string" ? name : "" } };
+  const parsed = schema.safeParse(json.value);
+  if (!parsed.success) return invalidBody(parsed.error.issues);
+  return { ok: true, value: { read: parsed.data, json: json.value } };
 }
 
 /** JSON.parse of a body that must be a JSON object; reports failure instead of throwing. */

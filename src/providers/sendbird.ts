@@ -15,6 +15,8 @@ import {
   Identifier,
   identityId,
   invalidBody,
+  JSON_CONTENT,
+  parseEvent,
   parseJsonObject,
   reject,
   rejectExtraPath,
@@ -23,7 +25,7 @@ import {
   type Normalized,
   type Outcome,
   type Parsed,
-  type Provider,
+  type RegisteredProvider,
 } from "./provider";
 
 /** The app when a body carries no `app_id` (docs/providers/sendbird.md, "Conversations"). */
@@ -54,12 +56,6 @@ const MAX_TIME_MS = 253_402_300_799_999;
 const Millis = z.number().int().nonnegative().max(MAX_TIME_MS, "is not a plausible time in milliseconds");
 const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
-/** What every callback says about itself: which event, and which app. */
-const Header = z.looseObject({
-  category: z.string().min(1, "must not be empty").max(128),
-  app_id: Identifier.optional(),
-});
-
 /** https://sendbird.com/docs/chat/platform-api/v3/webhook/events/group-channel (group_channel:message_read). */
 const MessageRead = z.object({
   category: z.literal(READ_EVENT),
@@ -87,9 +83,27 @@ export function signSendbird(apiToken: string, body: Uint8Array | string): Promi
   return hmacSha256Hex(apiToken, body);
 }
 
-export const sendbird: Provider<SendbirdConfig, Envelope, typeof Settings> = {
+export const sendbird: RegisteredProvider<SendbirdConfig, Envelope, typeof Settings> = {
   name: "sendbird",
   settings: Settings,
+  samples: [{ label: "group_channel:message_read", fixture: "sendbird-group_channel-message_read" }],
+
+  fresh(body, _sample, { conversation, reader, now }) {
+    // Sendbird's read names no message: the reader's read_ts is the read.
+    const [update] = Array.isArray(body.read_updates) ? body.read_updates : [];
+    return { ...body, channel: { ...body.channel, channel_url: conversation }, read_updates: [{ ...update, user_id: reader, read_ts: now }] };
+  },
+
+  async sign(body, _sample, config) {
+    const appId = config.appIds?.[0];
+    // Sendbird writes "/" as "\/" and signs the bytes it sends.
+    const text = JSON.stringify(appId ? { ...body, app_id: appId } : body).replaceAll("/", "\\/");
+    return {
+      path: "/v1/hooks/sendbird",
+      headers: { ...JSON_CONTENT, "user-agent": "SendBird", "x-sendbird-signature": await signSendbird(config.tokens[0] ?? "", text) },
+      body: text,
+    };
+  },
 
   configure(settings) {
     if (!settings.SENDBIRD_API_TOKEN) return unconfigured("SENDBIRD_API_TOKEN", { SENDBIRD_APP_ID: settings.SENDBIRD_APP_ID });
@@ -130,15 +144,10 @@ export const sendbird: Provider<SendbirdConfig, Envelope, typeof Settings> = {
   },
 
   async normalize(envelope, { receivedAt }): Promise<Parsed<Normalized>> {
-    const json = parseJsonObject(envelope.body);
-    if (!json.ok) return json;
-    const header = Header.safeParse(json.value);
-    if (!header.success) return invalidBody(header.error.issues);
-    if (header.data.category !== READ_EVENT) return { ok: true, value: { kind: "ignored", event: header.data.category } };
-
-    const parsed = MessageRead.safeParse(json.value);
-    if (!parsed.success) return invalidBody(parsed.error.issues);
-    const body = parsed.data;
+    const event = parseEvent(envelope.body, "category", READ_EVENT, MessageRead);
+    if (!event.ok) return event;
+    if ("ignored" in event.value) return { ok: true, value: { kind: "ignored", event: event.value.ignored } };
+    const { read: body, json } = event.value;
     const app = body.app_id ?? SENDBIRD_DEFAULT_APP;
     const channelUrl = body.channel.channel_url;
     const updates = body.read_updates;
@@ -162,7 +171,7 @@ export const sendbird: Provider<SendbirdConfig, Envelope, typeof Settings> = {
       readAt: isoFromMillis(Math.max(...times)),
       ...(single?.total_unread_message_count !== undefined ? { unreadTotal: single.total_unread_message_count } : {}),
       receivedAt,
-      raw: json.value,
+      raw: json,
     };
     // read_ts is inside the signed body; the latest one is the callback's own time.
     return { ok: true, value: { kind: "receipt", receipt, eventTime: { ms: Math.max(...times), field: "read_updates[].read_ts" } } };

@@ -15,15 +15,18 @@ import {
   Identifier,
   identityId,
   invalidBody,
+  JSON_CONTENT,
+  parseEvent,
   parseJsonObject,
   reject,
   rejectExtraPath,
+  requestIdOf,
   unconfigured,
   type Answer,
   type Normalized,
   type Outcome,
   type Parsed,
-  type Provider,
+  type RegisteredProvider,
 } from "./provider";
 
 /** The app when a callback carries no `X-Api-Key` (docs/providers/stream.md, "Conversations"). */
@@ -73,8 +76,6 @@ const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const Cid = Identifier.regex(/^[^:]+:.+$/, "must look like <channel_type>:<channel_id>");
 /** `X-Webhook-Id`: a UUID in Stream's docs; anything printable and short is kept. */
 const WebhookId = z.string().regex(/^[\x21-\x7e]{1,128}$/, "must be 1 to 128 printable ASCII characters");
-
-const EventType = z.looseObject({ type: z.string().min(1, "must not be empty").max(128) });
 
 /** https://getstream.io/chat/docs/react/webhook_events/ (message.read), fields as in Stream's MessageReadEvent model. */
 const MessageRead = z.object({
@@ -146,6 +147,12 @@ export async function inflateIfGzip(bytes: Uint8Array, limit = MAX_INFLATED_BYTE
   return { ok: true, value: inflated };
 }
 
+/** The gzip of a body, as Stream sends it when the app turns compression on. */
+export async function gzip(body: string | Uint8Array): Promise<Uint8Array> {
+  const compressed = new Response(body).body?.pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(compressed).arrayBuffer());
+}
+
 /** Strict UTF-8: a signed body that is not text is refused rather than silently repaired. */
 function decodeUtf8(bytes: Uint8Array): string | undefined {
   try {
@@ -155,9 +162,42 @@ function decodeUtf8(bytes: Uint8Array): string | undefined {
   }
 }
 
-export const stream: Provider<StreamConfig, Envelope, typeof Settings> = {
+export const stream: RegisteredProvider<StreamConfig, Envelope, typeof Settings> = {
   name: "stream",
   settings: Settings,
+  samples: [
+    { label: "message.read", fixture: "stream-message.read" },
+    { label: "message.read (gzip)", fixture: "stream-message.read", variant: "gzip" },
+  ],
+
+  fresh(body, _sample, { conversation, reader, message, now }) {
+    const at = isoFromMillis(now);
+    return {
+      ...body,
+      cid: `messaging:${conversation}`,
+      channel_type: "messaging",
+      channel_id: conversation,
+      last_read_message_id: String(message),
+      created_at: at,
+      user: { ...body.user, id: reader, channel_last_read_at: at },
+    };
+  },
+
+  async sign(body, sample, config) {
+    const text = JSON.stringify(body);
+    const apiKey = config.apiKeys?.[0];
+    const headers: Record<string, string> = {
+      ...JSON_CONTENT,
+      // Over the uncompressed text, also when the body is sent gzipped.
+      "x-signature": await signStream(config.secrets[0] ?? "", text),
+      // Stream's retry resends the same X-Webhook-Id: the same body keeps its id.
+      "x-webhook-id": await requestIdOf(text),
+      "x-webhook-attempt": "1",
+      ...(apiKey ? { "x-api-key": apiKey } : {}),
+    };
+    if (sample.variant !== "gzip") return { path: "/v1/hooks/stream", headers, body: text };
+    return { path: "/v1/hooks/stream", headers: { ...headers, "content-encoding": "gzip" }, body: await gzip(text) };
+  },
 
   configure(settings) {
     if (!settings.STREAM_API_SECRET) return unconfigured("STREAM_API_SECRET", { STREAM_API_KEY: settings.STREAM_API_KEY });
@@ -200,15 +240,10 @@ export const stream: Provider<StreamConfig, Envelope, typeof Settings> = {
     if (!signed.ok) return signed;
     const text = decodeUtf8(signed.value);
     if (text === undefined) return reject(400, "invalid_utf8", "the request body is not valid UTF-8");
-    const json = parseJsonObject(text);
-    if (!json.ok) return json;
-    const typed = EventType.safeParse(json.value);
-    if (!typed.success) return invalidBody(typed.error.issues);
-    if (typed.data.type !== READ_EVENT) return { ok: true, value: { kind: "ignored", event: typed.data.type } };
-
-    const parsed = MessageRead.safeParse(json.value);
-    if (!parsed.success) return invalidBody(parsed.error.issues);
-    const body = parsed.data;
+    const event = parseEvent(text, "type", READ_EVENT, MessageRead);
+    if (!event.ok) return event;
+    if ("ignored" in event.value) return { ok: true, value: { kind: "ignored", event: event.value.ignored } };
+    const { read: body, json } = event.value;
     const cidOfParts = body.channel_type !== undefined && body.channel_id !== undefined ? `${body.channel_type}:${body.channel_id}` : undefined;
     if (body.cid !== undefined && cidOfParts !== undefined && body.cid !== cidOfParts) {
       return reject(400, "invalid_body", "field cid: differs from channel_type:channel_id");
@@ -223,7 +258,7 @@ export const stream: Provider<StreamConfig, Envelope, typeof Settings> = {
     if (!Identifier.safeParse(app).success) return reject(400, "invalid_api_key", "the X-Api-Key header must be 1 to 128 characters");
 
     const user = body.user;
-    const raw: JsonObject = json.value;
+    const raw: JsonObject = json;
     const receipt: Receipt = {
       id: envelope.webhookId
         ? `stream:${envelope.webhookId}`

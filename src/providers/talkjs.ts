@@ -16,6 +16,8 @@ import {
   Identifier,
   identityId,
   invalidBody,
+  JSON_CONTENT,
+  parseEvent,
   parseJsonObject,
   reject,
   unconfigured,
@@ -23,7 +25,7 @@ import {
   type Normalized,
   type Outcome,
   type Parsed,
-  type Provider,
+  type RegisteredProvider,
 } from "./provider";
 
 /** The app when the URL names none (docs/providers/talkjs.md, "Conversations"). */
@@ -63,14 +65,13 @@ export interface TalkjsConfig {
 const MAX_TIME_MS = 253_402_300_799_999;
 const Millis = z.number().int().nonnegative().max(MAX_TIME_MS, "is not a plausible time in milliseconds");
 
-/** What every TalkJS event says about itself. */
-const EventType = z.looseObject({ type: z.string().min(1, "must not be empty").max(128) });
-
 /** https://talkjs.com/docs/Reference/Webhooks/ (message.read): the envelope, the conversation, the message, and its reader. */
 const MessageRead = z.looseObject({
-  id: Identifier,
+  // The event's id and time: in TalkJS's examples, but not in its reference; not needed (the
+  // receipt's id is the read itself, its time falls back to the signed X-TalkJS-Timestamp).
+  id: Identifier.optional(),
   type: z.literal(READ_EVENT),
-  createdAt: Millis,
+  createdAt: Millis.optional(),
   data: z.looseObject({
     conversation: z.looseObject({ id: Identifier }),
     message: z.looseObject({
@@ -101,9 +102,36 @@ export function talkjsTimestampMillis(timestamp: string): number {
   return value >= MILLIS_FROM ? value : value * 1000;
 }
 
-export const talkjs: Provider<TalkjsConfig, Envelope, typeof Settings> = {
+export const talkjs: RegisteredProvider<TalkjsConfig, Envelope, typeof Settings> = {
   name: "talkjs",
   settings: Settings,
+  samples: [{ label: "message.read", fixture: "talkjs-message.read" }],
+
+  fresh(body, _sample, { conversation, reader, message, now }) {
+    const data = body.data ?? {};
+    return {
+      ...body,
+      id: `evt_${message}`,
+      createdAt: now,
+      data: {
+        ...data,
+        conversation: { ...data.conversation, id: conversation },
+        message: { ...data.message, id: `msg_${message}`, conversationId: conversation, readBy: [reader] },
+        recipient: { ...data.recipient, id: reader },
+      },
+    };
+  },
+
+  async sign(body, _sample, config, now) {
+    const text = JSON.stringify(body);
+    // TalkJS names no app in the body: the app is the URL's last segment.
+    const app = config.appIds?.[0];
+    return {
+      path: `/v1/hooks/talkjs${app ? `/${encodeURIComponent(app)}` : ""}`,
+      headers: { ...JSON_CONTENT, "x-talkjs-timestamp": String(now), "x-talkjs-signature": await signTalkjs(config.secrets[0] ?? "", now, text) },
+      body: text,
+    };
+  },
 
   configure(settings) {
     if (!settings.TALKJS_SECRET_KEY) return unconfigured("TALKJS_SECRET_KEY", { TALKJS_APP_ID: settings.TALKJS_APP_ID });
@@ -167,15 +195,15 @@ export const talkjs: Provider<TalkjsConfig, Envelope, typeof Settings> = {
   },
 
   async normalize(envelope, { receivedAt }): Promise<Parsed<Normalized>> {
-    const json = parseJsonObject(envelope.body);
-    if (!json.ok) return json;
-    const typed = EventType.safeParse(json.value);
-    if (!typed.success) return invalidBody(typed.error.issues);
-    if (typed.data.type !== READ_EVENT) return { ok: true, value: { kind: "ignored", event: typed.data.type } };
-
-    const parsed = MessageRead.safeParse(json.value);
-    if (!parsed.success) return invalidBody(parsed.error.issues);
-    const { data, createdAt } = parsed.data;
+    const event = parseEvent(envelope.body, "type", READ_EVENT, MessageRead);
+    if (!event.ok) return event;
+    if ("ignored" in event.value) return { ok: true, value: { kind: "ignored", event: event.value.ignored } };
+    const { read, json } = event.value;
+    const { data, createdAt } = read;
+    // verify has checked that X-TalkJS-Timestamp is present and signed.
+    const eventTime =
+      createdAt !== undefined ? { ms: createdAt, field: "createdAt" } : { ms: talkjsTimestampMillis(envelope.timestamp ?? ""), field: "X-TalkJS-Timestamp" };
+    if (!Millis.safeParse(eventTime.ms).success) return reject(400, "invalid_body", "field createdAt: is required when X-TalkJS-Timestamp is not a time");
     const conversationId = data.conversation.id;
     if (data.message.conversationId !== undefined && data.message.conversationId !== conversationId) {
       return reject(400, "invalid_body", "field data.message.conversationId: differs from data.conversation.id");
@@ -197,12 +225,12 @@ export const talkjs: Provider<TalkjsConfig, Envelope, typeof Settings> = {
       readers: [reader],
       group: conversationId,
       messages: [{ id: data.message.id }],
-      readAt: isoFromMillis(createdAt),
+      readAt: isoFromMillis(eventTime.ms),
       receivedAt,
-      raw: json.value,
+      raw: json,
     };
-    // createdAt is inside the signed body (and X-TalkJS-Timestamp was checked in verify).
-    return { ok: true, value: { kind: "receipt", receipt, eventTime: { ms: createdAt, field: "createdAt" } } };
+    // Both are signed: createdAt inside the body, X-TalkJS-Timestamp by the signature's prefix.
+    return { ok: true, value: { kind: "receipt", receipt, eventTime } };
   },
 
   answer(outcome: Outcome): Answer {

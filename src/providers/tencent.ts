@@ -15,6 +15,7 @@ import {
   Identifier,
   identityId,
   invalidBody,
+  JSON_CONTENT,
   parseCommandBody,
   reject,
   rejectExtraPath,
@@ -24,7 +25,7 @@ import {
   type Normalized,
   type Outcome,
   type Parsed,
-  type Provider,
+  type RegisteredProvider,
 } from "./provider";
 
 const MAX_REQUEST_SKEW_SECONDS = 60;
@@ -117,9 +118,53 @@ export function signTencent(token: string, requestTime: number | string): Promis
   return sha256Hex(`${token}${requestTime}`);
 }
 
-export const tencent: Provider<TencentConfig, Envelope, typeof Settings> = {
+/** The command a sample body names (Tencent names it in the query too, where the relay reads it). */
+const SampleCommand = z.looseObject({ CallbackCommand: z.string() });
+
+export const tencent: RegisteredProvider<TencentConfig, Envelope, typeof Settings> = {
   name: "tencent",
   settings: Settings,
+  samples: [
+    { label: "C2C.CallbackAfterMsgReport", fixture: "tencent-C2C.CallbackAfterMsgReport" },
+    { label: "Group.CallbackAfterReadReceipt", fixture: "tencent-Group.CallbackAfterReadReceipt" },
+    { label: "C2C.CallbackAfterMsgReadReceipt", fixture: "tencent-C2C.CallbackAfterMsgReadReceipt" },
+  ],
+
+  fresh(body, _sample, { conversation, reader, message, now }) {
+    // EventTime is sent as a number or a numeric string: kept as the fixture writes it.
+    const EventTime = typeof body.EventTime === "string" ? String(now) : now;
+    switch (body.CallbackCommand) {
+      case "C2C.CallbackAfterMsgReport":
+        return { ...body, Report_Account: reader, Peer_Account: conversation, LastReadTime: Math.floor(now / 1000), EventTime };
+      case "Group.CallbackAfterReadReceipt": {
+        const [item] = Array.isArray(body.GroupMsgReceiptList) ? body.GroupMsgReceiptList : [];
+        const read = { ...item, MsgSeq: message, ReadReceiptMembers: [{ Member_Account: reader }] };
+        return { ...body, GroupId: conversation, GroupMsgReceiptList: [read], EventTime };
+      }
+      default: {
+        const [item] = Array.isArray(body.C2CMsgInfo) ? body.C2CMsgInfo : [];
+        const read = { ...item, From_Account: conversation, To_Account: reader, MsgKey: `${message}_${Math.floor(now / 1000)}`, MsgId: String(message) };
+        return { ...body, Operator_Account: reader, Peer_Account: conversation, C2CMsgInfo: [read], EventTime };
+      }
+    }
+  },
+
+  async sign(body, _sample, config, now) {
+    // Tencent appends its query to the callback URL; Sign covers the token and RequestTime, not the body.
+    const query = new URLSearchParams({
+      SdkAppid: config.sdkAppIds[0] ?? "",
+      CallbackCommand: SampleCommand.parse(body).CallbackCommand,
+      contenttype: "json",
+      ClientIP: "127.0.0.1",
+      OptPlatform: "Web",
+    });
+    if (config.token !== undefined) {
+      const requestTime = Math.floor(now / 1000);
+      query.set("RequestTime", String(requestTime));
+      query.set("Sign", await signTencent(config.token, requestTime));
+    }
+    return { path: `/v1/hooks/tencent?${query}`, headers: { ...JSON_CONTENT }, body: JSON.stringify(body) };
+  },
 
   configure(settings) {
     if (!settings.TENCENT_SDKAPPID) return unconfigured("TENCENT_SDKAPPID", { TENCENT_TOKEN: settings.TENCENT_TOKEN });

@@ -4,9 +4,8 @@ import { providers } from "../../src/ingestors";
 import { signMeta } from "../../src/providers/meta";
 import { instagram } from "../../src/providers/instagram";
 import { messenger } from "../../src/providers/messenger";
-import { Receipt, singleConversationKey } from "../../src/receipt";
+import { singleConversationKey } from "../../src/receipt";
 import {
-  api,
   INSTAGRAM_ACCOUNT_ID,
   META_SECRETS,
   META_VERIFY_TOKENS,
@@ -16,6 +15,7 @@ import {
   send,
   sendMeta,
   unique,
+  receiptsIn,
 } from "../support/callbacks";
 import { rawOf, recordingDeps } from "../support/provider-contract";
 import { runBatchProvider } from "../support/pipeline";
@@ -49,12 +49,6 @@ const PRODUCTS = [
 
 const config = { secrets: META_SECRETS, verifyTokens: META_VERIFY_TOKENS };
 
-const receiptsIn = async (conversation: string) => {
-  const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
-  if (listed.status === 404) return [];
-  expect(listed.status).toBe(200);
-  return z.object({ receipts: z.array(Receipt) }).parse(await listed.json()).receipts;
-};
 const answerOf = async (response: Response) => ({ status: response.status, body: await response.json() });
 
 describe.each(PRODUCTS)("$name (Meta messaging)", ({ name, provider, account: ACCOUNT, event, setting, read, otherKind }) => {
@@ -105,12 +99,22 @@ describe.each(PRODUCTS)("$name (Meta messaging)", ({ name, provider, account: AC
       expect(await answerOf(await sendMeta(name, body))).toMatchObject({ status: 403, body: { code: "not_allowed" } });
     });
 
-    it("answers a signed but malformed body 400, naming the field", async () => {
-      const body = messagingBody(name, [{ ...readEvent(unique("65432")), recipient: {} }]);
-      expect(await answerOf(await sendMeta(name, body))).toMatchObject({
+    it("answers a signed but malformed body 400 naming the field; a malformed event alone is skipped, counted and logged", async () => {
+      const sample = messagingBody(name, []);
+      const noMessaging = {
+        ...sample,
+        entry: z
+          .array(z.looseObject({}))
+          .parse(sample.entry)
+          .map((entry) => ({ ...entry, messaging: "none" })),
+      };
+      expect(await answerOf(await sendMeta(name, noMessaging))).toMatchObject({
         status: 400,
-        body: { message: expect.stringContaining("field entry.0.messaging.0.recipient.id") },
+        body: { message: expect.stringContaining("field entry.0.messaging") },
       });
+      // Meta unsubscribes an app whose deliveries fail for an hour: one bad event must not fail them all.
+      const only = messagingBody(name, [{ ...readEvent(unique("65432")), recipient: {} }]);
+      expect(await answerOf(await sendMeta(name, only))).toMatchObject({ status: 200, body: { status: "ok", result: "ignored" } });
     });
 
     it("answers the handshake with the challenge, and a wrong token 403", async () => {

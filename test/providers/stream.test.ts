@@ -3,7 +3,7 @@ import { inflateIfGzip, signStream, stream, type StreamConfig } from "../../src/
 import type { RawCallback } from "../../src/providers/provider";
 import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS } from "../../src/receipt";
 import { api, copy, gzip, send, sendStream, STREAM_API_KEY, STREAM_SECRETS, streamRequest, streamSamples, unique } from "../support/callbacks";
-import { receiptFrom, runProvider } from "../support/pipeline";
+import { receiptFrom, runProvider, itRefusesWhatIsNotItsBody } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
 const RECEIVED_AT = new Date(NOW).toISOString();
@@ -120,20 +120,7 @@ describe("stream gzip bodies", () => {
 });
 
 describe("stream validation", () => {
-  it("answers 404 for a path below the hook", async () => {
-    expect(stream.parse(await streamCallback(streamSamples.read, { path: ["extra"] }))).toMatchObject({
-      ok: false,
-      rejection: { status: 404, code: "unknown_path" },
-    });
-  });
-
-  it.each([
-    ["not JSON", "{", "invalid_json"],
-    ["empty", "", "empty_body"],
-    ["an array", "[]", "invalid_body"],
-  ])("refuses a signed body that is %s with 400", async (_, text, code) => {
-    expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, code });
-  });
+  itRefusesWhatIsNotItsBody(run, async () => stream.parse(await streamCallback(streamSamples.read, { path: ["extra"] })));
 
   it("refuses a signed body that is not UTF-8", async () => {
     const bytes = new Uint8Array([0x7b, 0xff, 0x7d]);

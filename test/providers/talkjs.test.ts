@@ -1,12 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { z } from "zod";
 import { hmacSha256Hex } from "../../src/crypto/hash";
 import { providers } from "../../src/ingestors";
 import type { RawCallback } from "../../src/providers/provider";
 import { signTalkjs, talkjs, talkjsTimestampMillis, type TalkjsConfig } from "../../src/providers/talkjs";
 import { groupConversationKey, Receipt } from "../../src/receipt";
-import { api, copy, sendTalkjs, TALKJS_APP, talkjsSamples, unique } from "../support/callbacks";
-import { receiptFrom, runProvider } from "../support/pipeline";
+import { copy, sendTalkjs, TALKJS_APP, talkjsSamples, unique, receiptsIn } from "../support/callbacks";
+import { receiptFrom, runProvider, itRefusesWhatIsNotItsBody } from "../support/pipeline";
 
 const NOW = Date.parse("2026-11-22T00:00:00.000Z");
 const RECEIVED_AT = new Date(NOW).toISOString();
@@ -148,27 +147,32 @@ describe("talkjs normalization", () => {
     }
   });
 
-  it("answers 404 for more than one path segment", async () => {
-    expect(talkjs.parse(await talkjsCallback(fresh(), { path: [APP, "extra"] }))).toMatchObject({
-      ok: false,
-      rejection: { status: 404, code: "unknown_path" },
-    });
-  });
+  itRefusesWhatIsNotItsBody(run, async () => talkjs.parse(await talkjsCallback(fresh(), { path: [APP, "extra"] })));
 
-  it.each([
-    ["not JSON", "{", "invalid_json"],
-    ["empty", "", "empty_body"],
-    ["an array", "[]", "invalid_body"],
-  ])("refuses a signed body that is %s with 400", async (_, text, code) => {
-    expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, code });
+  it("takes an event without its own id and time: the read is its id, the signed X-TalkJS-Timestamp its time", async () => {
+    const body = fresh();
+    delete body.id;
+    delete body.createdAt;
+    const withEnvelope = await run(fresh());
+    const without = await run(body, { timestamp: NOW - 5_000 });
+    expect(without).toMatchObject({ stage: "done", kind: "receipt", eventTime: { ms: NOW - 5_000, field: "X-TalkJS-Timestamp" } });
+    expect(withEnvelope).toMatchObject({ stage: "done", kind: "receipt", eventTime: { ms: NOW, field: "createdAt" } });
+    if (without.stage !== "done" || withEnvelope.stage !== "done" || without.kind !== "receipt" || withEnvelope.kind !== "receipt")
+      throw new Error("not receipts");
+    expect(without.receipt.id).toBe(withEnvelope.receipt.id);
+    expect(without.receipt.readAt).toBe(new Date(NOW - 5_000).toISOString());
   });
 
   it("names a missing or wrong field", async () => {
-    for (const field of ["id", "createdAt", "data"]) {
-      const body = fresh();
-      delete body[field];
-      expect(await run(body)).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining(`field ${field}`) });
+    for (const [field, value] of [
+      ["createdAt", "yesterday"],
+      ["id", ""],
+    ] as const) {
+      expect(await run(fresh({ [field]: value }))).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining(`field ${field}`) });
     }
+    const body = fresh();
+    delete body.data;
+    expect(await run(body)).toMatchObject({ stage: "normalize", status: 400, message: expect.stringContaining("field data") });
     for (const field of ["conversation", "message", "recipient"]) {
       const data: Record<string, unknown> = structuredClone(talkjsSamples.read.data);
       delete data[field];
@@ -182,12 +186,6 @@ describe("talkjs normalization", () => {
 });
 
 describe("talkjs through the worker", () => {
-  const receiptsIn = async (conversation: string) => {
-    const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
-    if (listed.status === 404) return [];
-    return z.object({ receipts: z.array(Receipt) }).parse(await listed.json()).receipts;
-  };
-
   const live = () => {
     const conversationId = unique("conv-");
     const body = copy(talkjsSamples.read, {

@@ -4,9 +4,8 @@ import { MAX_EVENT_AGE_MS } from "../../src/receipt";
 import { providers } from "../../src/ingestors";
 import { MAX_META_ITEMS_PER_CALLBACK, signMeta } from "../../src/providers/meta";
 import { whatsapp } from "../../src/providers/whatsapp";
-import { groupConversationKey, Receipt, singleConversationKey } from "../../src/receipt";
+import { groupConversationKey, singleConversationKey } from "../../src/receipt";
 import {
-  api,
   META_SECRETS,
   META_VERIFY_TOKENS,
   metaSamples,
@@ -16,6 +15,7 @@ import {
   WHATSAPP_PHONE_NUMBER_ID,
   whatsappBody,
   whatsappStatus,
+  receiptsIn,
 } from "../support/callbacks";
 import { rawOf, recordingDeps } from "../support/provider-contract";
 import { runBatchProvider } from "../support/pipeline";
@@ -23,13 +23,6 @@ import { testSettings } from "../support/settings";
 
 const PHONE = WHATSAPP_PHONE_NUMBER_ID;
 const ingestor = providers.get("whatsapp")!;
-
-const receiptsIn = async (conversation: string) => {
-  const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
-  if (listed.status === 404) return [];
-  expect(listed.status).toBe(200);
-  return z.object({ receipts: z.array(Receipt) }).parse(await listed.json()).receipts;
-};
 
 const answerOf = async (response: Response) => ({ status: response.status, body: await response.json() });
 
@@ -101,12 +94,25 @@ describe("whatsapp through the worker", () => {
     expect(await answerOf(await sendMeta("whatsapp", body))).toMatchObject({ status: 403, body: { code: "not_allowed" } });
   });
 
-  it("answers a signed but malformed body 400, naming the field", async () => {
-    const body = whatsappBody([whatsappStatus({ timestamp: "soon" })]);
-    expect(await answerOf(await sendMeta("whatsapp", body))).toMatchObject({
+  it("answers a signed but malformed body 400 naming the field, and skips a malformed status of a well-formed batch", async () => {
+    const sample = whatsappBody([whatsappStatus()]);
+    const noChanges = {
+      ...sample,
+      entry: z
+        .array(z.looseObject({}))
+        .parse(sample.entry)
+        .map((entry) => ({ ...entry, changes: "none" })),
+    };
+    expect(await answerOf(await sendMeta("whatsapp", noChanges))).toMatchObject({
       status: 400,
-      body: { code: "invalid_body", message: expect.stringContaining("field entry.0.changes.0.value.statuses.0.timestamp") },
+      body: { code: "invalid_body", message: expect.stringContaining("field entry.0.changes") },
     });
+    // One bad status must not make Meta resend (for 7 days, then drop) the batch's valid receipts.
+    const user = unique("3161");
+    const batch = whatsappBody([whatsappStatus({ timestamp: "soon" }), whatsappStatus({ recipient_id: user })]);
+    expect(await answerOf(await sendMeta("whatsapp", batch))).toMatchObject({ status: 200, body: { status: "ok", result: "accepted" } });
+    const conversation = singleConversationKey("whatsapp", WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_PHONE_NUMBER_ID, user);
+    expect(await receiptsIn(conversation)).toHaveLength(1);
     const noObject = { ...whatsappBody([whatsappStatus()]), object: "page" };
     expect(await answerOf(await sendMeta("whatsapp", noObject))).toMatchObject({ status: 400, body: { message: expect.stringContaining("field object") } });
   });
@@ -184,6 +190,39 @@ describe("whatsapp pipeline", () => {
     });
   });
 
+  it("reads business-scoped user ids where Meta omits the phone number (recipient_user_id, recipient_participant_user_id)", async () => {
+    const user = `US.${unique("13491208655302741918")}`;
+    const group = unique("120363");
+    const participant = `US.${unique("98765")}`;
+    const single = whatsappStatus({ recipient_id: undefined, recipient_user_id: user });
+    const inGroup = whatsappStatus({ recipient_id: group, recipient_type: "group", recipient_participant_user_id: participant });
+    const deps = recordingDeps(testSettings);
+    expect((await ingestor.handle(await signedRaw(whatsappBody([single, inGroup])), deps)).status).toBe(200);
+    expect(deps.stored).toMatchObject([
+      { chat: "single", conversation: singleConversationKey("whatsapp", PHONE, PHONE, user), readers: [user] },
+      { chat: "group", conversation: groupConversationKey("whatsapp", PHONE, group), readers: [participant], group },
+    ]);
+    // Neither id, or a group status without its reader: skipped (named in the log), the batch still 200.
+    const deps2 = recordingDeps(testSettings);
+    const orphans = [whatsappStatus({ recipient_id: undefined }), whatsappStatus({ recipient_id: group, recipient_type: "group" })];
+    expect(await ingestor.handle(await signedRaw(whatsappBody(orphans)), deps2)).toMatchObject({ status: 200, body: { result: "ignored" } });
+    expect(deps2.stored).toEqual([]);
+    const made = await runBatchProvider(
+      whatsapp,
+      await signedRaw(whatsappBody(orphans)),
+      { secrets: META_SECRETS, verifyTokens: META_VERIFY_TOKENS },
+      Date.now(),
+      new Date().toISOString(),
+    );
+    expect(made).toMatchObject({
+      stage: "done",
+      invalid: [
+        expect.stringContaining("field entry.0.changes.0.value.statuses.0.recipient_id: is required (or recipient_user_id"),
+        expect.stringContaining("field entry.0.changes.0.value.statuses.1.recipient_participant_id: is required for a group's status"),
+      ],
+    });
+  });
+
   it("keeps the one status in Meta's shape as raw", async () => {
     const deps = recordingDeps(testSettings);
     const { body } = doneWhenBatch();
@@ -223,7 +262,7 @@ describe("whatsapp pipeline", () => {
       Date.now(),
       new Date().toISOString(),
     );
-    expect(result).toEqual({ stage: "done", kind: "receipts", receipts: [], ignored: { message: 1 } });
+    expect(result).toEqual({ stage: "done", kind: "receipts", receipts: [], ignored: { message: 1 }, invalid: [] });
   });
 
   it("reads the sample from Meta's docs: one read receipt", async () => {

@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 /** Builds real, signed provider callbacks from the providers' sample bodies, and sends them. */
 import { exports } from "cloudflare:workers";
 import easemobChannelAck from "../fixtures/easemob-channel_ack.json";
@@ -10,6 +11,8 @@ import tencentMsgReport from "../fixtures/tencent-C2C.CallbackAfterMsgReport.jso
 import tencentGroupReadReceipt from "../fixtures/tencent-Group.CallbackAfterReadReceipt.json";
 import { signEasemob } from "../../src/providers/easemob";
 import { signTencent } from "../../src/providers/tencent";
+import { z } from "zod";
+import { Receipt } from "../../src/receipt";
 import { testSettings } from "./settings";
 
 export const samples = {
@@ -84,6 +87,14 @@ export function api(path: string, init: RequestInit = {}, token: string | null =
   );
 }
 
+/** The receipts the relay keeps of a conversation, from its object (none for a conversation never seen). */
+export async function receiptsIn(conversation: string): Promise<Receipt[]> {
+  const listed = await api(`/v1/conversations/${encodeURIComponent(conversation)}/receipts?consistent=true`);
+  if (listed.status === 404) return [];
+  if (listed.status !== 200) throw new Error(`GET …/receipts answered ${listed.status}`);
+  return z.object({ receipts: z.array(Receipt) }).parse(await listed.json()).receipts;
+}
+
 /** A unique string per call, to keep tests' conversations apart. */
 export function unique(prefix: string): string {
   return `${prefix}${crypto.randomUUID().slice(0, 8)}`;
@@ -95,7 +106,7 @@ import sendbirdMessageSend from "../fixtures/sendbird-group_channel-message_send
 import streamMessageNew from "../fixtures/stream-message.new.json";
 import streamMessageRead from "../fixtures/stream-message.read.json";
 import { signSendbird } from "../../src/providers/sendbird";
-import { signStream } from "../../src/providers/stream";
+import { gzip, signStream } from "../../src/providers/stream";
 
 export const streamSamples = { read: streamMessageRead, other: streamMessageNew };
 export const sendbirdSamples = { read: sendbirdMessageRead, other: sendbirdMessageSend };
@@ -106,13 +117,8 @@ export const SENDBIRD_APP = testSettings.SENDBIRD_APP_ID.split(",")[0]!;
 
 const utf8Bytes = (text: string) => new TextEncoder().encode(text);
 
-/** The gzip of a body, as Stream sends it when the app turns compression on. */
-export async function gzip(body: string | Uint8Array): Promise<Uint8Array> {
-  const input = typeof body === "string" ? utf8Bytes(body) : body;
-  const compressed = new Response(input).body;
-  if (!compressed) throw new Error("no body to compress");
-  return new Uint8Array(await new Response(compressed.pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
-}
+/** The gzip of a body, as Stream sends it when the app turns compression on (the provider's own, which its `sign` uses). */
+export { gzip } from "../../src/providers/stream";
 
 export interface StreamRequestOptions {
   secret?: string;
@@ -236,3 +242,63 @@ export function messagingBody(provider: "messenger" | "instagram", events: unkno
   const sample = structuredClone(metaSamples[provider].read);
   return { ...sample, entry: [{ ...sample.entry[0], time: Date.now(), messaging: events }] };
 }
+
+// Every registered provider (src/providers/index.ts): its samples' fixtures, its config under the
+// test settings, and fresh callbacks signed by its own members (`fresh`, `sign`).
+import { registry } from "../../src/providers";
+import type { RegisteredProvider, SampleSeed, SignedCallback } from "../../src/providers/provider";
+import { JsonObject } from "../../src/receipt";
+import { parseGroup } from "../../src/settings";
+
+/** Every fixture by name (`test/fixtures/<name>.json`), as the registry's samples name them. */
+export const fixtures: ReadonlyMap<string, JsonObject> = new Map(
+  Object.entries(import.meta.glob("../fixtures/*.json", { eager: true, import: "default" })).map(([file, json]) => [
+    file.replace(/^.*\/(.+)\.json$/, "$1"),
+    JsonObject.parse(json),
+  ]),
+);
+
+export type AnyProvider = RegisteredProvider<unknown, unknown>;
+
+/** A registered provider by name. */
+export function registered(name: string): AnyProvider {
+  const provider = registry.find((candidate) => candidate.name === name);
+  if (!provider) throw new Error(`no provider "${name}" in the registry (src/providers/index.ts)`);
+  return provider;
+}
+
+/** What a provider's own `configure` makes of these settings; throws unless they enable it. */
+export function configUnder(provider: AnyProvider, settings: Record<string, string> = testSettings): unknown {
+  const parsed = parseGroup(provider.settings, settings);
+  if (!parsed.values) throw new Error(`${provider.name}: ${parsed.problems.map((problem) => `${problem.setting} ${problem.problem}`).join("; ")}`);
+  const configured = provider.configure(parsed.values);
+  if (configured.state !== "enabled") throw new Error(`${provider.name} is ${configured.state} under these settings`);
+  return configured.config;
+}
+
+let lastMessage = Date.now() * 1000;
+/** A seed of conversations no other test uses, and a message never sent before. */
+export const freshSeed = (overrides: Partial<SampleSeed> = {}): SampleSeed => ({
+  conversation: unique("c"),
+  reader: unique("r"),
+  message: ++lastMessage,
+  now: Date.now(),
+  ...overrides,
+});
+
+/** A provider's sample (0: its plainest read receipt) made fresh and signed by its own members under `settings`. */
+export async function signedSample(
+  provider: AnyProvider,
+  sampleIndex = 0,
+  seed: SampleSeed = freshSeed(),
+  settings: Record<string, string> = testSettings,
+): Promise<SignedCallback> {
+  const sample = provider.samples[sampleIndex];
+  if (!sample) throw new Error(`${provider.name} has no sample ${sampleIndex}`);
+  const fixture = fixtures.get(sample.fixture);
+  if (!fixture) throw new Error(`${provider.name}: no fixture test/fixtures/${sample.fixture}.json`);
+  return provider.sign(provider.fresh(structuredClone(fixture), sample, seed), sample, configUnder(provider, settings), seed.now);
+}
+
+/** Sends a signed callback through the worker (from a client address of its own, see `send`). */
+export const sendCallback = (callback: SignedCallback): Promise<Response> => send(callback.path, { headers: callback.headers, body: callback.body });

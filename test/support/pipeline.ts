@@ -1,5 +1,6 @@
 /** Runs one provider's pure steps in order and says where a callback stopped, for unit tests. */
-import type { EventTime, Provider, RawCallback } from "../../src/providers/provider";
+import { expect, it } from "vitest";
+import type { EventTime, Parsed, Provider, RawCallback } from "../../src/providers/provider";
 import type { Receipt } from "../../src/receipt";
 
 export type Stage =
@@ -10,7 +11,7 @@ export type Stage =
 /** A batching provider's (Meta's) stages: its `done` makes any number of receipts. */
 export type BatchStage =
   | Exclude<Stage, { stage: "done" }>
-  | { stage: "done"; kind: "receipts"; receipts: { receipt: Receipt; eventTime: EventTime }[]; ignored: Record<string, number> };
+  | { stage: "done"; kind: "receipts"; receipts: { receipt: Receipt; eventTime: EventTime }[]; ignored: Record<string, number>; invalid: string[] };
 
 /** Parse, verify, normalize: where the callback stopped, or what it normalized to. */
 async function stages<Config, Envelope>(provider: Provider<Config, Envelope>, raw: RawCallback, config: Config, now: number, receivedAt: string) {
@@ -63,4 +64,23 @@ export function rawCallback(
 ): RawCallback {
   const text = bodyText(body);
   return { url: new URL(url), path, body: text, bytes: new TextEncoder().encode(text), headers: new Headers(headers) };
+}
+
+/**
+ * The cases every provider that signs its raw body shares (Stream, Sendbird, TalkJS): a path below
+ * its hook is 404, and a signed body that is not a JSON object is 400 with its own code. `run`
+ * signs and runs a body's text; `belowHook` parses a callback addressed below the hook.
+ */
+export function itRefusesWhatIsNotItsBody(run: (text: string) => Promise<Stage>, belowHook: () => Promise<Parsed<unknown>>): void {
+  it("answers 404 for a path below the hook", async () => {
+    expect(await belowHook()).toMatchObject({ ok: false, rejection: { status: 404, code: "unknown_path" } });
+  });
+
+  it.each([
+    ["not JSON", "{", "invalid_json"],
+    ["empty", "", "empty_body"],
+    ["an array", "[]", "invalid_body"],
+  ])("refuses a signed body that is %s with 400", async (_, text, code) => {
+    expect(await run(text)).toMatchObject({ stage: "normalize", status: 400, code });
+  });
 }

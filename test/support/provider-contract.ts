@@ -5,9 +5,10 @@
  */
 import { z } from "zod";
 import type { IngestDeps } from "../../src/ingest";
-import type { RawCallback } from "../../src/providers/provider";
-import { groupConversationKey, singleConversationKey, type ProviderName, type Receipt } from "../../src/receipt";
+import type { RawCallback, SignedCallback } from "../../src/providers/provider";
+import { groupConversationKey, singleConversationKey, type ProviderName, type Receipt, JsonObject } from "../../src/receipt";
 import {
+  type AnyProvider,
   copy,
   EASEMOB_SECRETS,
   openimPath,
@@ -66,8 +67,13 @@ export interface ContractAdapter {
   forged: { status: 401 | 403; code: string };
   /** A signed receipt made malformed, and the field its 400 names. */
   malformed: { field: string; edit(body: Body): Body };
-  /** A lone surrogate put into an id, and the field its 400 names. */
-  loneSurrogate: { field: string; edit(body: Body): Body };
+  /** A lone surrogate put into an id, and the field its 400 names (absent where every id is an item's: see `invalidItem`). */
+  loneSurrogate?: { field: string; edit(body: Body): Body };
+  /**
+   * A batch provider (Meta): a batch holding one valid receipt and one item made invalid (with a
+   * lone surrogate in an id), and the field that names it. The item is skipped, the rest stored.
+   */
+  invalidItem?: { field: string; edit(body: Body): Body };
   /** Reads the provider's answer; throws (zod) when the body is not in the provider's shape. */
   read(status: number, json: unknown): ReadAnswer;
   /** The setting that enables the provider, and environments whose settings are wrong, with the setting each refusal names. */
@@ -87,6 +93,16 @@ const without = (body: Body, field: string): Body => {
   const { [field]: _dropped, ...rest } = body;
   return rest;
 };
+const objectOf = (value: unknown): Body => JsonObject.catch({}).parse(value);
+const arrayOf = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+/** Each `entry[].changes[].value` of a WhatsApp body changed by `change`. */
+const mapChanges = (body: Body, change: (value: Body) => Body): Body => ({
+  ...body,
+  entry: arrayOf(body.entry).map((entry) => ({
+    ...objectOf(entry),
+    changes: arrayOf(objectOf(entry).changes).map((item) => ({ ...objectOf(item), value: change(objectOf(objectOf(item).value)) })),
+  })),
+});
 
 const easemob: ContractAdapter = {
   async receipt() {
@@ -340,12 +356,13 @@ const whatsapp: ContractAdapter = {
   },
   forged: { status: 401, code: "bad_signature" },
   malformed: {
-    field: "entry.0.changes.0.value.statuses.0.recipient_id",
-    edit: () => whatsappBody([whatsappStatus({ recipient_id: undefined })]),
+    field: "entry.0.changes.0.value.metadata",
+    edit: (body) => mapChanges(body, (value) => without(value, "metadata")),
   },
-  loneSurrogate: {
-    field: "entry.0.changes.0.value.statuses.0.recipient_id",
-    edit: () => whatsappBody([whatsappStatus({ recipient_id: LONE })]),
+  loneSurrogate: { field: "entry.0.id", edit: (body) => ({ ...body, entry: arrayOf(body.entry).map((entry) => ({ ...objectOf(entry), id: LONE })) }) },
+  invalidItem: {
+    field: "entry.0.changes.0.value.statuses.1.recipient_id",
+    edit: (body) => mapChanges(body, (value) => ({ ...value, statuses: [...arrayOf(value.statuses), whatsappStatus({ recipient_id: LONE })] })),
   },
   read: readPlain,
   settings: META_SETTINGS("WHATSAPP_PHONE_NUMBER_IDS"),
@@ -367,10 +384,16 @@ function messagingAdapter(provider: "messenger" | "instagram", account: string):
     },
     forged: { status: 401, code: "bad_signature" },
     malformed: {
-      field: "entry.0.messaging.0.timestamp",
-      edit: () => messagingBody(provider, [{ ...event(unique("65432")), timestamp: "yesterday" }]),
+      field: "entry.0.messaging",
+      edit: (body) => ({ ...body, entry: arrayOf(body.entry).map((entry) => ({ ...objectOf(entry), messaging: "none" })) }),
     },
-    loneSurrogate: { field: "entry.0.messaging.0.sender.id", edit: () => messagingBody(provider, [event(LONE)]) },
+    invalidItem: {
+      field: "entry.0.messaging.1.sender.id",
+      edit: (body) => ({
+        ...body,
+        entry: arrayOf(body.entry).map((entry) => ({ ...objectOf(entry), messaging: [...arrayOf(objectOf(entry).messaging), event(LONE)] })),
+      }),
+    },
     read: readPlain,
     settings: META_SETTINGS(provider === "messenger" ? "MESSENGER_PAGE_IDS" : "INSTAGRAM_ACCOUNT_IDS"),
   };
@@ -386,11 +409,30 @@ export const sendSigned = (signed: Signed, init: RequestInit = {}): Promise<Resp
   send(signed.path, { headers: signed.headers, body: signed.body, ...init });
 
 /** The same request as the router hands it to the pipeline. */
-export function rawOf(signed: Signed): RawCallback {
+export function rawOf(signed: Signed | SignedCallback): RawCallback {
   const url = new URL(`https://relay.test${signed.path}`);
   const path = url.pathname.split("/").slice(4).map(decodeURIComponent);
-  return { url, path, body: signed.body, bytes: new TextEncoder().encode(signed.body), headers: new Headers(signed.headers) };
+  const bytes = typeof signed.body === "string" ? new TextEncoder().encode(signed.body) : signed.body;
+  return { url, path, body: new TextDecoder().decode(bytes), bytes, headers: new Headers(signed.headers) };
 }
+
+/** The receipts the provider's own parse and normalize make of a callback (a batch makes several): what the relay must store. */
+export async function receiptsOf(provider: AnyProvider, callback: SignedCallback): Promise<Receipt[]> {
+  const parsed = provider.parse(rawOf(callback));
+  if (!parsed.ok) throw new Error(`${provider.name}: ${parsed.rejection.code}`);
+  const normalized = await provider.normalize(parsed.value, { receivedAt: new Date().toISOString() });
+  if (!normalized.ok) throw new Error(`${provider.name}: ${normalized.rejection.code}`);
+  const made = normalized.value;
+  if (made.kind === "ignored") return [];
+  return made.kind === "receipts" ? made.receipts.map((item) => item.receipt) : [made.receipt];
+}
+
+/**
+ * The settings with every secret (a name with SECRET or TOKEN, as scripts/check-config.mjs judges
+ * them) replaced by one of the same shape that the relay does not hold.
+ */
+export const withWrongSecrets = (settings: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(settings).map(([name, value]) => [name, /SECRET|TOKEN/.test(name) ? `not-${value.split(",")[0]}` : value]));
 
 /** Pipeline deps that keep what would be stored, and take every claim. */
 export function recordingDeps(env: object): IngestDeps & { stored: Receipt[] } {
