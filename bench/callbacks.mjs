@@ -2,24 +2,15 @@
 // secrets, passed to workerd as bindings (wrangler.toml is not read). Callbacks: every one fresh and
 // correctly signed by its provider's own members (scripts/samples.mjs, src/providers/index.ts).
 import { randomBytes } from "node:crypto";
-import { root } from "../scripts/dev-vars.mjs";
-import { callbackMaker, freshMessage, loadRelay, readVarsFile } from "../scripts/samples.mjs";
+import { callbackMaker, exampleProviderSettings, freshMessage, isSecretName, loadRelay } from "../scripts/samples.mjs";
 import { options } from "./options.mjs";
 
 const hex = (bytes) => randomBytes(bytes).toString("hex");
 const { registry } = await loadRelay();
 /** Every registered provider's name, in the registry's order. */
 export const PROVIDERS = registry.map((provider) => provider.name);
-const demo = readVarsFile(`${root}.dev.vars.example`) ?? {};
-/** Secrets by the settings' naming rule (scripts/check-config.mjs uses the same): made fresh for each bench. */
-const isSecret = (name) => /SECRET|TOKEN/.test(name);
 /** Every registered provider's settings, as .dev.vars.example sets them (docs/adding-a-provider.md), secrets fresh. */
-export const SECRETS = Object.fromEntries(
-  registry
-    .flatMap((provider) => Object.keys(provider.settings.shape))
-    .filter((name) => demo[name] !== undefined)
-    .map((name) => [name, isSecret(name) ? `bench-${name.toLowerCase().replaceAll("_", "-")}-${hex(12)}` : demo[name]]),
-);
+export const SECRETS = await exampleProviderSettings({ freshSecrets: "bench" });
 /** The defaults of wrangler.toml's [vars] and the README, spelled out. */
 const BASE_SETTINGS = {
   ...SECRETS,
@@ -39,7 +30,7 @@ export const without = (settings, name) => Object.fromEntries(Object.entries(set
 export const RUN = hex(3);
 const makeCallback = await callbackMaker(SECRETS);
 /** The same providers signing with secrets the relay does not hold: refused 401. */
-const makeForged = await callbackMaker(Object.fromEntries(Object.entries(SECRETS).map(([name, value]) => [name, isSecret(name) ? `not-${value}` : value])));
+const makeForged = await callbackMaker(Object.fromEntries(Object.entries(SECRETS).map(([name, value]) => [name, isSecretName(name) ? `not-${value}` : value])));
 
 /** A fresh signed callback of a provider's sample (0: its plainest read receipt), for phases that send at their own pace. */
 export const callback = (provider, sampleIndex = 0, seed = {}) => makeCallback(provider, sampleIndex, seed);

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { root } from "../scripts/dev-vars.mjs";
-import { WaitTimeout, waitFor } from "../scripts/lib/wait.mjs";
+import { readyWithin } from "../scripts/lib/wait.mjs";
 import { round } from "./util.mjs";
 
 export async function meter(instance) {
@@ -38,13 +38,8 @@ export async function settle(instance, origin, maxMs) {
     stableSince = Date.now();
     return false;
   };
-  try {
-    await waitFor("the meter's counters to settle", isSettled, { timeoutMs: maxMs, intervalMs: 250, retryOnError: false });
-    return { settled: true, ms: Date.now() - startedAt, meter: m };
-  } catch (error) {
-    if (!(error instanceof WaitTimeout)) throw error;
-    return { settled: false, ms: Date.now() - startedAt, meter: m };
-  }
+  const settled = (await readyWithin("the meter's counters to settle", isSettled, { timeoutMs: maxMs, intervalMs: 250, retryOnError: false })) === true;
+  return { settled, ms: Date.now() - startedAt, meter: m };
 }
 
 /** Per accepted receipt (or per callback when nothing was accepted), from a meter reading; `logLines`: the relay's lines over the same window. */

@@ -1,6 +1,6 @@
 // The phases: each starts its relay, loads it (beside the no-op worker where there is a ratio),
 // waits for alarms and deliveries to settle and returns its figures.
-import { WaitTimeout, waitFor } from "../scripts/lib/wait.mjs";
+import { readyWithin } from "../scripts/lib/wait.mjs";
 import { startWorker } from "./build.mjs";
 import { callback, forwardingTo, generators, held, RUN, SECRETS } from "./callbacks.mjs";
 import { load, measuredRun } from "./load.mjs";
@@ -10,19 +10,11 @@ import { usdPerMillion } from "./prices.mjs";
 import { median, round, sleep, sumStatus, withDeadline } from "./util.mjs";
 
 /**
- * Polls `check` (scripts/lib/wait.mjs) until it holds or `timeoutMs` passes: whether it held (an
- * error in `check` is thrown at once). The phases report a backlog that did not drain in time
- * rather than failing.
+ * Whether `check` held within `timeoutMs` (an error in it is thrown at once): the phases report a
+ * backlog that did not drain in time rather than failing.
  * @param {string} what @param {() => unknown} check @param {number} timeoutMs @param {number} intervalMs
  */
-const heldWithin = (what, check, timeoutMs, intervalMs) =>
-  waitFor(what, check, { timeoutMs, intervalMs, retryOnError: false }).then(
-    () => true,
-    (error) => {
-      if (error instanceof WaitTimeout) return false;
-      throw error;
-    },
-  );
+const heldWithin = async (what, check, timeoutMs, intervalMs) => (await readyWithin(what, check, { timeoutMs, intervalMs, retryOnError: false })) !== undefined;
 
 export async function runScenario(scenario, noop, relayScript, origin) {
   const settings = scenario.settings({ origin });

@@ -22,11 +22,11 @@
 //   - the origin recovers; one bulk replay; the held receipts go out at the end of their Retry-After;
 //     one more cron run raises `alert.recovered`.
 import { readFileSync } from "node:fs";
-import { loadDevVars, root } from "./dev-vars.mjs";
+import { loadDevVars } from "./dev-vars.mjs";
 import { startOrigin } from "./lib/origin.mjs";
 import { startRelay } from "./lib/relay.mjs";
 import { sleep, sleepUntil, WaitTimeout, waitFor as waitUntil } from "./lib/wait.mjs";
-import { buildSamples, configuredProviders, expectedReceipts, first, loadRelay, readVarsFile } from "./samples.mjs";
+import { buildSamples, configuredProviders, exampleProviderSettings, expectedReceipts, first, isSecretName, loadRelay } from "./samples.mjs";
 
 // ---------------------------------------------------------------------------------------------
 // Options and settings
@@ -55,9 +55,8 @@ const PROVIDERS = registry.map((provider) => provider.name);
  * .dev.vars.example's, so that every registered provider is on.
  * @type {Record<string, string>}
  */
-const example = readVarsFile(`${root}.dev.vars.example`) ?? {};
 const vars = {
-  ...Object.fromEntries(registry.flatMap((provider) => Object.keys(provider.settings.shape)).flatMap((name) => (example[name] ? [[name, example[name]]] : []))),
+  ...(await exampleProviderSettings()),
   ...Object.fromEntries(Object.entries(loadDevVars()).filter(([, value]) => value.trim() !== "")),
 };
 const startedAt = Date.now();
@@ -66,7 +65,7 @@ const clock = (iso) => (iso ? String(iso).slice(11, 23) : "?");
 
 /** Every secret value (the naming rule of scripts/check-config.mjs), to be masked in anything printed from wrangler's log. */
 const secretValues = Object.keys(vars)
-  .filter((name) => /SECRET|TOKEN/.test(name))
+  .filter(isSecretName)
   .flatMap((name) => (vars[name] ?? "").split(","))
   .map((value) => value.trim())
   .filter((value) => value.length >= 4)

@@ -2,20 +2,22 @@
 // provider's sample callbacks (src/providers/index.ts, `registry`), made fresh and signed by the
 // provider's own `fresh` and `sign`, and the relay's own modules (settings schemas, providers)
 // bundled for Node, so that scripts judge settings and receipts exactly as the relay does.
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 
-export const root = fileURLToPath(new URL("..", import.meta.url));
+import { readVarsFile, root } from "./dev-vars.mjs";
+
+export { root };
 
 /** @type {Map<string, unknown>} */
 const fixtures = new Map();
-/** A copy of test/fixtures/<name>.json: the provider's own documented payload. */
+/** A copy of test/fixtures/<name>.json: the provider's own documented payload. @param {string} name */
 const fixture = (name) => {
   if (!fixtures.has(name)) fixtures.set(name, JSON.parse(readFileSync(`${root}test/fixtures/${name}.json`, "utf8")));
   return structuredClone(fixtures.get(name));
 };
-/** The first of a comma-separated list (secrets, app ids). */
+/** The first of a comma-separated list (secrets, app ids). @param {string | undefined} list */
 export const first = (list) => (list ?? "").split(",")[0]?.trim();
 
 let lastMessage = Date.now() * 1000;
@@ -28,16 +30,30 @@ export const freshMessage = () => ++lastMessage;
 /** Where the demo samples go: the same conversations on every run (send-samples' live page keeps watching them). */
 export const DEMO_SEED = { conversation: "16505551234", reader: "16505551235" };
 
-/** Reads KEY=value lines (the .dev.vars format); undefined when the file does not exist. */
-export function readVarsFile(path) {
-  if (!existsSync(path)) return undefined;
+export { readVarsFile };
+
+/** A secret by the settings' naming rule (scripts/check-config.mjs judges them by it too). @param {string} name */
+export const isSecretName = (name) => /SECRET|TOKEN/.test(name);
+
+/**
+ * Every registered provider's settings as .dev.vars.example sets them (docs/adding-a-provider.md):
+ * what the soak, the drill and the bench turn every provider on with. `freshSecrets` (a prefix):
+ * each secret or token made new, `<prefix>-<name>-<random>`, so a run signs with what only it holds.
+ * @param {{ freshSecrets?: string }} [options]
+ * @returns {Promise<Record<string, string>>}
+ */
+export async function exampleProviderSettings({ freshSecrets } = {}) {
+  const { registry } = await loadRelay();
+  const example = readVarsFile(`${root}.dev.vars.example`) ?? {};
+  /** @param {string} name */
+  const fresh = (name) => `${freshSecrets}-${name.toLowerCase().replaceAll("_", "-")}-${randomBytes(12).toString("hex")}`;
   /** @type {Record<string, string>} */
-  const vars = {};
-  for (const line of readFileSync(path, "utf8").split(/\r?\n/)) {
-    const match = /^\s*([A-Z0-9_]+)\s*=\s*(.*?)\s*$/.exec(line);
-    if (match && match[1] && match[2] !== undefined) vars[match[1]] = match[2].replace(/^"(.*)"$/, "$1");
+  const settings = {};
+  for (const name of registry.flatMap((provider) => Object.keys(provider.settings.shape))) {
+    const value = example[name];
+    if (value !== undefined) settings[name] = freshSecrets !== undefined && isSecretName(name) ? fresh(name) : value;
   }
-  return vars;
+  return settings;
 }
 
 /**
@@ -112,7 +128,7 @@ export async function buildSamples(vars) {
   return samples;
 }
 
-/** The JSON text of a sample's body (inflated when it is sent gzipped). */
+/** The JSON text of a sample's body (inflated when it is sent gzipped). @param {Sample} sample */
 export const sampleText = (sample) => (typeof sample.body === "string" ? sample.body : gunzipSync(sample.body).toString("utf8"));
 
 /**
@@ -125,20 +141,26 @@ export async function postSample(relay, sample, timeoutMs = 15_000) {
   const response = await fetch(new URL(sample.path, relay), {
     method: "POST",
     headers: sample.headers,
-    body: sample.body,
+    body: typeof sample.body === "string" ? sample.body : new Uint8Array(sample.body),
     redirect: "manual",
     signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: response.status, text: await response.text() };
 }
 
+/**
+ * The relay's modules as the scripts use them. Providers are typed loosely here (the scripts are
+ * JavaScript); their interface is `RegisteredProvider` in src/providers/provider.ts.
+ * @typedef {{ parseSettings: Function, parseGroup: Function, describeProblems: Function, parseDestinations: Function, registry: any[], providers: Record<string, any> }} RelayModules
+ */
+/** @type {RelayModules | undefined} */
 let relayModules;
 
 /**
  * The relay's settings schemas and providers, bundled from src/ with esbuild for Node (the
  * scripts stay plain JavaScript; Node 20 cannot import TypeScript). Only modules free of
  * `cloudflare:` imports may be pulled in: the bundle fails if one is.
- * @returns {Promise<{ parseSettings: Function, parseGroup: Function, describeProblems: Function, parseDestinations: Function, registry: any[], providers: Record<string, any> }>}
+ * @returns {Promise<RelayModules>}
  */
 export async function loadRelay() {
   if (relayModules) return relayModules;
@@ -172,7 +194,7 @@ export async function loadRelay() {
     describeProblems: modules.describeProblems,
     parseDestinations: modules.parseDestinations,
     registry: modules.registry,
-    providers: Object.fromEntries(modules.registry.map((provider) => [provider.name, provider])),
+    providers: Object.fromEntries(modules.registry.map((/** @type {any} */ provider) => [provider.name, provider])),
   };
   return relayModules;
 }
@@ -197,7 +219,8 @@ export async function expectedReceipts(sample) {
   if (!normalized.ok) return { error: `${normalized.rejection.code}: ${normalized.rejection.message}` };
   const { value } = normalized;
   if (value.kind === "ignored") return { error: `not a read receipt (${value.event})` };
-  const made = value.kind === "receipts" ? value.receipts.map((item) => item.receipt) : [value.receipt];
+  /** @type {{ id: string, conversation: string }[]} */
+  const made = value.kind === "receipts" ? value.receipts.map((/** @type {any} */ item) => item.receipt) : [value.receipt];
   if (made.length === 0) return { error: "no read receipt in the batch" };
-  return { receipts: made.map((receipt) => ({ id: receipt.id, conversation: receipt.conversation })) };
+  return { receipts: made.map(({ id, conversation }) => ({ id, conversation })) };
 }

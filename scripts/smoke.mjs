@@ -5,7 +5,7 @@
 // refused or its receipt does not show up. Settings come from the environment, then from
 // .dev.vars when it exists; never from flags (they would stay in shell history).
 import { parseArgs } from "node:util";
-import { WaitTimeout, waitFor } from "./lib/wait.mjs";
+import { readyWithin } from "./lib/wait.mjs";
 import { configuredProviders, expectedReceipts, loadRelay, postSample, readVarsFile, root, signedSample } from "./samples.mjs";
 
 const usage = "usage: npm run smoke -- --url https://<host> [--wait SECONDS]   (settings: environment, then .dev.vars)";
@@ -155,10 +155,7 @@ async function awaitStored(receipt, deadline) {
     }
     return undefined;
   };
-  return waitFor(`receipt ${receipt.id}`, look, { until: deadline, intervalMs: 500 }).catch((error) => {
-    if (error instanceof WaitTimeout) return { found: false, line: last };
-    throw error;
-  });
+  return (await readyWithin(`receipt ${receipt.id}`, look, { until: deadline, intervalMs: 500 })) ?? { found: false, line: last };
 }
 
 // Each accepted receipt, read back from the conversation's object (the truth, not the read model).

@@ -57,5 +57,23 @@ export async function waitFor(what, check, { timeoutMs = 15_000, until, interval
   }
 }
 
+/**
+ * `waitFor` for waits whose running out is an answer, not a failure (the soak's tally, the bench's
+ * backlog): the value once ready, or undefined past the deadline. Other errors are thrown.
+ * @template T
+ * @param {string} what
+ * @param {() => Promise<T> | T} check
+ * @param {Parameters<typeof waitFor<T>>[2]} [options]
+ * @returns {Promise<T | undefined>}
+ */
+export async function readyWithin(what, check, options) {
+  try {
+    return await waitFor(what, check, options);
+  } catch (error) {
+    if (error instanceof WaitTimeout) return undefined;
+    throw error;
+  }
+}
+
 /** @param {unknown} value */
 const isSomething = (value) => value !== undefined && value !== false;
