@@ -42,34 +42,52 @@ const POOL_BATCH = 250;
 /** Older than this, a ready callback is thrown away: Tencent refuses a RequestTime over 60 s away. */
 const MAX_READY_AGE_MS = 30_000;
 
+/** Set by a load run while autocannon sends (bench/load.mjs): no signing then, so the bench's own CPU does not compete with workerd's. */
+let sending = false;
+export const setSending = (value) => (sending = value);
+
 /**
  * Signed callbacks made ahead of the load: autocannon asks for each request synchronously, and a
- * provider signs with Web Crypto, asynchronously. Refilled in the background as it is drawn; when
- * it runs dry (a warm-up against the no-op worker, mostly), the last callback goes again.
+ * provider signs with Web Crypto, asynchronously. Topped up before each load run (`topUpPools`),
+ * never while one sends: a pool that runs dry mid-run sends its callbacks again, in turn (said
+ * once per thousand; a no-op worker does not care, a relay would count duplicates).
  */
 function pool(make) {
-  const ready = [];
+  let ready = [];
+  let sent = [];
   let filling;
-  let last;
-  let starved = 0;
-  const fill = async () => {
-    while (ready.length < POOL_SIZE) {
-      const madeAt = Date.now();
-      const made = await Promise.all(Array.from({ length: POOL_BATCH }, make));
-      ready.push(...made.map((request) => ({ madeAt, request })));
-    }
-  };
-  return () => {
+  let resent = 0;
+  const fill = () =>
+    (filling ??= (async () => {
+      while (ready.length < POOL_SIZE) {
+        const madeAt = Date.now();
+        const made = await Promise.all(Array.from({ length: POOL_BATCH }, make));
+        ready.push(...made.map((request) => ({ madeAt, request })));
+      }
+    })().finally(() => (filling = undefined)));
+  const draw = () => {
     const now = Date.now();
     const fresh = ready.findIndex((item) => now - item.madeAt <= MAX_READY_AGE_MS);
     ready.splice(0, fresh === -1 ? ready.length : fresh);
-    if (!filling && ready.length < POOL_SIZE / 2) filling = fill().finally(() => (filling = undefined));
+    if (!sending && ready.length < POOL_SIZE / 2) fill();
     const item = ready.shift();
-    if (item) return (last = item.request);
-    if (last && ++starved % 1000 === 1) console.warn(`bench: the callback pool ran dry (${starved} callbacks resent)`);
-    // Before the first batch: a stand-in the relay refuses (only warm-ups start this early).
-    return last ?? STAND_IN;
+    if (item) {
+      sent.push(item.request);
+      return item.request;
+    }
+    if (sent.length === 0) return STAND_IN;
+    if (++resent % 1000 === 1) console.warn(`bench: the callback pool ran dry (${resent} callbacks resent)`);
+    return sent[resent % sent.length];
   };
+  /** Fresh and full again before a load run; what was sent is forgotten. */
+  const topUp = async () => {
+    sent = [];
+    resent = 0;
+    const now = Date.now();
+    ready = ready.filter((item) => now - item.madeAt <= MAX_READY_AGE_MS);
+    await fill();
+  };
+  return { draw, topUp };
 }
 /** What a load run sends before its first callback is made: refused 404 by the relay, answered by the no-op worker. */
 const STAND_IN = Object.freeze({ path: "/v1/hooks/none", headers: Object.freeze({ "content-type": "application/json" }), body: "{}" });
@@ -79,19 +97,27 @@ const drawFrom = (key, make) => {
   const now = Date.now();
   if (!pools.has(key)) {
     for (const [other, { drawnAt }] of pools) if (now - drawnAt > 60_000) pools.delete(other);
-    pools.set(key, { draw: pool(make), drawnAt: now });
+    pools.set(key, { ...pool(make), drawnAt: now });
   }
   const entry = pools.get(key);
   entry.drawnAt = now;
   return entry.draw();
 };
+/** Tops up every pool drawn from in the last minute (the one a load run is about to use among them). */
+export async function topUpPools() {
+  const now = Date.now();
+  await Promise.all([
+    ...[...pools.values()].filter(({ drawnAt }) => now - drawnAt <= 60_000).map((entry) => entry.topUp()),
+    ...[...fixedCallbacks.values()].map((entry) => entry.made),
+  ]);
+}
 /** One callback, made once and sent every time (the duplicate case); the stand-in until it is made. */
 const fixedCallbacks = new Map();
 const fixed = (key, make) => {
   if (!fixedCallbacks.has(key)) {
-    const entry = { request: undefined };
+    const entry = { request: undefined, made: undefined };
+    entry.made = make().then((request) => (entry.request = request));
     fixedCallbacks.set(key, entry);
-    make().then((request) => (entry.request = request));
   }
   return fixedCallbacks.get(key).request ?? STAND_IN;
 };

@@ -1,9 +1,26 @@
 // Load: autocannon runs against one worker, with the workerd process's CPU time across a run.
 import autocannon from "autocannon";
 import { cpuMicros } from "./build.mjs";
+import { setSending, topUpPools } from "./callbacks.mjs";
 import { options } from "./options.mjs";
 
-export function load(instance, makeRequest, seconds, { connections = options.connections, amount } = {}) {
+/**
+ * One autocannon run of `makeRequest`'s callbacks. They are signed ahead (bench/callbacks.mjs):
+ * one is drawn first so that its pool exists, every pool in use is topped up, and nothing is
+ * signed while the load runs.
+ */
+export async function load(instance, makeRequest, seconds, { connections = options.connections, amount } = {}) {
+  makeRequest();
+  await topUpPools();
+  setSending(true);
+  try {
+    return await send(instance, makeRequest, seconds, { connections, amount });
+  } finally {
+    setSending(false);
+  }
+}
+
+function send(instance, makeRequest, seconds, { connections, amount }) {
   return new Promise((resolve, reject) => {
     const run = autocannon(
       {

@@ -10,23 +10,13 @@
 // Usage: node scripts/check-config.mjs [--env NAME] [--config PATH]
 //   CLOUDFLARE_ENV=NAME does what --env does (for `npm run check`, whose arguments would go to
 //   wrangler; wrangler reads it too).
-import { parseArgs } from "node:util";
+import { parseFlags } from "./lib/cli.mjs";
 import { loadRelay, root } from "./samples.mjs";
 
 const usage = "usage: node scripts/check-config.mjs [--env NAME] [--config PATH]";
-let options;
-try {
-  options = parseArgs({
-    options: { env: { type: "string" }, config: { type: "string" }, help: { type: "boolean", short: "h" } },
-  }).values;
-} catch (error) {
-  console.error(`${error.message}\n${usage}`);
-  process.exit(2);
-}
-if (options.help) {
-  console.log(usage);
-  process.exit(0);
-}
+const flags = parseFlags({ env: { type: "string" }, config: { type: "string" } }, usage);
+if (!flags.values) process.exit(flags.exitCode);
+const options = flags.values;
 const envName = options.env ?? (process.env.CLOUDFLARE_ENV || undefined);
 const configPath = options.config ?? `${root}wrangler.toml`;
 const shownPath = options.config ?? "wrangler.toml";

@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
+import { parseFlags } from "./lib/cli.mjs";
 
 export const usage = `usage: npm run deploy -- [--secrets FILE] [--env NAME] [--url URL] [--dry-run]
   --secrets FILE  upload the secrets in FILE with the deploy (JSON, or NAME=value lines as in
@@ -317,25 +317,9 @@ async function readHealth(baseUrl) {
 }
 
 async function main() {
-  let options;
-  try {
-    options = parseArgs({
-      options: {
-        secrets: { type: "string" },
-        env: { type: "string" },
-        url: { type: "string" },
-        "dry-run": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    console.error(`${error.message}\n${usage}`);
-    return 2;
-  }
-  if (options.help) {
-    console.log(usage);
-    return 0;
-  }
+  const flags = parseFlags({ secrets: { type: "string" }, env: { type: "string" }, url: { type: "string" }, "dry-run": { type: "boolean" } }, usage);
+  if (!flags.values) return flags.exitCode;
+  const options = flags.values;
   const { env, url } = options;
   const dryRun = Boolean(options["dry-run"]);
   if (url !== undefined && !/^https?:\/\/[^/]+$/.test(url)) {

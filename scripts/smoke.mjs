@@ -4,7 +4,7 @@
 // API (Bearer ADMIN_TOKEN) whether each accepted receipt is stored. Exits 1 when a callback is
 // refused or its receipt does not show up. Settings come from the environment, then from
 // .dev.vars when it exists; never from flags (they would stay in shell history).
-import { parseArgs } from "node:util";
+import { parseFlags } from "./lib/cli.mjs";
 import { readyWithin } from "./lib/wait.mjs";
 import { configuredProviders, expectedReceipts, loadRelay, postSample, readVarsFile, root, signedSample } from "./samples.mjs";
 
@@ -19,17 +19,9 @@ if (secretFlag) {
   );
   process.exit(2);
 }
-let options;
-try {
-  options = parseArgs({ args: argv, options: { url: { type: "string" }, wait: { type: "string" }, help: { type: "boolean", short: "h" } } }).values;
-} catch (error) {
-  console.error(`${error.message}\n${usage}`);
-  process.exit(2);
-}
-if (options.help) {
-  console.log(usage);
-  process.exit(0);
-}
+const flags = parseFlags({ url: { type: "string" }, wait: { type: "string" } }, usage, argv);
+if (!flags.values) process.exit(flags.exitCode);
+const options = flags.values;
 let relay;
 try {
   relay = new URL(options.url ?? "");

@@ -9,13 +9,14 @@ import { z } from "zod";
 import { fromHex } from "../crypto/encoding";
 import { md5, md5Hex } from "../crypto/md5";
 import { timingSafeEqualBytes } from "../crypto/timing-safe";
-import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
+import { groupConversationKey, MAX_EVENT_AGE_MS, singleConversationKey, type JsonObject, type Receipt } from "../receipt";
 import { isoFromMillis } from "../time";
 import { integer, list, optional } from "../settings";
 import {
   Identifier,
   invalidBody,
   JSON_CONTENT,
+  outsideSignatureWindow,
   parseJsonObject,
   reject,
   rejectExtraPath,
@@ -130,14 +131,7 @@ export const easemob: RegisteredProvider<EasemobConfig, Envelope, typeof Setting
         message: "security does not match md5(callId + secret + timestamp) for any configured EASEMOB_SECRET",
       };
     }
-    const timestamp = Number(envelope.timestamp);
-    if (now - timestamp > config.maxEventAgeSeconds * 1000) {
-      return { status: 401, code: "expired", message: `timestamp is more than MAX_EVENT_AGE_SECONDS (${config.maxEventAgeSeconds} s) old` };
-    }
-    if (timestamp - now > MAX_FUTURE_SKEW_MS) {
-      return { status: 401, code: "from_the_future", message: "timestamp is more than 5 minutes in the future" };
-    }
-    return undefined;
+    return outsideSignatureWindow("timestamp", Number(envelope.timestamp), config.maxEventAgeSeconds, now);
   },
 
   // The signature covers callId and timestamp only: a captured one must not carry another body

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { sha256Hex } from "../crypto/hash";
-import { JsonObject, type ProviderName, type Receipt } from "../receipt";
+import { JsonObject, MAX_FUTURE_SKEW_MS, type ProviderName, type Receipt } from "../receipt";
 import type { ParsedGroup } from "../settings";
 
 /** What reached `/v1/hooks/<provider>/...`, before anything was trusted. */
@@ -256,6 +256,21 @@ export function parseEvent<T extends z.ZodType>(
   const parsed = schema.safeParse(json.value);
   if (!parsed.success) return invalidBody(parsed.error.issues);
   return { ok: true, value: { read: parsed.data, json: json.value } };
+}
+
+/**
+ * A signed time outside its window (Easemob's `timestamp`, `X-TalkJS-Timestamp`): older than
+ * `maxAgeSeconds` (MAX_EVENT_AGE_SECONDS), or more than MAX_FUTURE_SKEW_MS ahead: 401, since a
+ * captured signature must not be usable for longer (docs/design.md, "Time").
+ */
+export function outsideSignatureWindow(field: string, timestamp: number, maxAgeSeconds: number, now: number): Rejection | undefined {
+  if (now - timestamp > maxAgeSeconds * 1000) {
+    return { status: 401, code: "expired", message: `${field} is more than MAX_EVENT_AGE_SECONDS (${maxAgeSeconds} s) old` };
+  }
+  if (timestamp - now > MAX_FUTURE_SKEW_MS) {
+    return { status: 401, code: "from_the_future", message: `${field} is more than ${MAX_FUTURE_SKEW_MS / 60_000} minutes in the future` };
+  }
+  return undefined;
 }
 
 /** JSON.parse of a body that must be a JSON object; reports failure instead of throwing. */

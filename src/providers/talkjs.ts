@@ -9,7 +9,7 @@
 import { z } from "zod";
 import { hmacSha256Hex } from "../crypto/hash";
 import { timingSafeEqualAny } from "../crypto/timing-safe";
-import { groupConversationKey, MAX_EVENT_AGE_MS, MAX_FUTURE_SKEW_MS, type Receipt } from "../receipt";
+import { groupConversationKey, MAX_EVENT_AGE_MS, type Receipt } from "../receipt";
 import { isoFromMillis } from "../time";
 import { integer, list, optional } from "../settings";
 import {
@@ -18,6 +18,7 @@ import {
   invalidBody,
   JSON_CONTENT,
   parseEvent,
+  outsideSignatureWindow,
   parseJsonObject,
   reject,
   unconfigured,
@@ -178,13 +179,8 @@ export const talkjs: RegisteredProvider<TalkjsConfig, Envelope, typeof Settings>
         message: 'X-TalkJS-Signature does not match HMAC-SHA256(TALKJS_SECRET_KEY, X-TalkJS-Timestamp + "." + body) for any configured key',
       };
     }
-    const timestamp = talkjsTimestampMillis(envelope.timestamp);
-    if (now - timestamp > config.maxEventAgeSeconds * 1000) {
-      return { status: 401, code: "expired", message: `X-TalkJS-Timestamp is more than MAX_EVENT_AGE_SECONDS (${config.maxEventAgeSeconds} s) old` };
-    }
-    if (timestamp - now > MAX_FUTURE_SKEW_MS) {
-      return { status: 401, code: "from_the_future", message: "X-TalkJS-Timestamp is more than 5 minutes in the future" };
-    }
+    const outside = outsideSignatureWindow("X-TalkJS-Timestamp", talkjsTimestampMillis(envelope.timestamp), config.maxEventAgeSeconds, now);
+    if (outside) return outside;
     if (!config.appIds) return undefined;
     if (envelope.app === undefined) {
       return { status: 403, code: "missing_app_id", message: "the URL names no app (/v1/hooks/talkjs/<appId>): TALKJS_APP_ID is set" };
