@@ -6,6 +6,9 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root } from "../scripts/dev-vars.mjs";
+// The dashboard's browser script, built into the string module src/ imports (not committed; wrangler
+// builds it as its [build] command, this bench bundles src/ itself).
+import "../src/dashboard/browser/build.mjs";
 import { sleep } from "./util.mjs";
 
 export const HOST = "127.0.0.1";
