@@ -35,8 +35,11 @@ const makeForged = await callbackMaker(Object.fromEntries(Object.entries(SECRETS
 /** A fresh signed callback of a provider's sample (0: its plainest read receipt), for phases that send at their own pace. */
 export const callback = (provider, sampleIndex = 0, seed = {}) => makeCallback(provider, sampleIndex, seed);
 
-/** Callbacks each pool keeps ready: about two seconds of the no-op worker's rate. */
-const POOL_SIZE = 10_000;
+/**
+ * Callbacks each pool has ready when a run starts: a 5 s run of the relay at 4,000 req/s (the
+ * no-op worker, faster, may send some again: it does not tell them apart).
+ */
+const POOL_SIZE = 20_000;
 /** Made in parallel: Web Crypto's calls go through a thread pool. */
 const POOL_BATCH = 250;
 /** Older than this, a ready callback is thrown away: Tencent refuses a RequestTime over 60 s away. */
