@@ -1,5 +1,5 @@
 /**
- * The relay, metered, for `npm run bench` (scripts/bench.mjs) only: never deployed. It re-exports
+ * The relay, metered, for `npm run bench` (bench/run.mjs) only: never deployed. It re-exports
  * the relay's fetch handler and subclasses its Durable Object classes under the same names (so the
  * bindings and migrations apply unchanged), handing the parents a metered `ctx` and `env`:
  *

@@ -31,7 +31,7 @@ export function parseOptions(argv, scenarioIds) {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--help" || arg === "-h") {
-      console.log("usage: node scripts/bench.mjs [options]   (npm run bench -- [options])");
+      console.log("usage: node bench/run.mjs [options]   (npm run bench -- [options])");
       for (const [name, { value, help }] of Object.entries(OPTIONS)) console.log(`  --${name.padEnd(20)} ${help} (default ${value})`);
       for (const [name, help] of Object.entries(FLAGS)) console.log(`  --${name.padEnd(20)} ${help}`);
       console.log(`  --${"only".padEnd(20)} run only the scenarios whose id matches this regex (ids: ${scenarioIds.join(", ")})`);

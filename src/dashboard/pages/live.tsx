@@ -1,7 +1,7 @@
 /**
  * GET /dashboard/live?conversation=<key>&conversation=<key>…: up to 20 conversations' live tails
  * in one feed, newest first (docs/dashboard.md, "Live tail"). The page only lists the
- * conversations, each with its socket's URL and status; the script (assets/script.ts) opens one
+ * conversations, each with its socket's URL and status; the script (src/dashboard/browser/live-feed.ts) opens one
  * WebSocket per conversation, on the same route as a conversation's own page, and fills the feed.
  */
 import { parseConversationKey } from "../../receipt";

@@ -6,19 +6,19 @@
 // gives rows read/written, KV writes, object requests and alarms per receipt, priced with the dated
 // table in bench/prices.mjs. Writes bench/results.json and bench/results.svg. Stops by itself;
 // cleans up on exit. This file wires the phases together; the parts are in bench/*.mjs.
-//   node scripts/bench.mjs [--seconds 5] [--connections 8] [--pairs 3] [--quick] [--only <regex>] ...
-//   node scripts/bench.mjs --help
+//   node bench/run.mjs [--seconds 5] [--connections 8] [--pairs 3] [--quick] [--only <regex>] ...
+//   node bench/run.mjs --help
 import { cpus } from "node:os";
-import { bundle, cleanup, COMPATIBILITY_DATE, HOST, MINIFLARE_VERSION, prepare, startWorker } from "../bench/build.mjs";
-import { forwardingTo, held } from "../bench/callbacks.mjs";
-import { meter, unmeteredRpc } from "../bench/meter.mjs";
-import { parseOptions, wanted } from "../bench/options.mjs";
-import { startOrigin } from "../bench/origin.mjs";
-import { runBurst, runDestinations, runHot, runQuiet, runScenario } from "../bench/phases.mjs";
-import { claimsUsdPerMillion, PRICES, usdPerMillion } from "../bench/prices.mjs";
-import { printMarkdown, printSummary, writeResults } from "../bench/report.mjs";
-import { SCENARIO_IDS, SCENARIOS, targetsOf } from "../bench/scenarios.mjs";
-import { round } from "../bench/util.mjs";
+import { bundle, cleanup, COMPATIBILITY_DATE, HOST, MINIFLARE_VERSION, prepare, startWorker } from "./build.mjs";
+import { forwardingTo, held } from "./callbacks.mjs";
+import { meter, unmeteredRpc } from "./meter.mjs";
+import { parseOptions, wanted } from "./options.mjs";
+import { startOrigin } from "./origin.mjs";
+import { runBurst, runDestinations, runHot, runQuiet, runScenario } from "./phases.mjs";
+import { claimsUsdPerMillion, PRICES, usdPerMillion } from "./prices.mjs";
+import { printMarkdown, printSummary, writeResults } from "./report.mjs";
+import { SCENARIO_IDS, SCENARIOS, targetsOf } from "./scenarios.mjs";
+import { round } from "./util.mjs";
 
 const options = parseOptions(process.argv.slice(2), SCENARIO_IDS);
 prepare();
