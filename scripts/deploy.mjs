@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseFlags } from "./lib/cli.mjs";
+import { loadRelay } from "./samples.mjs";
 
 export const usage = `usage: npm run deploy -- [--secrets FILE] [--env NAME] [--url URL] [--dry-run]
   --secrets FILE  upload the secrets in FILE with the deploy (JSON, or NAME=value lines as in
@@ -21,27 +22,15 @@ export const usage = `usage: npm run deploy -- [--secrets FILE] [--env NAME] [--
   --url URL       where the relay answers, when wrangler prints no URL (routes only)
   --dry-run       print the plan, run the check and \`wrangler deploy --dry-run\`; no account needed`;
 
-/** Callback path per provider (README, "Quickstart per provider"). OpenIM's token is never printed. */
-export const callbackPaths = {
-  easemob: "/v1/hooks/easemob",
-  tencent: "/v1/hooks/tencent",
-  openim: "/v1/hooks/openim/<OPENIM_TOKEN>",
-  stream: "/v1/hooks/stream",
-  sendbird: "/v1/hooks/sendbird",
-  talkjs: "/v1/hooks/talkjs/<appId>",
-  whatsapp: "/v1/hooks/whatsapp",
-  messenger: "/v1/hooks/messenger",
-  instagram: "/v1/hooks/instagram",
-};
-const META_NOTE = "with a verify token of META_VERIFY_TOKEN";
-const callbackNotes = {
-  tencent: "Tencent appends its own query",
-  openim: "in config/webhooks.yml; put the token in place of <OPENIM_TOKEN>",
-  talkjs: "your TalkJS app id, needed when TALKJS_APP_ID is set",
-  whatsapp: META_NOTE,
-  messenger: META_NOTE,
-  instagram: META_NOTE,
-};
+/**
+ * What to paste in each registered provider's console (`Provider.console`, src/providers/): its
+ * callback path, OpenIM's token as a placeholder (never printed), and a note.
+ */
+const { registry } = await loadRelay();
+/** @type {Record<string, string>} */
+export const callbackPaths = Object.fromEntries(registry.map((provider) => [provider.name, provider.console?.path ?? `/v1/hooks/${provider.name}`]));
+/** @type {Record<string, string | undefined>} */
+const callbackNotes = Object.fromEntries(registry.map((provider) => [provider.name, provider.console?.note]));
 
 /**
  * @typedef {{ binding: string, database_name?: string, database_id?: string, migrations_dir?: string, migrations_table?: string }} Database

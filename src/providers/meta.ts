@@ -149,6 +149,7 @@ export function metaProvider(product: MetaProduct) {
     samples: product.samples,
     fresh: product.fresh,
     maxBodyBytes: META_MAX_BODY_BYTES,
+    console: { note: "with a verify token of META_VERIFY_TOKEN" },
     async sign(body, _sample, config) {
       const allowed = config.allowed?.[0];
       const text = JSON.stringify(allowed ? product.address(body, allowed) : body);

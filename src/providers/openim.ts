@@ -102,6 +102,7 @@ const SampleCommand = z.looseObject({ callbackCommand: z.string() });
 
 export const openim: RegisteredProvider<OpenimConfig, Envelope, typeof Settings> = {
   name: "openim",
+  console: { path: "/v1/hooks/openim/<OPENIM_TOKEN>", note: "in config/webhooks.yml; put the token in place of <OPENIM_TOKEN>" },
   settings: Settings,
   samples: [
     { label: SINGLE, fixture: `openim-${SINGLE}` },

@@ -129,6 +129,11 @@ export interface Provider<Config, Envelope, Settings extends z.ZodObject = z.Zod
   answer(outcome: Outcome): Answer;
   /** The largest body taken (413 past it); DEFAULT_MAX_BODY_BYTES unless the provider documents larger ones. */
   maxBodyBytes?: number;
+  /**
+   * What to paste in the provider's console, as `npm run deploy` prints it: the callback path when
+   * it is more than `/v1/hooks/<name>` (with `<placeholders>`), and a note on where or how.
+   */
+  console?: { path?: string; note?: string };
 }
 
 /** The body limit of a callback: the five chat SDKs' read callbacks are a few KiB. */

@@ -105,6 +105,7 @@ export function talkjsTimestampMillis(timestamp: string): number {
 
 export const talkjs: RegisteredProvider<TalkjsConfig, Envelope, typeof Settings> = {
   name: "talkjs",
+  console: { path: "/v1/hooks/talkjs/<appId>", note: "your TalkJS app id, needed when TALKJS_APP_ID is set" },
   settings: Settings,
   samples: [{ label: "message.read", fixture: "talkjs-message.read" }],
 

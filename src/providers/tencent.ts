@@ -123,6 +123,7 @@ const SampleCommand = z.looseObject({ CallbackCommand: z.string() });
 
 export const tencent: RegisteredProvider<TencentConfig, Envelope, typeof Settings> = {
   name: "tencent",
+  console: { note: "Tencent appends its own query" },
   settings: Settings,
   samples: [
     { label: "C2C.CallbackAfterMsgReport", fixture: "tencent-C2C.CallbackAfterMsgReport" },
