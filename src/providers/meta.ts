@@ -28,6 +28,7 @@ import {
   type ProviderSample,
   type RegisteredProvider,
   type SampleSeed,
+  type SignedBody,
 } from "./provider";
 
 /** Items (WhatsApp statuses, Messenger/Instagram messaging events) one callback may carry: more is refused 413. */
@@ -38,11 +39,7 @@ export const META_MAX_BODY_BYTES = 3 * 1024 * 1024;
 export const MAX_CHALLENGE_LENGTH = 256;
 
 /** The signature header, and the body's bytes, not yet trusted or parsed. */
-export interface MetaEnvelope {
-  signature?: string;
-  bytes: Uint8Array;
-  body: string;
-}
+export type MetaEnvelope = SignedBody;
 
 export interface MetaConfig {
   secrets: string[];

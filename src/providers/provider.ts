@@ -208,6 +208,13 @@ export async function requestIdOf(text: string): Promise<string> {
   return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20, 32)].join("-");
 }
 
+/** What a provider that signs the raw body (an HMAC header) reads before verifying: the header, and the body as received. */
+export interface SignedBody {
+  signature?: string;
+  bytes: Uint8Array;
+  body: string;
+}
+
 export const reject = (status: Rejection["status"], code: string, message: string): { ok: false; rejection: Rejection } => ({
   ok: false,
   rejection: { status, code, message },

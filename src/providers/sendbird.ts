@@ -14,11 +14,9 @@ import { list, optional } from "../settings";
 import {
   Identifier,
   identityId,
-  invalidBody,
   JSON_CONTENT,
   parseEvent,
   parseJsonObject,
-  reject,
   rejectExtraPath,
   unconfigured,
   type Answer,
@@ -26,6 +24,7 @@ import {
   type Outcome,
   type Parsed,
   type RegisteredProvider,
+  type SignedBody,
 } from "./provider";
 
 /** The app when a body carries no `app_id` (docs/providers/sendbird.md, "Conversations"). */
@@ -33,11 +32,7 @@ const SENDBIRD_DEFAULT_APP = "sendbird";
 const READ_EVENT = "group_channel:message_read";
 
 /** The signature header and the body's bytes, not yet trusted or parsed. */
-interface Envelope {
-  signature?: string;
-  bytes: Uint8Array;
-  body: string;
-}
+type Envelope = SignedBody;
 
 const Settings = z.object({
   /** The app's master API token, or several (several apps, or a rotation), comma-separated. */

@@ -14,10 +14,8 @@ import { list, optional } from "../settings";
 import {
   Identifier,
   identityId,
-  invalidBody,
   JSON_CONTENT,
   parseEvent,
-  parseJsonObject,
   reject,
   rejectExtraPath,
   requestIdOf,

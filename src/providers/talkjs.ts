@@ -15,11 +15,9 @@ import { integer, list, optional } from "../settings";
 import {
   Identifier,
   identityId,
-  invalidBody,
   JSON_CONTENT,
   parseEvent,
   outsideSignatureWindow,
-  parseJsonObject,
   reject,
   unconfigured,
   type Answer,
@@ -27,6 +25,7 @@ import {
   type Outcome,
   type Parsed,
   type RegisteredProvider,
+  type SignedBody,
 } from "./provider";
 
 /** The app when the URL names none (docs/providers/talkjs.md, "Conversations"). */
@@ -36,12 +35,9 @@ const READ_EVENT = "message.read";
 const MILLIS_FROM = 100_000_000_000;
 
 /** The headers that authenticate the callback, the app named by the URL, and the body as received. */
-interface Envelope {
-  signature?: string;
+interface Envelope extends SignedBody {
   timestamp?: string;
   app?: string;
-  bytes: Uint8Array;
-  body: string;
 }
 
 const Settings = z.object({
