@@ -177,6 +177,7 @@ export async function startWorker(scriptPath, { relay = false, settings = {}, ac
   });
   const instance = {
     name,
+    relay,
     mf,
     logs,
     pid: undefined,

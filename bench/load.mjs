@@ -12,7 +12,7 @@ import { options } from "./options.mjs";
 export async function load(instance, makeRequest, seconds, { connections = options.connections, amount } = {}) {
   makeRequest();
   await topUpPools();
-  setSending(true);
+  setSending(true, instance.relay ? "relay" : "noop");
   try {
     return await send(instance, makeRequest, seconds, { connections, amount });
   } finally {
