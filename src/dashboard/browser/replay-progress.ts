@@ -1,13 +1,15 @@
 /** A replay's page: polls the panel's `data-poll-url` every second until the job is done. */
+import * as z from "zod/mini";
 import { byTestId } from "./dom";
 
-/** The fields of the job's JSON (GET /dashboard/replays/<id>.json) the panel shows. */
-interface ReplayJob {
-  status: string;
-  conversations: { done: number; total: number };
-  requeued: number;
-  skipped: number;
-}
+/** The fields of the job's JSON (GET /dashboard/replays/<id>.json) the panel shows; an answer without them is not shown. */
+const ReplayJob = z.object({
+  status: z.string(),
+  conversations: z.object({ done: z.number(), total: z.number() }),
+  requeued: z.number(),
+  skipped: z.number(),
+});
+type ReplayJob = z.infer<typeof ReplayJob>;
 
 export function replayProgress(panel: HTMLElement): void {
   const url = panel.getAttribute("data-poll-url");
@@ -35,8 +37,9 @@ export function replayProgress(panel: HTMLElement): void {
     fetch(url, { credentials: "same-origin", cache: "no-store", headers: { accept: "application/json" } })
       .then((response) => {
         if (!response.ok) throw new Error(`status ${response.status}`);
-        return response.json() as Promise<ReplayJob>;
+        return response.json();
       })
+      .then((json: unknown) => ReplayJob.parse(json))
       .then((job) => {
         apply(job);
         if (job.status !== "done") setTimeout(tick, 1000);
