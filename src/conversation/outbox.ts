@@ -597,12 +597,16 @@ export class Outbox {
     return oldest === undefined || !latest ? undefined : { oldestAt: oldest, latest };
   }
 
-  /** The latest delivery to `destination` among the newest receipts: when, and its latency. */
+  /**
+   * The latest delivery to `destination` among the newest receipts: when, and its latency. A
+   * delivery with no settled time (one migrated from schema v1, which kept none) is passed over.
+   */
   lastDelivery(destination: string): { at: number; latencyMs: number } | undefined {
     const row = this.sql
       .exec(
         `SELECT json_extract(deliveries, ?1 || '.d') AS d, accepted_at FROM receipts
-         WHERE instr(routes, ?2) > 0 AND json_extract(deliveries, ?1 || '.s') = ${DELIVERED} ORDER BY seq DESC LIMIT 1`,
+         WHERE instr(routes, ?2) > 0 AND json_extract(deliveries, ?1 || '.s') = ${DELIVERED}
+           AND json_extract(deliveries, ?1 || '.d') IS NOT NULL ORDER BY seq DESC LIMIT 1`,
         recordPath(destination),
         routeNeedle(destination),
       )
